@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Install, from Debian's archive only, whatever metricast needs to build, run and test
+# and is not installed yet. Idempotent and silent when nothing is missing.
+#
+#   scripts/deps.sh            build + run + test dependencies
+#   scripts/deps.sh --build    only what the build needs
+#
+# Runs as root (the CI machine and a fresh Debian 12 are root); elsewhere uses sudo.
+set -euo pipefail
+
+build_pkgs=(
+  gcc make cmake ninja-build pkg-config
+  libuv1-dev          # event loops, TCP, UDP, timers, signals, threads
+  node-llhttp         # HTTP/1.1 parser, C sources compiled at build time
+  libwslay-dev        # WebSocket framing
+  libssl-dev          # SHA-1 + base64 for the WebSocket handshake
+  libjansson-dev      # parsing incoming JSON
+  libinih-dev         # INI configuration
+  libsqlite3-dev      # the embedded store
+  libcurl4-openssl-dev # webhooks (libcurl multi)
+)
+test_pkgs=(
+  libcmocka-dev       # unit tests under CTest
+  python3 python3-websockets # integration-test harness (a real WebSocket client)
+  curl                # smoke checks in scripts
+)
+
+want=("${build_pkgs[@]}")
+[ "${1:-}" = "--build" ] || want+=("${test_pkgs[@]}")
+
+missing=()
+for p in "${want[@]}"; do
+  st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$st" = "installed" ] || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "deps: installing ${missing[*]}" >&2
+
+# Some packages (prometheus, nats-server) start their services on install; forbid that so
+# they never hold the ports tests use. Removed again on exit if we created it.
+made_policy=0
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+  made_policy=1
+fi
+cleanup() { [ $made_policy -eq 1 ] && $SUDO rm -f /usr/sbin/policy-rc.d; return 0; }
+trap cleanup EXIT
+
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "deps: done" >&2

@@ -1,0 +1,100 @@
+/* config — every setting of metricastd, from one table.
+ *
+ * The option table (config_options()) is the single source of truth: the INI parser, the
+ * METRICAST_* environment, the command-line flags, --help and the generated reference
+ * all read it. Precedence: defaults < config file < environment < flags.
+ *
+ * Errors are returned as one line of text naming the setting and where it came from;
+ * main() prints it and exits 2. Nothing here prints or exits. */
+#ifndef MC_CONFIG_H
+#define MC_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define CFG_ERR_LEN 512
+
+typedef struct cfg_addr {
+    char host[64]; /* numeric IPv4 or IPv6 address */
+    int port;      /* 0 = let the kernel choose (useful for tests) */
+    bool off;      /* only for settings that accept "off" */
+} cfg_addr_t;
+
+typedef struct config {
+    char config_file[1024];
+    cfg_addr_t listen;
+    cfg_addr_t statsd;
+    char data_dir[1024];
+    double tick;            /* seconds */
+    double aggregate_every; /* seconds */
+    bool demo;
+    char nats_url[512];
+    int threads; /* I/O loop threads; 0 = one per core */
+    int log_level;
+    size_t http_max_header_bytes;
+    size_t http_max_body_bytes;
+    double http_header_timeout;
+    double http_idle_timeout;
+    size_t ws_max_message_bytes;
+    double ws_ping_interval;
+    double ws_idle_timeout;
+    double health_max_loop_lag;
+    double health_interval;
+} config_t;
+
+typedef enum {
+    CFG_T_ADDR,     /* host:port */
+    CFG_T_ADDR_OFF, /* host:port or "off" */
+    CFG_T_PATH,
+    CFG_T_NATS_URL,
+    CFG_T_SECONDS, /* "1.5", "500ms", "10s", "2m", "1h" */
+    CFG_T_SIZE,    /* "4096", "64k", "4m", "1g" (binary multiples) */
+    CFG_T_INT,
+    CFG_T_BOOL,
+    CFG_T_LOG_LEVEL,
+} cfg_type_t;
+
+typedef struct cfg_opt {
+    const char *section; /* INI section */
+    const char *key;     /* INI key */
+    const char *flag;    /* command-line flag without "--"; env is METRICAST_<FLAG> */
+    const char *metavar;
+    cfg_type_t type;
+    size_t offset; /* into config_t */
+    const char *def;
+    double min, max; /* numeric range, inclusive (ignored when min == max) */
+    const char *help;
+} cfg_opt_t;
+
+typedef enum { CFG_RUN = 0, CFG_HELP, CFG_VERSION } cfg_action_t;
+
+/* The option table, in --help order. */
+const cfg_opt_t *config_options(size_t *n);
+
+/* Fills c with every option's default. Never fails (the defaults are valid). */
+void config_defaults(config_t *c);
+
+/* Loads defaults, then the file (--config or METRICAST_CONFIG), then env (a NULL-terminated
+ * "K=V" array, usually environ), then argv. 0 and *action, or -EINVAL with err filled. */
+int config_load(config_t *c, int argc, char **argv, char *const *env, cfg_action_t *action,
+                char err[CFG_ERR_LEN]);
+
+/* Applies one INI file. 0, or -EINVAL / -ENOENT with err filled. */
+int config_load_file(config_t *c, const char *path, char err[CFG_ERR_LEN]);
+
+/* Sets one option from text; origin ("--tick", "file x line 3") prefixes the error. */
+int config_set(config_t *c, const cfg_opt_t *o, const char *value, const char *origin,
+               char err[CFG_ERR_LEN]);
+
+/* Writes --help text (generated from the table) into a malloc'd string; caller frees. */
+char *config_usage(const char *prog);
+
+/* Value parsers, exported for tests and for other modules' settings (alert `for`). */
+int config_parse_seconds(const char *s, double *out);
+int config_parse_size(const char *s, size_t *out);
+int config_parse_addr(const char *s, cfg_addr_t *out); /* also accepts "[::1]:port" */
+int config_parse_bool(const char *s, bool *out);
+/* Formats an address as host:port ([v6]:port); out ≥ 80 bytes. */
+const char *config_addr_str(const cfg_addr_t *a, char *out, size_t outlen);
+
+#endif

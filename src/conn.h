@@ -1,0 +1,75 @@
+/* conn — one TCP connection, owned by exactly one worker (loop thread).
+ *
+ * A connection starts as HTTP/1.1 and may become a WebSocket after the upgrade. Bytes
+ * read are handed to the protocol in place (the worker's read buffer is shared by all of
+ * its connections, so an idle connection holds no read buffer). Bytes written go through
+ * the outbound queue: a ring of shared frames (frame.h), written with one writev-style
+ * uv_write at a time — at most one write in flight per connection, and everything queued
+ * meanwhile goes out together in the next one.
+ *
+ * Lifetime: created by conn_accept(), freed in the libuv close callback after
+ * conn_close(). Every function here runs on the owning worker's thread. */
+#ifndef MC_CONN_H
+#define MC_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "frame.h"
+
+struct worker;
+struct http_state;
+struct ws_state;
+
+typedef enum { CONN_HTTP = 0, CONN_WS } conn_proto_t;
+
+typedef struct conn {
+    uv_tcp_t tcp; /* first member: the handle's address is the connection's */
+    uv_write_t wreq;
+    struct worker *w; /* owner; borrowed */
+    struct conn *prev, *next;
+    uint64_t id;
+    conn_proto_t proto;
+    struct http_state *http; /* while proto == CONN_HTTP; owned */
+    struct ws_state *ws;     /* once upgraded; owned */
+
+    /* outbound queue: ring of frames, each holding one reference */
+    frame_t **q;
+    uint32_t qcap, qhead, qlen;
+    uint32_t inflight; /* frames at the head handed to the write in flight */
+    size_t qbytes;     /* bytes queued, in flight included */
+
+    uint64_t last_rx_ms; /* loop time of the last byte received */
+    uint64_t bytes_in, bytes_out;
+    bool closing;      /* uv_close called */
+    bool flush_close;  /* close as soon as the queue is empty */
+    bool read_paused;  /* reading stopped by backpressure */
+    char peer[64];     /* "ip:port" */
+} conn_t;
+
+/* Accepts one pending connection on server (a listener of w). 0 or a negative UV error. */
+int conn_accept(struct worker *w, uv_stream_t *server);
+
+/* Queues f for sending. Takes over one reference to f (the caller frame_ref()s first if
+ * it keeps using it). -ENOMEM or -EPIPE (closing) drop the reference. */
+int conn_send(conn_t *c, frame_t *f);
+/* Copies p[0..n) into a new frame and queues it. */
+int conn_send_copy(conn_t *c, const void *p, size_t n, uint32_t flags);
+
+/* Starts a write of everything queued unless one is already in flight. */
+void conn_flush(conn_t *c);
+
+/* Closes now: queued data is discarded. Idempotent. */
+void conn_close(conn_t *c);
+/* Stops reading, writes what is queued, then closes. */
+void conn_close_after_flush(conn_t *c);
+
+/* Pauses or resumes reading (HTTP pipelining backpressure). */
+void conn_pause_read(conn_t *c, bool pause);
+
+/* Worker's 1 s sweep: timeouts and keepalive for this connection. */
+void conn_sweep(conn_t *c, uint64_t now_ms);
+
+#endif

@@ -1,0 +1,50 @@
+/* health — the hub's health verdict from real checks.
+ *
+ * The checks are pure functions of a snapshot (health_input_t) gathered by the hub from
+ * atomics the loops and the probe publish, so the verdict is testable without a daemon.
+ * The data-directory probe (health_probe_dir) does real I/O and runs on the hub thread,
+ * never on a connection's loop. */
+#ifndef MC_HEALTH_H
+#define MC_HEALTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
+
+#define HEALTH_MAX_CHECKS 8
+
+typedef struct health_input {
+    double max_loop_lag_s; /* worst loop */
+    int worst_loop;        /* -1: the hub loop, else a worker id */
+    double max_loop_lag_limit_s;
+    bool data_dir_ok;
+    int data_dir_errno;
+    const char *data_dir;
+    double uptime_s;
+    const char *version;
+    unsigned long long connections, ws_connections;
+} health_input_t;
+
+typedef struct health_check {
+    const char *name;
+    bool ok;
+    char detail[160];
+} health_check_t;
+
+typedef struct health_result {
+    bool healthy;
+    int n;
+    health_check_t checks[HEALTH_MAX_CHECKS];
+} health_result_t;
+
+void health_eval(const health_input_t *in, health_result_t *out);
+/* Appends the /api/v1/health JSON body. */
+int health_json(const health_input_t *in, const health_result_t *res, buf_t *b);
+
+/* Creates dir and its parents if missing (mode 0750). 0 or a negative errno. */
+int health_mkdirs(const char *dir);
+/* Proves dir is writable by writing a small file in it. 0 or a negative errno. */
+int health_probe_dir(const char *dir);
+
+#endif

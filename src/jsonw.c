@@ -1,0 +1,158 @@
+#include "jsonw.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void jsonw_init(jsonw_t *w, buf_t *b) {
+    w->b = b;
+    w->need_comma = 0;
+    w->depth = 0;
+    w->err = 0;
+}
+
+int jsonw_error(const jsonw_t *w) { return w->err ? w->err : (w->depth ? -EINVAL : 0); }
+
+static void put(jsonw_t *w, const char *s, size_t n) {
+    if (!w->err && buf_append(w->b, s, n) < 0) w->err = -ENOMEM;
+}
+
+/* Called before every value: writes the separating comma unless the value follows a key. */
+static void before_value(jsonw_t *w) {
+    uint64_t bit = (uint64_t)1 << w->depth;
+    if (w->need_comma & bit) put(w, ",", 1);
+    w->need_comma |= bit;
+}
+
+void jsonw_key(jsonw_t *w, const char *k) {
+    before_value(w);
+    if (!w->err && jsonw_escape(w->b, k, strlen(k)) < 0) w->err = -ENOMEM;
+    put(w, ":", 1);
+    /* the value that follows must not write a comma */
+    w->need_comma &= ~((uint64_t)1 << w->depth);
+}
+
+static void open_container(jsonw_t *w, char c) {
+    before_value(w);
+    put(w, &c, 1);
+    if (w->depth >= JSONW_MAX_DEPTH) {
+        w->err = -E2BIG;
+        return;
+    }
+    w->depth++;
+    w->need_comma &= ~((uint64_t)1 << w->depth);
+}
+
+static void close_container(jsonw_t *w, char c) {
+    put(w, &c, 1);
+    if (w->depth > 0) w->depth--;
+    /* after a key the parent's bit was cleared; the container counts as its value */
+    w->need_comma |= (uint64_t)1 << w->depth;
+}
+
+void jsonw_obj_open(jsonw_t *w) { open_container(w, '{'); }
+void jsonw_obj_close(jsonw_t *w) { close_container(w, '}'); }
+void jsonw_arr_open(jsonw_t *w) { open_container(w, '['); }
+void jsonw_arr_close(jsonw_t *w) { close_container(w, ']'); }
+
+int jsonw_escape(buf_t *b, const char *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    if (buf_reserve(b, n + 2) < 0) return -ENOMEM;
+    b->data[b->len++] = '"';
+    size_t run = 0; /* start of the pending run of bytes that need no escaping */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        if (buf_append(b, s + run, i - run) < 0) return -ENOMEM;
+        run = i + 1;
+        char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
+        size_t len = 2;
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        default:
+            esc[1] = 'u', esc[2] = '0', esc[3] = '0';
+            esc[4] = hex[c >> 4], esc[5] = hex[c & 15];
+            len = 6;
+        }
+        if (buf_append(b, esc, len) < 0) return -ENOMEM;
+    }
+    if (buf_append(b, s + run, n - run) < 0) return -ENOMEM;
+    return buf_putc(b, '"');
+}
+
+void jsonw_strn(jsonw_t *w, const char *s, size_t n) {
+    before_value(w);
+    if (!w->err && jsonw_escape(w->b, s, n) < 0) w->err = -ENOMEM;
+}
+
+void jsonw_str(jsonw_t *w, const char *s) {
+    if (!s) {
+        jsonw_null(w);
+        return;
+    }
+    jsonw_strn(w, s, strlen(s));
+}
+
+size_t jsonw_fmt_double(double v, char *out) {
+    if (!isfinite(v)) {
+        memcpy(out, "null", 5);
+        return 4;
+    }
+    if (v == (double)(int64_t)v && fabs(v) < 1e15) {
+        return (size_t)snprintf(out, 32, "%" PRId64, (int64_t)v);
+    }
+    int n = snprintf(out, 32, "%.15g", v);
+    if (strtod(out, NULL) != v) n = snprintf(out, 32, "%.17g", v);
+    return (size_t)n;
+}
+
+void jsonw_num(jsonw_t *w, double v) {
+    char tmp[32];
+    size_t n = jsonw_fmt_double(v, tmp);
+    before_value(w);
+    put(w, tmp, n);
+}
+
+void jsonw_int(jsonw_t *w, int64_t v) {
+    char tmp[24];
+    int n = snprintf(tmp, sizeof tmp, "%" PRId64, v);
+    before_value(w);
+    put(w, tmp, (size_t)n);
+}
+
+void jsonw_uint(jsonw_t *w, uint64_t v) {
+    char tmp[24];
+    int n = snprintf(tmp, sizeof tmp, "%" PRIu64, v);
+    before_value(w);
+    put(w, tmp, (size_t)n);
+}
+
+void jsonw_bool(jsonw_t *w, bool v) {
+    before_value(w);
+    put(w, v ? "true" : "false", v ? 4 : 5);
+}
+
+void jsonw_null(jsonw_t *w) {
+    before_value(w);
+    put(w, "null", 4);
+}
+
+void jsonw_raw(jsonw_t *w, const char *json, size_t n) {
+    before_value(w);
+    put(w, json, n);
+}
+
+void jsonw_kv_str(jsonw_t *w, const char *k, const char *v) { jsonw_key(w, k), jsonw_str(w, v); }
+void jsonw_kv_num(jsonw_t *w, const char *k, double v) { jsonw_key(w, k), jsonw_num(w, v); }
+void jsonw_kv_int(jsonw_t *w, const char *k, int64_t v) { jsonw_key(w, k), jsonw_int(w, v); }
+void jsonw_kv_uint(jsonw_t *w, const char *k, uint64_t v) { jsonw_key(w, k), jsonw_uint(w, v); }
+void jsonw_kv_bool(jsonw_t *w, const char *k, bool v) { jsonw_key(w, k), jsonw_bool(w, v); }

@@ -1,0 +1,232 @@
+#include "worker.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "conn.h"
+#include "hub.h"
+#include "log.h"
+#include "ws.h"
+
+/* Lag probe period: short enough to see a 100 ms stall, long enough to cost nothing. */
+#define LAG_PERIOD_MS 100
+#define LAG_WINDOW_TICKS 10
+/* After a stop request, connections get this long to finish their close handshakes. */
+#define STOP_GRACE_MS 500
+
+/* ---- loop lag ------------------------------------------------------------------------ */
+
+static void on_lag_timer(uv_timer_t *t) {
+    loop_lag_t *l = (loop_lag_t *)t;
+    uint64_t now = uv_hrtime();
+    uint64_t late = now > l->expected_ns ? now - l->expected_ns : 0;
+    if (late > l->window_max_ns) l->window_max_ns = late;
+    if (++l->ticks >= LAG_WINDOW_TICKS) {
+        atomic_store(&l->lag_ns, l->window_max_ns);
+        l->window_max_ns = 0;
+        l->ticks = 0;
+    }
+    atomic_store(&l->last_beat_ns, now);
+    l->expected_ns = now + (uint64_t)LAG_PERIOD_MS * 1000000u;
+}
+
+int loop_lag_start(loop_lag_t *l, uv_loop_t *loop) {
+    int rc = uv_timer_init(loop, &l->timer);
+    if (rc) return rc;
+    uint64_t now = uv_hrtime();
+    l->expected_ns = now + (uint64_t)LAG_PERIOD_MS * 1000000u;
+    l->window_max_ns = 0;
+    l->ticks = 0;
+    atomic_init(&l->lag_ns, 0);
+    atomic_init(&l->last_beat_ns, now);
+    return uv_timer_start(&l->timer, on_lag_timer, LAG_PERIOD_MS, LAG_PERIOD_MS);
+}
+
+double loop_lag_seconds(loop_lag_t *l, uint64_t now_ns) {
+    uint64_t lag = atomic_load(&l->lag_ns);
+    uint64_t beat = atomic_load(&l->last_beat_ns);
+    uint64_t period = (uint64_t)LAG_PERIOD_MS * 1000000u;
+    /* a loop stuck right now has not beaten for longer than one period */
+    if (now_ns > beat + period && now_ns - beat - period > lag) lag = now_ns - beat - period;
+    return (double)lag / 1e9;
+}
+
+/* ---- connections --------------------------------------------------------------------- */
+
+void worker__add_conn(worker_t *w, conn_t *c) {
+    c->prev = NULL;
+    c->next = w->conns;
+    if (w->conns) w->conns->prev = c;
+    w->conns = c;
+    atomic_fetch_add(&w->stats.connections, 1);
+}
+
+static void maybe_finish(worker_t *w);
+
+void worker__remove_conn(worker_t *w, conn_t *c) {
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (w->conns == c)
+        w->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    atomic_fetch_sub(&w->stats.connections, 1);
+    if (w->stopping) maybe_finish(w);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+    worker_t *w = server->data;
+    if (status < 0) {
+        log_warn("accept failed", "worker=%d error=%s", w->id, uv_strerror(status));
+        return;
+    }
+    if (w->stopping) return;
+    int rc = conn_accept(w, server);
+    if (rc && rc != UV_EAGAIN)
+        log_warn("accept failed", "worker=%d error=%s", w->id, uv_strerror(rc));
+}
+
+static void on_sweep(uv_timer_t *t) {
+    worker_t *w = t->data;
+    uint64_t now = uv_now(&w->loop);
+    conn_t *next;
+    for (conn_t *c = w->conns; c; c = next) {
+        next = c->next; /* conn_sweep may close c; it stays listed until its close cb */
+        conn_sweep(c, now);
+    }
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------- */
+
+static void thread_main(void *arg) {
+    worker_t *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    hub_worker_done(w->hub, w);
+}
+
+static uint64_t sweep_period_ms(const config_t *cfg) {
+    double m = cfg->http_header_timeout;
+    if (cfg->http_idle_timeout < m) m = cfg->http_idle_timeout;
+    if (cfg->ws_ping_interval < m) m = cfg->ws_ping_interval;
+    if (cfg->ws_idle_timeout < m) m = cfg->ws_idle_timeout;
+    /* a quarter of the shortest timeout keeps them accurate to 25%; 1 s is plenty else */
+    uint64_t ms = (uint64_t)(m * 1000 / 4);
+    return ms < 50 ? 50 : ms > 1000 ? 1000 : ms;
+}
+
+static void close_on_fail(uv_handle_t *h, void *arg) {
+    worker_t *w = arg;
+    if (uv_is_closing(h)) return;
+    if (h == (uv_handle_t *)&w->inbox.async)
+        inbox_close(&w->inbox, NULL);
+    else
+        uv_close(h, NULL);
+}
+
+int worker_init(worker_t *w, int id, hub_t *hub, const config_t *cfg, int listen_fd) {
+    memset(w, 0, sizeof *w);
+    w->id = id;
+    w->hub = hub;
+    w->cfg = cfg;
+    w->rbuf = malloc(WORKER_RBUF_SIZE);
+    if (!w->rbuf) return UV_ENOMEM;
+    int rc = uv_loop_init(&w->loop);
+    if (rc) goto fail_loop;
+    w->loop.data = w;
+    if ((rc = inbox_init(&w->inbox, &w->loop))) goto fail;
+    if ((rc = uv_timer_init(&w->loop, &w->sweep))) goto fail;
+    w->sweep.data = w;
+    if ((rc = uv_timer_init(&w->loop, &w->grace))) goto fail;
+    w->grace.data = w;
+    if ((rc = loop_lag_start(&w->lag, &w->loop))) goto fail;
+    uint64_t period = sweep_period_ms(cfg);
+    if ((rc = uv_timer_start(&w->sweep, on_sweep, period, period))) goto fail;
+    if ((rc = uv_tcp_init(&w->loop, &w->listener))) goto fail;
+    w->listener.data = w;
+    int fd = dup(listen_fd);
+    if (fd < 0) {
+        rc = uv_translate_sys_error(errno);
+        goto fail;
+    }
+    if ((rc = uv_tcp_open(&w->listener, fd))) {
+        close(fd);
+        goto fail;
+    }
+    if ((rc = uv_listen((uv_stream_t *)&w->listener, 4096, on_connection))) goto fail;
+    w->listening = true;
+    return 0;
+fail:
+    /* handles initialised so far are closed by running the loop once */
+    uv_walk(&w->loop, close_on_fail, w);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&w->loop);
+fail_loop:
+    free(w->rbuf);
+    w->rbuf = NULL;
+    return rc;
+}
+
+int worker_start(worker_t *w) { return uv_thread_create(&w->thread, thread_main, w); }
+
+static void close_handle(uv_handle_t *h) {
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void maybe_finish(worker_t *w) {
+    if (w->conns) return;
+    /* every connection is gone: close our own handles; uv_run returns afterwards */
+    close_handle((uv_handle_t *)&w->sweep);
+    close_handle((uv_handle_t *)&w->grace);
+    close_handle((uv_handle_t *)&w->lag.timer);
+    if (!uv_is_closing((uv_handle_t *)&w->inbox.async)) inbox_close(&w->inbox, NULL);
+}
+
+static void on_grace(uv_timer_t *t) {
+    worker_t *w = t->data;
+    conn_t *next;
+    for (conn_t *c = w->conns; c; c = next) {
+        next = c->next;
+        conn_close(c);
+    }
+}
+
+static void stop_task(void *arg, int cancelled) {
+    worker_t *w = arg;
+    if (cancelled || w->stopping) return;
+    w->stopping = true;
+    if (w->listening) {
+        uv_close((uv_handle_t *)&w->listener, NULL);
+        w->listening = false;
+    }
+    conn_t *next;
+    for (conn_t *c = w->conns; c; c = next) {
+        next = c->next;
+        if (c->proto == CONN_WS)
+            ws_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
+        else
+            conn_close_after_flush(c);
+    }
+    uv_timer_start(&w->grace, on_grace, STOP_GRACE_MS, 0);
+    maybe_finish(w);
+}
+
+int worker_request_stop(worker_t *w) { return inbox_post(&w->inbox, stop_task, w); }
+
+void worker_discard(worker_t *w) {
+    if (!w->rbuf) return;
+    uv_walk(&w->loop, close_on_fail, w);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&w->loop);
+    free(w->rbuf);
+    w->rbuf = NULL;
+}
+
+void worker_join(worker_t *w) {
+    uv_thread_join(&w->thread);
+    uv_loop_close(&w->loop);
+    free(w->rbuf);
+    w->rbuf = NULL;
+}

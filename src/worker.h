@@ -1,0 +1,87 @@
+/* worker — one I/O loop thread and the shard of connections it owns.
+ *
+ * The hub starts one worker per core. All workers watch the same listening socket (each
+ * through its own dup of the descriptor): the kernel hands each new connection to one of
+ * them, and from then on that connection lives and dies on that worker's thread. Other
+ * threads reach a worker only through its inbox.
+ *
+ * Counters other threads read (health, /metrics) are atomics in worker_stats_t. */
+#ifndef MC_WORKER_H
+#define MC_WORKER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "inbox.h"
+
+struct hub;
+struct conn;
+struct config;
+
+#define WORKER_RBUF_SIZE (64 * 1024)
+
+/* Event-loop lag, measured by a repeating timer: how late it fired. */
+typedef struct loop_lag {
+    uv_timer_t timer;
+    uint64_t expected_ns;
+    uint64_t window_max_ns;
+    unsigned ticks;
+    _Atomic uint64_t lag_ns;     /* max lateness over the last window (~1 s) */
+    _Atomic uint64_t last_beat_ns; /* uv_hrtime() of the last timer run */
+} loop_lag_t;
+
+int loop_lag_start(loop_lag_t *l, uv_loop_t *loop);
+/* Current lag as seen from any thread: also catches a loop that is stuck right now. */
+double loop_lag_seconds(loop_lag_t *l, uint64_t now_ns);
+
+typedef struct worker_stats {
+    _Atomic uint64_t connections;    /* open now */
+    _Atomic uint64_t ws_connections; /* open now */
+    _Atomic uint64_t accepted_total;
+    _Atomic uint64_t http_requests_total;
+    _Atomic uint64_t http_errors_total; /* answers >= 400 */
+    _Atomic uint64_t ws_bad_messages_total;
+} worker_stats_t;
+
+typedef struct worker {
+    int id;
+    struct hub *hub;                 /* borrowed; outlives the worker */
+    const struct config *cfg;        /* borrowed; immutable while running */
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_tcp_t listener;
+    inbox_t inbox;
+    uv_timer_t sweep;  /* 1 s: timeouts, keepalive pings */
+    uv_timer_t grace;  /* shutdown: force-close stragglers */
+    loop_lag_t lag;
+    struct conn *conns; /* intrusive list of owned connections */
+    uint64_t next_conn_id;
+    char *rbuf;        /* shared read buffer: data is consumed inside read_cb */
+    bool rbuf_busy;
+    bool stopping;
+    bool listening;
+    worker_stats_t stats;
+} worker_t;
+
+/* Prepares w (loop, handles) to serve the listening socket listen_fd (dup'd; the caller
+ * keeps its own). 0 or a negative UV error. */
+int worker_init(worker_t *w, int id, struct hub *hub, const struct config *cfg, int listen_fd);
+/* Starts the thread. */
+int worker_start(worker_t *w);
+/* Any thread: asks the worker to close its listener, send WebSocket clients 1001, finish
+ * writes within a short grace period and stop. It then calls hub_worker_done(). */
+int worker_request_stop(worker_t *w);
+/* After the thread ended (hub_worker_done was called): join it and free everything. */
+void worker_join(worker_t *w);
+
+/* Frees a worker that was initialised but never started. */
+void worker_discard(worker_t *w);
+
+/* For conn.c: list membership. */
+void worker__add_conn(worker_t *w, struct conn *c);
+void worker__remove_conn(worker_t *w, struct conn *c);
+
+#endif

@@ -1,0 +1,305 @@
+#include "ws.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <wslay/wslay.h>
+
+#include "config.h"
+#include "conn.h"
+#include "http.h"
+#include "log.h"
+#include "version.h"
+#include "worker.h"
+#include "ws_msg.h"
+
+/* A peer that does not answer our close frame within this is cut off. */
+#define WS_CLOSE_WAIT_MS 2000
+
+typedef struct ws_state {
+    wslay_event_context_ptr ctx;
+    const uint8_t *in; /* bytes of the current read, consumed by recv_cb */
+    size_t in_len;
+    uint64_t ping_sent_ms; /* 0: no ping outstanding since the last byte received */
+    uint64_t close_started_ms;
+    uint64_t abuse_window_ms;
+    uint32_t abuse_count;
+    bool in_recv;      /* inside wslay_event_recv: defer wslay_event_send */
+    bool close_queued; /* our close frame is queued: send no more data */
+} ws_state_t;
+
+static const char WS_GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+int ws_accept_key(const char *key, char out[WS_ACCEPT_LEN]) {
+    size_t klen = key ? strlen(key) : 0;
+    if (klen != 24) return -EINVAL;
+    unsigned char raw[24];
+    /* EVP_DecodeBlock counts the '=' padding as data: 24 chars → 18 bytes, 2 of padding */
+    int n = EVP_DecodeBlock(raw, (const unsigned char *)key, 24);
+    if (n != 18 || key[22] != '=' || key[23] != '=') return -EINVAL;
+    unsigned char cat[24 + sizeof WS_GUID];
+    memcpy(cat, key, 24);
+    memcpy(cat + 24, WS_GUID, sizeof WS_GUID - 1);
+    unsigned char sha[EVP_MAX_MD_SIZE];
+    unsigned shalen = 0;
+    if (!EVP_Digest(cat, 24 + sizeof WS_GUID - 1, sha, &shalen, EVP_sha1(), NULL) || shalen != 20)
+        return -EINVAL;
+    EVP_EncodeBlock((unsigned char *)out, sha, 20);
+    return 0;
+}
+
+size_t ws_frame_header(uint8_t out[10], uint8_t opcode, size_t len) {
+    out[0] = (uint8_t)(0x80 | (opcode & 0x0f));
+    if (len < 126) {
+        out[1] = (uint8_t)len;
+        return 2;
+    }
+    if (len <= 0xffff) {
+        out[1] = 126;
+        out[2] = (uint8_t)(len >> 8);
+        out[3] = (uint8_t)len;
+        return 4;
+    }
+    out[1] = 127;
+    for (int i = 0; i < 8; i++) out[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+    return 10;
+}
+
+frame_t *ws_frame_text(const void *payload, size_t len, uint32_t flags) {
+    uint8_t hdr[10];
+    size_t hl = ws_frame_header(hdr, WSLAY_TEXT_FRAME, len);
+    frame_t *f = frame_new(hl + len, flags);
+    if (!f) return NULL;
+    memcpy(f->data, hdr, hl);
+    if (len) memcpy(f->data + hl, payload, len);
+    return f;
+}
+
+int ws_send_frame(conn_t *c, frame_t *f) {
+    if (!c->ws || c->ws->close_queued) {
+        frame_unref(f);
+        return -EPIPE;
+    }
+    int rc = conn_send(c, f);
+    if (rc == 0) conn_flush(c);
+    return rc;
+}
+
+int ws_send_text(conn_t *c, const void *payload, size_t len) {
+    if (!c->ws || c->ws->close_queued) return -EPIPE;
+    frame_t *f = ws_frame_text(payload, len, 0);
+    if (!f) return -ENOMEM;
+    return ws_send_frame(c, f);
+}
+
+/* ---- wslay callbacks ----------------------------------------------------------------- */
+
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                       void *user) {
+    (void)flags;
+    ws_state_t *ws = ((conn_t *)user)->ws;
+    if (ws->in_len == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    size_t n = len < ws->in_len ? len : ws->in_len;
+    memcpy(buf, ws->in, n);
+    ws->in += n;
+    ws->in_len -= n;
+    return (ssize_t)n;
+}
+
+/* wslay writes only control frames (pong, close, ping): small, copied. */
+static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                       void *user) {
+    (void)flags;
+    conn_t *c = user;
+    if (conn_send_copy(c, data, len, 0) < 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    return (ssize_t)len;
+}
+
+static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                   void *user) {
+    (void)ctx;
+    conn_t *c = user;
+    switch (arg->opcode) {
+    case WSLAY_TEXT_FRAME:
+        ws_msg_handle(c, (const char *)arg->msg, arg->msg_length);
+        break;
+    case WSLAY_BINARY_FRAME:
+        ws_msg_error(c, "unsupported_frame", "binary messages are not part of the protocol");
+        break;
+    case WSLAY_CONNECTION_CLOSE:
+        log_debug("ws close received", "conn=%llu code=%u", (unsigned long long)c->id,
+                  (unsigned)arg->status_code);
+        break;
+    default: /* ping (answered by wslay) and pong: liveness only, counted via last_rx */
+        break;
+    }
+}
+
+static void flush_wslay(conn_t *c) {
+    ws_state_t *ws = c->ws;
+    if (!ws || c->closing) return;
+    if (wslay_event_send(ws->ctx) != 0) {
+        conn_close(c);
+        return;
+    }
+    conn_flush(c);
+    if (!wslay_event_want_read(ws->ctx) && !wslay_event_want_write(ws->ctx))
+        conn_close_after_flush(c);
+}
+
+void ws_handshake(http_req_t *r) {
+    conn_t *c = r->conn;
+    const char *upgrade = http_header(r, "Upgrade");
+    const char *connection = http_header(r, "Connection");
+    if (!http_header_has_token(upgrade, "websocket") ||
+        !http_header_has_token(connection, "upgrade")) {
+        http_respond(r, 426, "application/json",
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\n",
+                     "{\"error\":\"upgrade_required\",\"detail\":\"this endpoint speaks "
+                     "WebSocket: send Upgrade: websocket\"}\n",
+                     sizeof "{\"error\":\"upgrade_required\",\"detail\":\"this endpoint speaks "
+                            "WebSocket: send Upgrade: websocket\"}\n" - 1);
+        return;
+    }
+    const char *version = http_header(r, "Sec-WebSocket-Version");
+    if (!version || strcmp(version, "13") != 0) {
+        static const char body[] = "{\"error\":\"unsupported_version\",\"detail\":\"only "
+                                   "WebSocket version 13 (RFC 6455) is supported\"}\n";
+        http_respond(r, 426, "application/json", "Sec-WebSocket-Version: 13\r\n", body,
+                     sizeof body - 1);
+        return;
+    }
+    char accept[WS_ACCEPT_LEN];
+    if (ws_accept_key(http_header(r, "Sec-WebSocket-Key"), accept) < 0) {
+        http_respond_error(r, 400, "bad_handshake",
+                           "Sec-WebSocket-Key must be 16 bytes in base64");
+        return;
+    }
+
+    ws_state_t *ws = calloc(1, sizeof *ws);
+    if (!ws) {
+        http_respond_error(r, 503, "out_of_memory", "websocket state");
+        return;
+    }
+    static const struct wslay_event_callbacks cbs = {
+        .recv_callback = recv_cb, .send_callback = send_cb, .on_msg_recv_callback = on_msg};
+    if (wslay_event_context_server_init(&ws->ctx, &cbs, c) != 0) {
+        free(ws);
+        http_respond_error(r, 503, "out_of_memory", "websocket state");
+        return;
+    }
+    wslay_event_config_set_max_recv_msg_length(ws->ctx, c->w->cfg->ws_max_message_bytes);
+
+    char resp[256];
+    int n = snprintf(resp, sizeof resp,
+                     "HTTP/1.1 101 Switching Protocols\r\nServer: metricast/" MC_VERSION
+                     "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Accept: %s\r\n\r\n",
+                     accept);
+    if (conn_send_copy(c, resp, (size_t)n, 0) < 0) {
+        wslay_event_context_free(ws->ctx);
+        free(ws);
+        conn_close(c);
+        return;
+    }
+    c->ws = ws;
+    c->proto = CONN_WS;
+    http_mark_upgraded(r);
+    atomic_fetch_add(&c->w->stats.ws_connections, 1);
+    log_debug("ws open", "conn=%llu peer=%s", (unsigned long long)c->id, c->peer);
+    if (ws_msg_open(c, r->query) < 0) {
+        ws_close(c, WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    conn_flush(c);
+}
+
+void ws_on_data(conn_t *c, const uint8_t *data, size_t len) {
+    ws_state_t *ws = c->ws;
+    if (!ws || c->closing) return;
+    ws->in = data;
+    ws->in_len = len;
+    ws->ping_sent_ms = 0;
+    ws->in_recv = true;
+    int rc = wslay_event_recv(ws->ctx);
+    if (c->closing) return; /* a handler closed the connection */
+    ws->in_recv = false;
+    ws->in = NULL;
+    ws->in_len = 0;
+    if (rc != 0) {
+        conn_close(c);
+        return;
+    }
+    flush_wslay(c);
+}
+
+void ws_close(conn_t *c, uint16_t code, const char *reason) {
+    ws_state_t *ws = c->ws;
+    if (!ws || ws->close_queued || c->closing) return;
+    ws->close_queued = true;
+    ws->close_started_ms = uv_now(&c->w->loop);
+    size_t rlen = reason ? strlen(reason) : 0;
+    if (rlen > 123) rlen = 123; /* control frame payload: 125 bytes with the code */
+    log_debug("ws close", "conn=%llu code=%u", (unsigned long long)c->id, (unsigned)code);
+    if (wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason, rlen) != 0) {
+        conn_close_after_flush(c);
+        return;
+    }
+    if (!ws->in_recv) flush_wslay(c);
+}
+
+void ws_bad_message(conn_t *c) {
+    ws_state_t *ws = c->ws;
+    if (!ws) return;
+    atomic_fetch_add(&c->w->stats.ws_bad_messages_total, 1);
+    uint64_t now = uv_now(&c->w->loop);
+    if (now - ws->abuse_window_ms > WS_ABUSE_WINDOW_MS) {
+        ws->abuse_window_ms = now;
+        ws->abuse_count = 0;
+    }
+    if (++ws->abuse_count >= WS_ABUSE_LIMIT) {
+        log_info("ws client closed for abuse", "conn=%llu peer=%s bad_messages=%u",
+                 (unsigned long long)c->id, c->peer, ws->abuse_count);
+        ws_close(c, WS_CLOSE_POLICY, "too many bad messages");
+    }
+}
+
+void ws_sweep(conn_t *c, uint64_t now_ms) {
+    ws_state_t *ws = c->ws;
+    if (!ws) return;
+    const config_t *cfg = c->w->cfg;
+    if (ws->close_queued) {
+        if (now_ms - ws->close_started_ms >= WS_CLOSE_WAIT_MS) conn_close(c);
+        return;
+    }
+    uint64_t quiet = now_ms - c->last_rx_ms;
+    if (quiet >= (uint64_t)(cfg->ws_idle_timeout * 1000)) {
+        ws_close(c, WS_CLOSE_GOING_AWAY, "idle timeout");
+        return;
+    }
+    if (quiet >= (uint64_t)(cfg->ws_ping_interval * 1000) &&
+        (!ws->ping_sent_ms || now_ms - ws->ping_sent_ms >= (uint64_t)(cfg->ws_ping_interval * 1000))) {
+        struct wslay_event_msg ping = {WSLAY_PING, (const uint8_t *)"mc", 2};
+        if (wslay_event_queue_msg(ws->ctx, &ping) == 0) {
+            ws->ping_sent_ms = now_ms;
+            flush_wslay(c);
+        }
+    }
+}
+
+void ws_detach(conn_t *c) {
+    ws_state_t *ws = c->ws;
+    if (!ws) return;
+    ws_msg_close(c);
+    wslay_event_context_free(ws->ctx);
+    free(ws);
+    c->ws = NULL;
+    atomic_fetch_sub(&c->w->stats.ws_connections, 1);
+}

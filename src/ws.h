@@ -1,0 +1,61 @@
+/* ws — the WebSocket side of a connection (RFC 6455), on wslay.
+ *
+ * wslay parses client frames (masking, fragmentation, control frames, UTF-8, size limit)
+ * and answers pings and closes. Data frames from the server do not go through wslay:
+ * they are encoded once into shared frames (ws_frame_text) and queued on the connection
+ * directly, because one encoded frame may go to thousands of subscribers — server frames
+ * are unmasked, so the bytes are the same for all of them.
+ *
+ * Client text messages go to ws_msg.c. All calls run on the connection's worker thread. */
+#ifndef MC_WS_H
+#define MC_WS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frame.h"
+
+struct conn;
+struct http_req;
+
+#define WS_ACCEPT_LEN 29 /* base64(SHA-1) = 28 chars + NUL */
+#define WS_CLOSE_NORMAL 1000
+#define WS_CLOSE_GOING_AWAY 1001
+#define WS_CLOSE_POLICY 1008
+#define WS_CLOSE_TOO_BIG 1009
+#define WS_CLOSE_INTERNAL 1011
+/* A client that causes this many error answers within WS_ABUSE_WINDOW_MS is closed. */
+#define WS_ABUSE_LIMIT 10
+#define WS_ABUSE_WINDOW_MS 10000
+
+/* Route handler for GET /ws: validates the handshake, answers 101 and turns the
+ * connection into a WebSocket, or answers 400/426. */
+void ws_handshake(struct http_req *r);
+
+/* Sec-WebSocket-Accept for a client key. 0, or -EINVAL if key is not 16 base64 bytes. */
+int ws_accept_key(const char *key, char out[WS_ACCEPT_LEN]);
+
+/* Encodes a server frame header (FIN set, no mask) into out; returns its length (2-10). */
+size_t ws_frame_header(uint8_t out[10], uint8_t opcode, size_t payload_len);
+/* A complete text frame with a copy of payload, one reference, shareable; NULL on ENOMEM. */
+frame_t *ws_frame_text(const void *payload, size_t len, uint32_t flags);
+
+/* Queues a text message on c. Dropped (-EPIPE) once a close was queued. */
+int ws_send_text(struct conn *c, const void *payload, size_t len);
+/* Queues a shared frame from ws_frame_text; takes over one reference. */
+int ws_send_frame(struct conn *c, frame_t *f);
+
+/* Starts the closing handshake with code and reason; the TCP connection closes when the
+ * peer answers or after a short timeout. Idempotent. */
+void ws_close(struct conn *c, uint16_t code, const char *reason);
+
+/* A client message was rejected with an error answer: counts it, and closes the
+ * connection with 1008 when the client keeps misbehaving. */
+void ws_bad_message(struct conn *c);
+
+void ws_on_data(struct conn *c, const uint8_t *data, size_t len);
+void ws_sweep(struct conn *c, uint64_t now_ms);
+void ws_detach(struct conn *c);
+
+#endif
