@@ -1,0 +1,262 @@
+/* config: value parsers, precedence file < env < flags, and every error names its setting. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "config.h"
+
+static void test_seconds(void **state) {
+    (void)state;
+    static const struct {
+        const char *in;
+        double want;
+        int ok;
+    } cases[] = {
+        {"1", 1, 1},      {"0.01", 0.01, 1}, {"500ms", 0.5, 1}, {"10s", 10, 1},
+        {"2m", 120, 1},   {"1h", 3600, 1},   {"1d", 86400, 1},  {"", 0, 0},
+        {"abc", 0, 0},    {"10x", 0, 0},     {"-1", 0, 0},      {"nan", 0, 0},
+        {"1e400", 0, 0},  {"5 s", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        double v = -1;
+        int rc = config_parse_seconds(cases[i].in, &v);
+        if (cases[i].ok) {
+            assert_int_equal(rc, 0);
+            assert_true(v > cases[i].want - 1e-9 && v < cases[i].want + 1e-9);
+        } else {
+            assert_int_not_equal(rc, 0);
+        }
+    }
+}
+
+static void test_size(void **state) {
+    (void)state;
+    size_t v;
+    assert_int_equal(config_parse_size("4096", &v), 0);
+    assert_int_equal(v, 4096);
+    assert_int_equal(config_parse_size("64k", &v), 0);
+    assert_int_equal(v, 65536);
+    assert_int_equal(config_parse_size("4M", &v), 0);
+    assert_int_equal(v, 4u << 20);
+    assert_int_equal(config_parse_size("1KiB", &v), 0);
+    assert_int_equal(v, 1024);
+    assert_int_not_equal(config_parse_size("", &v), 0);
+    assert_int_not_equal(config_parse_size("-1", &v), 0);
+    assert_int_not_equal(config_parse_size("12q", &v), 0);
+    assert_int_not_equal(config_parse_size("99999999999999999999999", &v), 0);
+}
+
+static void test_addr(void **state) {
+    (void)state;
+    cfg_addr_t a;
+    char s[80];
+    assert_int_equal(config_parse_addr("127.0.0.1:9750", &a), 0);
+    assert_string_equal(a.host, "127.0.0.1");
+    assert_int_equal(a.port, 9750);
+    assert_int_equal(config_parse_addr("[::1]:8125", &a), 0);
+    assert_string_equal(a.host, "::1");
+    assert_string_equal(config_addr_str(&a, s, sizeof s), "[::1]:8125");
+    assert_int_equal(config_parse_addr("localhost:1", &a), 0);
+    assert_string_equal(a.host, "127.0.0.1");
+    assert_int_equal(config_parse_addr("0.0.0.0:0", &a), 0);
+    assert_int_equal(config_parse_addr("127.0.0.1:99999", &a), -ERANGE);
+    assert_int_equal(config_parse_addr("127.0.0.1:", &a), -ERANGE);
+    assert_int_equal(config_parse_addr("127.0.0.1:12ab", &a), -ERANGE);
+    assert_int_equal(config_parse_addr("example.com:80", &a), -EINVAL);
+    assert_int_equal(config_parse_addr("9750", &a), -EINVAL);
+}
+
+static void test_defaults_match_spec(void **state) {
+    (void)state;
+    config_t c;
+    config_defaults(&c);
+    assert_string_equal(c.listen.host, "127.0.0.1");
+    assert_int_equal(c.listen.port, 9750);
+    assert_string_equal(c.statsd.host, "127.0.0.1");
+    assert_int_equal(c.statsd.port, 8125);
+    assert_string_equal(c.data_dir, "./metricast-data");
+    assert_true(c.tick == 1.0);
+    assert_true(c.aggregate_every == 30.0);
+    assert_false(c.demo);
+    assert_string_equal(c.nats_url, "");
+}
+
+/* Every option's default must itself pass validation: the table cannot carry a bad one. */
+static void test_every_default_valid(void **state) {
+    (void)state;
+    size_t n;
+    const cfg_opt_t *o = config_options(&n);
+    config_t c;
+    char err[CFG_ERR_LEN];
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(config_set(&c, &o[i], o[i].def, "default", err), 0);
+        assert_non_null(o[i].help);
+    }
+}
+
+static char *write_tmp(const char *text) {
+    static char path[64];
+    strcpy(path, "/tmp/mc-test-config-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+static int load(config_t *c, const char **args, char *const *env, char *err) {
+    char *argv[32];
+    int argc = 0;
+    argv[argc++] = (char *)"metricastd";
+    for (; *args; args++) argv[argc++] = (char *)*args;
+    argv[argc] = NULL;
+    cfg_action_t act;
+    return config_load(c, argc, argv, env, &act, err);
+}
+
+static void test_precedence(void **state) {
+    (void)state;
+    char *path = write_tmp("[stream]\ntick = 5 ; inline comment\n[server]\nthreads = 3\n"
+                           "[store]\naggregate_every = 45s\n");
+    char cfgarg[128];
+    snprintf(cfgarg, sizeof cfgarg, "--config=%s", path);
+    config_t c;
+    char err[CFG_ERR_LEN] = "";
+    const char *args1[] = {cfgarg, NULL};
+    char *env0[] = {NULL};
+    assert_int_equal(load(&c, args1, env0, err), 0);
+    assert_true(c.tick == 5.0);
+    assert_int_equal(c.threads, 3);
+    assert_true(c.aggregate_every == 45.0);
+
+    char *env1[] = {(char *)"METRICAST_TICK=2", (char *)"METRICAST_THREADS=4", NULL};
+    assert_int_equal(load(&c, args1, env1, err), 0);
+    assert_true(c.tick == 2.0); /* env beats file */
+    assert_int_equal(c.threads, 4);
+
+    const char *args2[] = {cfgarg, "--tick", "0.25", "--threads=1", NULL};
+    assert_int_equal(load(&c, args2, env1, err), 0);
+    assert_true(c.tick == 0.25); /* flag beats env */
+    assert_int_equal(c.threads, 1);
+    assert_true(c.aggregate_every == 45.0); /* untouched layers stay */
+
+    /* a bad value at a lower layer still fails: every layer is validated */
+    char *env_bad[] = {(char *)"METRICAST_TICK=0", NULL};
+    const char *args3[] = {"--tick", "1", NULL};
+    assert_int_not_equal(load(&c, args3, env_bad, err), 0);
+    assert_non_null(strstr(err, "METRICAST_TICK"));
+
+    /* METRICAST_CONFIG names the file when --config is absent */
+    char envcfg[128];
+    snprintf(envcfg, sizeof envcfg, "METRICAST_CONFIG=%s", path);
+    char *env2[] = {envcfg, NULL};
+    const char *none[] = {NULL};
+    assert_int_equal(load(&c, none, env2, err), 0);
+    assert_true(c.tick == 5.0);
+    unlink(path);
+}
+
+static void expect_error(const char *file_text, const char **args, const char *needle) {
+    config_t c;
+    char err[CFG_ERR_LEN] = "";
+    char *argv_buf[16];
+    const char **a = args;
+    char cfgarg[128];
+    char *path = NULL;
+    int i = 0;
+    if (file_text) {
+        path = write_tmp(file_text);
+        snprintf(cfgarg, sizeof cfgarg, "--config=%s", path);
+        argv_buf[i++] = cfgarg;
+    }
+    for (; a && *a; a++) argv_buf[i++] = (char *)*a;
+    argv_buf[i] = NULL;
+    char *env[] = {NULL};
+    int rc = load(&c, (const char **)argv_buf, env, err);
+    if (path) unlink(path);
+    if (rc == 0) fail_msg("expected an error containing \"%s\"", needle);
+    if (!strstr(err, needle)) fail_msg("error \"%s\" does not name \"%s\"", err, needle);
+}
+
+static void test_errors_name_the_setting(void **state) {
+    (void)state;
+    expect_error("[nosuch]\nkey = 1\n", NULL, "[nosuch]");
+    expect_error("[stream]\nspeed = 1\n", NULL, "speed");
+    expect_error("[stream]\ntick = 0\n", NULL, "tick");
+    expect_error("[http]\nmax_body_bytes = lots\n", NULL, "max_body_bytes");
+    expect_error("this is not ini\n", NULL, "line 1");
+    const char *a1[] = {"--tick", "abc", NULL};
+    expect_error(NULL, a1, "--tick");
+    const char *a2[] = {"--listen", "127.0.0.1:99999", NULL};
+    expect_error(NULL, a2, "--listen");
+    const char *a3[] = {"--statsd", "nowhere", NULL};
+    expect_error(NULL, a3, "--statsd");
+    const char *a4[] = {"--bogus", NULL};
+    expect_error(NULL, a4, "--bogus");
+    const char *a5[] = {"--nats", "http://x", NULL};
+    expect_error(NULL, a5, "--nats");
+    const char *a6[] = {"--tick", NULL};
+    expect_error(NULL, a6, "--tick");
+    const char *a7[] = {"--config", "/nonexistent/metricast.ini", NULL};
+    expect_error(NULL, a7, "/nonexistent/metricast.ini");
+    const char *a8[] = {"stray", NULL};
+    expect_error(NULL, a8, "stray");
+    const char *a9[] = {"--threads", "65", NULL};
+    expect_error(NULL, a9, "--threads");
+    const char *a10[] = {"--log-level", "loud", NULL};
+    expect_error(NULL, a10, "--log-level");
+}
+
+static void test_flags_misc(void **state) {
+    (void)state;
+    config_t c;
+    char err[CFG_ERR_LEN];
+    const char *a[] = {"--demo", "--statsd", "off", "--nats", "nats://127.0.0.1:4222", NULL};
+    char *env[] = {NULL};
+    assert_int_equal(load(&c, a, env, err), 0);
+    assert_true(c.demo);
+    assert_true(c.statsd.off);
+    assert_string_equal(c.nats_url, "nats://127.0.0.1:4222");
+    char *argv[] = {(char *)"metricastd", (char *)"--tick", (char *)"x", (char *)"--help", NULL};
+    cfg_action_t act;
+    assert_int_equal(config_load(&c, 4, argv, env, &act, err), 0);
+    assert_int_equal(act, CFG_HELP); /* --help wins over anything malformed */
+}
+
+static void test_usage_lists_every_flag(void **state) {
+    (void)state;
+    char *u = config_usage("metricastd");
+    assert_non_null(u);
+    size_t n;
+    const cfg_opt_t *o = config_options(&n);
+    for (size_t i = 0; i < n; i++) {
+        char flag[96];
+        snprintf(flag, sizeof flag, "--%s", o[i].flag);
+        if (!strstr(u, flag)) fail_msg("--help lacks %s", flag);
+    }
+    assert_non_null(strstr(u, "--config"));
+    assert_non_null(strstr(u, "--version"));
+    free(u);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_seconds),
+        cmocka_unit_test(test_size),
+        cmocka_unit_test(test_addr),
+        cmocka_unit_test(test_defaults_match_spec),
+        cmocka_unit_test(test_every_default_valid),
+        cmocka_unit_test(test_precedence),
+        cmocka_unit_test(test_errors_name_the_setting),
+        cmocka_unit_test(test_flags_misc),
+        cmocka_unit_test(test_usage_lists_every_flag),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
