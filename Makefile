@@ -6,6 +6,7 @@
 #   make test    install missing packages, build, run every test through CTest,
 #                then the whole suite again in an ASan+UBSan build (build-asan/)
 #   make bench   build and run the benchmarks under bench/
+#   make fuzz    build the libFuzzer targets with clang and run each (FUZZ_SECONDS, 60)
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -13,7 +14,7 @@ CMAKE_GEN  ?= -G Ninja
 CTEST_J    ?= 2
 RUN_ARGS   ?= --demo
 
-.PHONY: all build run test test-release test-asan deps deps-build asan bench clean
+.PHONY: all build run test test-release test-asan deps deps-build asan bench fuzz clean
 
 all: build
 
@@ -48,6 +49,9 @@ test: test-release test-asan
 
 bench: deps build
 	bench/run_all.sh $(BUILD)
+
+fuzz: deps
+	scripts/fuzz.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

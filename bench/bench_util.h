@@ -29,9 +29,9 @@ typedef struct {
 } daemon_cmd_t;
 
 typedef struct {
-    pid_t pid; /* 0: not running */
-    int pidfd; /* -1 when pidfd_open is unavailable */
-    int port;  /* 0 until known */
+    pid_t pid;         /* 0: not running */
+    int pidfd;         /* -1 when pidfd_open is unavailable */
+    int port;          /* 0 until known */
     double t_spawn_ms; /* monotonic time taken just before fork() */
 } daemon_run_t;
 
@@ -48,8 +48,7 @@ int daemon_start(daemon_cmd_t *cmd, daemon_run_t *run);
 /* Polls GET /api/v1/health (raw TCP, a try every ~0.2 ms) until an `HTTP/1.1 200` answer.
  * 0 with *ready_ms = monotonic time of that answer; -1 on timeout; -2 if the daemon exited
  * (it is then reaped and run->pid is 0). */
-int daemon_wait_healthy(daemon_cmd_t *cmd, daemon_run_t *run, double timeout_ms,
-                        double *ready_ms);
+int daemon_wait_healthy(daemon_cmd_t *cmd, daemon_run_t *run, double timeout_ms, double *ready_ms);
 
 /* SIGTERM, then waits at most timeout_ms for the exit (SIGKILL after that).
  * 0 when it exited with status 0 in time; *stop_ms is the SIGTERM-to-reaped time. */

@@ -38,7 +38,15 @@ typedef struct http_state {
     const char *abort_detail;
     uint64_t req_start_ms;
     uint64_t nrequests;
+    struct http_deferred *deferred; /* the request being answered elsewhere */
+    buf_t stash;                    /* bytes read after a deferred request */
 } http_state_t;
+
+struct http_deferred {
+    conn_t *conn; /* NULL once the connection is gone */
+    bool head;
+    bool keep_alive;
+};
 
 static llhttp_settings_t g_settings; /* immutable after http_settings_once() */
 static uv_once_t g_settings_once = UV_ONCE_INIT;
@@ -212,6 +220,7 @@ static int on_message_complete(llhttp_t *p) {
     if (path != small) free(path);
 
     if (h->upgraded) return HPE_PAUSED; /* the rest of the bytes belong to the new protocol */
+    if (h->deferred) return HPE_PAUSED; /* answered later; parse nothing more until then */
     if (!r.keep_alive) {
         h->stop = true;
         return HPE_PAUSED;
@@ -247,6 +256,8 @@ int http_attach(conn_t *c) {
 void http_detach(conn_t *c) {
     http_state_t *h = c->http;
     if (!h) return;
+    if (h->deferred) h->deferred->conn = NULL; /* its holder frees it */
+    buf_free(&h->stash);
     buf_free(&h->hb);
     buf_free(&h->body);
     free(h);
@@ -254,6 +265,16 @@ void http_detach(conn_t *c) {
 }
 
 void http_mark_upgraded(http_req_t *r) { r->conn->http->upgraded = true; }
+
+http_deferred_t *http_defer(http_req_t *r) {
+    http_deferred_t *d = malloc(sizeof *d);
+    if (!d) return NULL;
+    d->conn = r->conn;
+    d->head = r->method == HM_HEAD;
+    d->keep_alive = r->keep_alive;
+    r->conn->http->deferred = d;
+    return d;
+}
 
 void http_on_data(conn_t *c, const char *data, size_t len) {
     while (len > 0 && !c->closing && c->http) {
@@ -276,6 +297,15 @@ void http_on_data(conn_t *c, const char *data, size_t len) {
                 conn_pause_read(c, true);
                 return;
             }
+            if (h->deferred) {
+                /* keep what follows for when the answer is out; read nothing more */
+                if (len > used && buf_append(&h->stash, data + used, len - used) < 0) {
+                    conn_close(c);
+                    return;
+                }
+                conn_pause_read(c, true);
+                return;
+            }
             llhttp_resume(&h->parser);
         } else {
             if (h->abort_status) {
@@ -293,7 +323,7 @@ void http_on_data(conn_t *c, const char *data, size_t len) {
 
 void http_sweep(conn_t *c, uint64_t now_ms) {
     http_state_t *h = c->http;
-    if (!h || h->stop) return;
+    if (!h || h->stop || h->deferred) return;
     const config_t *cfg = c->w->cfg;
     uint64_t header_ms = (uint64_t)(cfg->http_header_timeout * 1000);
     uint64_t idle_ms = (uint64_t)(cfg->http_idle_timeout * 1000);
@@ -474,4 +504,28 @@ void http_respond_error_conn(conn_t *c, int status, const char *error, const cha
     respond(c, status, "application/json", NULL, b.data ? b.data : "", b.len, false, true);
     buf_free(&b);
     conn_pause_read(c, true);
+}
+
+void http_deferred_respond(http_deferred_t *d, int status, const char *content_type,
+                           const char *extra_headers, const void *body, size_t len) {
+    conn_t *c = d->conn;
+    bool keep_alive = d->keep_alive;
+    bool head = d->head;
+    free(d);
+    if (!c || c->closing || !c->http) return;
+    http_state_t *h = c->http;
+    h->deferred = NULL;
+    bool close = !keep_alive || status == 400 || status == 413;
+    respond(c, status, content_type, extra_headers, body, len, head, close);
+    if (close) {
+        h->stop = true;
+        return;
+    }
+    /* carry on with what the client pipelined meanwhile */
+    llhttp_resume(&h->parser);
+    buf_t rest = h->stash;
+    buf_init(&h->stash);
+    conn_pause_read(c, false);
+    if (rest.len) http_on_data(c, rest.data, rest.len);
+    buf_free(&rest);
 }

@@ -82,6 +82,16 @@ void http_respond_error(http_req_t *r, int status, const char *error, const char
 /* The same outside a parsed request (parse errors, timeouts): always closes. */
 void http_respond_error_conn(struct conn *c, int status, const char *error, const char *detail);
 
+/* Answering later, from the worker thread, after work elsewhere (the hub). The handler
+ * calls http_defer() and keeps the handle; the parser stops after this request (later
+ * pipelined bytes wait) until http_deferred_respond() answers it. The handle is owned
+ * by whoever holds it and is freed by http_deferred_respond(); if the connection closed
+ * meanwhile, that call only frees it. Worker thread only. */
+typedef struct http_deferred http_deferred_t;
+http_deferred_t *http_defer(http_req_t *r); /* NULL on ENOMEM (the caller answers 503) */
+void http_deferred_respond(http_deferred_t *d, int status, const char *content_type,
+                           const char *extra_headers, const void *body, size_t len);
+
 /* Called by a route that took the connection over (the WebSocket upgrade): after the
  * parser returns, remaining bytes go to the new protocol. */
 void http_mark_upgraded(http_req_t *r);

@@ -43,18 +43,17 @@ static void warn_unknown_env(void) {
     }
 }
 
-/* Lifts the soft descriptor limit to the hard one: every connection is a descriptor. */
-static void raise_fd_limit(void) {
+/* Lifts the soft descriptor limit to the hard one: every connection is a descriptor.
+ * Returns the limit now in force. */
+static unsigned long long raise_fd_limit(void) {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
     if (rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
         getrlimit(RLIMIT_NOFILE, &rl);
     }
-    log_info("file descriptor limit", "max_fds=%llu max_connections=%llu",
-             (unsigned long long)rl.rlim_cur,
-             (unsigned long long)(rl.rlim_cur > 64 ? rl.rlim_cur - 64 : 0));
+    return (unsigned long long)rl.rlim_cur;
 }
 
 int main(int argc, char **argv) {
@@ -87,13 +86,7 @@ int main(int argc, char **argv) {
                 strerror(-rc));
         return 2;
     }
-    if (!cfg.statsd.off || cfg.nats_url[0] || cfg.demo)
-        log_info("settings accepted for later stages",
-                 "statsd=%s nats=%s demo=%s note=\"StatsD ingest, NATS and demo sources are not "
-                 "part of this build\"",
-                 cfg.statsd.off ? "off" : cfg.statsd.host, cfg.nats_url[0] ? cfg.nats_url : "none",
-                 cfg.demo ? "true" : "false");
-    raise_fd_limit();
+    unsigned long long max_fds = raise_fd_limit();
 
     static hub_t hub;
     char herr[HUB_ERR_LEN];
@@ -102,6 +95,15 @@ int main(int argc, char **argv) {
         hub_close(&hub);
         return 2;
     }
+    /* a few descriptors go to the listener, loops, log and store; the rest to clients */
+    log_info("file descriptor limit", "max_fds=%llu max_connections=%llu", max_fds,
+             max_fds > 64 ? max_fds - 64 : 0);
+    if (!cfg.statsd.off || cfg.nats_url[0] || cfg.demo)
+        log_info("settings accepted for later stages",
+                 "statsd=%s nats=%s demo=%s note=\"StatsD ingest, NATS and demo sources are not "
+                 "part of this build\"",
+                 cfg.statsd.off ? "off" : cfg.statsd.host, cfg.nats_url[0] ? cfg.nats_url : "none",
+                 cfg.demo ? "true" : "false");
     int status = hub_run(&hub);
     hub_close(&hub);
     return status;

@@ -193,13 +193,15 @@ class Hub:
                 return self
             if self.proc.poll() is not None:
                 code = self.proc.returncode
+                log = self.log()
                 self.close()
-                raise DaemonStartError("daemon exited with %s during start-up; argv=%r\n%s"
-                                       % (code, self.argv, self.log()))
+                raise DaemonStartError("daemon exited with %s during start-up; argv=%r; "
+                                       "env=%r\nstderr:\n%s" % (code, self.argv, self.env, log))
             if time.monotonic() > deadline:
+                log = self.log()
                 self.close()
-                raise DaemonStartError("no 'http listening' log line within %.1fs; argv=%r\n%s"
-                                       % (t(timeout), self.argv, self.log()))
+                raise DaemonStartError("no 'http listening' log line within %.1fs; argv=%r; "
+                                       "env=%r\nstderr:\n%s" % (t(timeout), self.argv, self.env, log))
             time.sleep(0.02)
 
     def _find_listen_addr(self):
@@ -653,6 +655,10 @@ class RawWS:
 # --------------------------------------------------------------------------------------
 # unittest glue
 # --------------------------------------------------------------------------------------
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "ERROR: ThreadSanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
+
+
 def free_port():
     """A port that was free a moment ago (for tests that need a known number)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -676,18 +682,31 @@ class HubTestCase(unittest.TestCase):
 
     def tearDown(self):
         failed = self._test_failed()
+        problems = []
         for h in getattr(self, "_hubs", []):
-            if failed:
-                sys.stderr.write("\n----- daemon log (%s) argv=%s exit=%s -----\n%s"
-                                 "----- end of daemon log -----\n"
-                                 % (self.id(), " ".join(h.argv),
-                                    h.proc.poll() if h.proc else None, h.log()))
             try:
+                code = None
                 if h.alive():
-                    with contextlib.suppress(AssertionError):
-                        h.stop(timeout=5.0)
+                    try:
+                        code = h.stop(timeout=5.0)
+                        if code != 0:
+                            problems.append("daemon exited with %s after SIGTERM at tear-down"
+                                            % code)
+                    except AssertionError as e:
+                        problems.append(str(e))
+                log = h.log()
+                bad = [m for m in SANITIZER_MARKERS if m in log]
+                if bad:
+                    problems.append("sanitizer report in the daemon log (%s)" % ", ".join(bad))
+                if failed or problems:
+                    sys.stderr.write("\n----- daemon log (%s) argv=%s exit=%s -----\n%s"
+                                     "----- end of daemon log -----\n"
+                                     % (self.id(), " ".join(h.argv),
+                                        h.proc.poll() if h.proc else None, log))
             finally:
                 h.close()
+        if problems and not failed:
+            self.fail("; ".join(problems))
 
     def _test_failed(self):
         outcome = getattr(self, "_outcome", None)

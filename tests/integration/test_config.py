@@ -285,17 +285,24 @@ class TestPrecedence(StartupErrorCase):
         hub = self.hub(["--config", good], env={"METRICAST_CONFIG": bad})
         self.assertEqual(body_status(hub), 413)
 
-    def test_bad_file_value_overridden_by_env(self):
-        hub = self.hub(config="[stream]\ntick = 0\n", env={"METRICAST_TICK": "1"})
-        self.assertEqual(hub.get("/health")[0], 200)
+    # Every layer is validated, even when a higher one overrides the value: a typo in the
+    # config file must not hide behind a flag until the day the flag is removed.
+    def test_bad_file_value_fails_even_if_env_overrides(self):
+        cfg = self.write_config("[stream]\ntick = 0\n")
+        self.assertStartupError(["--config", cfg, "--listen", "127.0.0.1:0", "--statsd", "off",
+                                 "--data", os.path.join(self.tmp, "data")],
+                                "tick", env={"METRICAST_TICK": "1"})
 
-    def test_bad_env_value_overridden_by_flag(self):
-        hub = self.hub(["--tick", "1"], env={"METRICAST_TICK": "abc"})
-        self.assertEqual(hub.get("/health")[0], 200)
+    def test_bad_env_value_fails_even_if_flag_overrides(self):
+        self.assertStartupError(["--tick", "1", "--listen", "127.0.0.1:0", "--statsd", "off",
+                                 "--data", os.path.join(self.tmp, "data")],
+                                "METRICAST_TICK", env={"METRICAST_TICK": "abc"})
 
-    def test_bad_file_value_overridden_by_flag(self):
-        hub = self.hub(["--tick=2"], config="[stream]\ntick = 0 ; invalid\n")
-        self.assertEqual(hub.get("/health")[0], 200)
+    def test_bad_file_value_fails_even_if_flag_overrides(self):
+        cfg = self.write_config("[stream]\ntick = 0 ; invalid\n")
+        self.assertStartupError(["--config", cfg, "--tick=2", "--listen", "127.0.0.1:0",
+                                 "--statsd", "off", "--data", os.path.join(self.tmp, "data")],
+                                "tick")
 
     def test_env_listen_used_without_flag(self):
         hub = self.hub(["--statsd", "off", "--data", os.path.join(self.tmp, "data")],

@@ -142,9 +142,9 @@ class TestShutdown(HubTestCase):
         levels = {r.get("level") for r in h.log_records()}
         self.assertNotIn("error", levels, h.log())
         for r in h.log_records():
-            self.assertIn("ts", r, r)
-            self.assertIn("level", r, r)
-            self.assertIn("msg", r, r)
+            self.assertRegex(r.get("ts", ""), r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$", r)
+            self.assertIn(r.get("level"), ("debug", "info", "warn", "error"), r)
+            self.assertTrue(r.get("msg"), r)
 
 
 class TestStartup(HubTestCase):

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Runs every benchmark built under BUILD_DIR/bench against BUILD_DIR/metricastd, each with
+# a fresh temporary data directory, then prints the machine-readable result lines together.
+#
+#   bench/run_all.sh BUILD_DIR          (what `make bench` runs, with BUILD_DIR=build)
+#
+# Environment: METRICASTD (daemon to measure; default BUILD_DIR/metricastd),
+# BENCH_RUNS (bench_startup runs, default 50), BENCH_WS_CONNS (bench_ws_idle connections,
+# default 2000), BENCH_TIMEOUT (seconds allowed per benchmark program, default 600).
+# Exit status: 0 when every benchmark passed, 1 when any failed, 2 on a usage error.
+set -euo pipefail
+
+if [[ $# -ne 1 || $1 == -h || $1 == --help ]]; then
+    echo "usage: $0 BUILD_DIR" >&2
+    exit 2
+fi
+if [[ ! -d $1 ]]; then
+    echo "run_all: $1 is not a build directory: run make (or cmake --build) first" >&2
+    exit 2
+fi
+build=$(cd "$1" && pwd)
+daemon=${METRICASTD:-$build/metricastd}
+runs=${BENCH_RUNS:-50}
+ws_conns=${BENCH_WS_CONNS:-2000}
+limit=${BENCH_TIMEOUT:-600}
+
+if [[ ! -x $daemon ]]; then
+    echo "run_all: $daemon is not an executable: build first (cmake --build $1)" >&2
+    exit 2
+fi
+if [[ ! -d $build/bench ]]; then
+    echo "run_all: $build/bench does not exist: the build must include add_subdirectory(bench)" >&2
+    exit 2
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/metricast-bench.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+echo "== metricast benchmarks: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "   daemon:  $daemon ($("$daemon" --version 2>&1 | head -n 1))"
+echo "   machine: $(nproc) cores, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)," \
+     "$(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release 2>/dev/null)," \
+     "kernel $(uname -r)"
+
+# The invocation of each benchmark program; $2 is a fresh temporary data directory.
+# Returns 1 for a program this script does not know.
+bench_argv() {
+    case $1 in
+    bench_startup)
+        argv=(--runs "$runs" -- "$daemon" --listen 127.0.0.1:PORT --statsd off --data "$2") ;;
+    bench_ws_idle)
+        argv=(--conns "$ws_conns" -- "$daemon" --listen 127.0.0.1:PORT --statsd off --data "$2") ;;
+    *) return 1 ;;
+    esac
+}
+order=(bench_startup bench_ws_idle)
+
+failed=()
+results=()
+found=0
+for name in "${order[@]}"; do
+    prog=$build/bench/$name
+    [[ -x $prog ]] || continue
+    found=$((found + 1))
+    data=$(mktemp -d "$tmp/$name-data.XXXXXX")
+    bench_argv "$name" "$data"
+    echo
+    echo "== $name ${argv[*]}"
+    rc=0
+    timeout --kill-after=10 "$limit" "$prog" "${argv[@]}" | tee "$tmp/$name.out" || rc=$?
+    if [[ $rc -ne 0 ]]; then
+        echo "run_all: $name FAILED (exit $rc)" >&2
+        failed+=("$name")
+    fi
+    line=$(grep -E '^[a-z_]+=' "$tmp/$name.out" | tail -n 1 || true)
+    if [[ -n $line ]]; then results+=("$name: $line"); fi
+    rm -rf "$data"
+done
+
+for prog in "$build"/bench/bench_*; do
+    [[ -x $prog && -f $prog ]] || continue
+    bench_argv "$(basename "$prog")" "$tmp" ||
+        echo "run_all: $(basename "$prog") has no invocation in $0: not run" >&2
+done
+if [[ $found -eq 0 ]]; then
+    echo "run_all: no benchmark programs under $build/bench: build first (cmake --build $1)" >&2
+    exit 1
+fi
+
+echo
+echo "== results"
+for r in "${results[@]}"; do echo "$r"; done
+if [[ ${#failed[@]} -gt 0 ]]; then
+    echo "run_all: failed: ${failed[*]}" >&2
+    exit 1
+fi
