@@ -23,6 +23,8 @@ test_pkgs=(
   libcmocka-dev       # unit tests under CTest
   python3 python3-websockets # integration-test harness (a real WebSocket client)
   curl                # smoke checks in scripts
+  prometheus          # promtool check metrics, and a real server scraping the hub in tests
+  clang libclang-rt-14-dev # libFuzzer targets (make fuzz; CI runs each)
 )
 
 want=("${build_pkgs[@]}")

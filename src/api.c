@@ -1,13 +1,23 @@
 #include "api.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "agg.h"
 #include "buf.h"
+#include "clock.h"
 #include "conn.h"
 #include "health.h"
 #include "http.h"
 #include "hub.h"
+#include "ingest_json.h"
+#include "jsonw.h"
+#include "prom.h"
+#include "view.h"
 #include "worker.h"
 #include "ws.h"
 
@@ -15,9 +25,308 @@ typedef void (*api_handler_t)(http_req_t *r);
 
 typedef struct route {
     const char *path;
+    bool prefix;      /* path is a prefix: /api/v1/series/{name} */
     unsigned methods; /* http_method_t bits */
     api_handler_t fn;
 } route_t;
+
+/* ---- answering from the hub thread ---------------------------------------------------
+ * Registry reads run on the hub (its only owner); the worker defers the HTTP answer, the
+ * hub fills `reply`, the worker sends it. */
+
+#define QPARAM_MAX 256
+
+typedef struct api_job api_job_t;
+typedef void (*api_job_fn)(hub_t *hub, api_job_t *j);
+
+struct api_job {
+    http_deferred_t *d;
+    api_job_fn fn;
+    /* request inputs, copied: the request is gone by the time the hub runs */
+    char name[QPARAM_MAX];
+    char match[QPARAM_MAX];
+    char source[QPARAM_MAX];
+    double window, from, to;
+    agg_batch_t *batch; /* POST /api/v1/ingest */
+    ingest_counts_t parsed;
+    /* the answer */
+    int status;
+    const char *ctype;
+    buf_t body;
+};
+
+static void job_run(hub_t *hub, void *arg) {
+    api_job_t *j = arg;
+    j->fn(hub, j);
+}
+
+static void job_done(void *arg, int cancelled) {
+    api_job_t *j = arg;
+    if (cancelled) {
+        http_deferred_respond(j->d, 503, "application/json", NULL,
+                              "{\"error\":\"shutting_down\",\"detail\":\"the hub is stopping\"}\n",
+                              sizeof "{\"error\":\"shutting_down\",\"detail\":\"the hub is stopping\"}\n" - 1);
+    } else {
+        http_deferred_respond(j->d, j->status, j->ctype, NULL, j->body.data ? j->body.data : "",
+                              j->body.len);
+    }
+    agg_batch_free(j->batch);
+    buf_free(&j->body);
+    free(j);
+}
+
+static api_job_t *job_new(api_job_fn fn) {
+    api_job_t *j = calloc(1, sizeof *j);
+    if (j) j->fn = fn;
+    return j;
+}
+
+/* Defers r and posts j to the hub; answers 503 itself when that is not possible. */
+static void job_submit(http_req_t *r, api_job_t *j) {
+    if (!j) {
+        http_respond_error(r, 503, "out_of_memory", "request state");
+        return;
+    }
+    j->d = http_defer(r);
+    if (!j->d) {
+        agg_batch_free(j->batch);
+        free(j);
+        http_respond_error(r, 503, "out_of_memory", "request state");
+        return;
+    }
+    if (hub_call(r->conn->w->hub, r->conn->w, job_run, job_done, j) < 0) {
+        j->status = 503;
+        j->ctype = "application/json";
+        buf_puts(&j->body, "{\"error\":\"shutting_down\",\"detail\":\"the hub is stopping\"}\n");
+        job_done(j, 0);
+    }
+}
+
+static void job_error(api_job_t *j, int status, const char *error, const char *detail) {
+    j->status = status;
+    j->ctype = "application/json";
+    buf_reset(&j->body);
+    jsonw_t w;
+    jsonw_init(&w, &j->body);
+    jsonw_obj_open(&w);
+    jsonw_kv_str(&w, "error", error);
+    jsonw_kv_str(&w, "detail", detail);
+    jsonw_obj_close(&w);
+    buf_putc(&j->body, '\n');
+}
+
+/* GET /metrics */
+static void hub_prom(hub_t *hub, api_job_t *j) {
+    hub_self_t self;
+    hub_self_snapshot(hub, &self);
+    if (prom_render(&hub->reg, &self, &j->body) < 0) {
+        job_error(j, 503, "out_of_memory", "rendering /metrics");
+        return;
+    }
+    j->status = 200;
+    j->ctype = PROM_CONTENT_TYPE;
+}
+
+static void h_prom(http_req_t *r) { job_submit(r, job_new(hub_prom)); }
+
+/* GET /api/v1/metrics?match=&source= */
+static void hub_metrics(hub_t *hub, api_job_t *j) {
+    view_filter_t f = {j->match, j->source};
+    if (view_metrics_json(&hub->reg, &f, clk_unix(), &j->body) < 0) {
+        job_error(j, 503, "out_of_memory", "rendering metrics");
+        return;
+    }
+    j->status = 200;
+    j->ctype = "application/json";
+}
+
+static void h_metrics(http_req_t *r) {
+    api_job_t *j = job_new(hub_metrics);
+    if (j) {
+        http_query_param(r->query, "match", j->match, sizeof j->match);
+        http_query_param(r->query, "source", j->source, sizeof j->source);
+    }
+    job_submit(r, j);
+}
+
+/* GET /api/v1/summary */
+static void hub_summary(hub_t *hub, api_job_t *j) {
+    hub_self_t self;
+    hub_self_snapshot(hub, &self);
+    if (view_summary_json(&self, clk_unix(), &j->body) < 0) {
+        job_error(j, 503, "out_of_memory", "rendering the summary");
+        return;
+    }
+    j->status = 200;
+    j->ctype = "application/json";
+}
+
+static void h_summary(http_req_t *r) { job_submit(r, job_new(hub_summary)); }
+
+/* GET /api/v1/series/{name}?source=&window=SECONDS (from the in-memory history) */
+static void hub_series(hub_t *hub, api_job_t *j) {
+    double now = clk_unix();
+    uint32_t to = j->to > 0 ? (uint32_t)j->to : (uint32_t)now;
+    uint32_t from = j->from > 0 ? (uint32_t)j->from : (uint32_t)(now - j->window);
+    int rc = view_history_json(&hub->reg, j->name, j->source, from, to, &j->body);
+    if (rc == -ENOENT) {
+        char detail[QPARAM_MAX * 2 + 32];
+        snprintf(detail, sizeof detail, "no series named %s%s%s", j->name,
+                 j->source[0] ? " with source " : "", j->source);
+        job_error(j, 404, "not_found", detail);
+        return;
+    }
+    if (rc < 0) {
+        job_error(j, 503, "out_of_memory", "rendering history");
+        return;
+    }
+    j->status = 200;
+    j->ctype = "application/json";
+}
+
+static int query_number(http_req_t *r, const char *name, double *out, bool *present) {
+    char v[64];
+    *present = http_query_param(r->query, name, v, sizeof v) == 1;
+    if (!*present) return 0;
+    char *end;
+    double d = strtod(v, &end);
+    if (!*v || *end || !isfinite(d) || d < 0) return -1;
+    *out = d;
+    return 0;
+}
+
+static void h_series(http_req_t *r) {
+    const char *name = r->path + strlen("/api/v1/series/");
+    if (!*name || strchr(name, '/')) {
+        http_respond_error(r, 404, "not_found", "use /api/v1/series/{name}");
+        return;
+    }
+    if (strlen(name) >= QPARAM_MAX) {
+        http_respond_error(r, 400, "bad_request", "series name too long");
+        return;
+    }
+    bool has_window, has_from, has_to, has_step;
+    double window = 300, from = 0, to = 0, step = 0;
+    if (query_number(r, "window", &window, &has_window) < 0 ||
+        query_number(r, "from", &from, &has_from) < 0 || query_number(r, "to", &to, &has_to) < 0 ||
+        query_number(r, "step", &step, &has_step) < 0) {
+        http_respond_error(r, 400, "bad_request",
+                           "window, from, to and step must be non-negative numbers");
+        return;
+    }
+    if (has_step) {
+        http_respond_error(r, 501, "not_implemented",
+                           "rollups (step=60|3600) are answered from the store, which this "
+                           "build does not have yet; use window= for the in-memory history");
+        return;
+    }
+    if (has_window && window <= 0) {
+        http_respond_error(r, 400, "bad_request", "window must be positive");
+        return;
+    }
+    if (has_from && has_to && to < from) {
+        http_respond_error(r, 400, "bad_request", "to must not be before from");
+        return;
+    }
+    api_job_t *j = job_new(hub_series);
+    if (j) {
+        snprintf(j->name, sizeof j->name, "%s", name);
+        http_query_param(r->query, "source", j->source, sizeof j->source);
+        j->window = window;
+        j->from = from;
+        j->to = to;
+    }
+    job_submit(r, j);
+}
+
+/* POST /api/v1/ingest: parsed here, on the worker; merged on the hub; 202 with counts. */
+typedef struct ingest_ctx {
+    agg_t agg;
+} ingest_ctx_t;
+
+static int ingest_cb(void *ud, const statsd_line_t *l) {
+    int rc = agg_add(&((ingest_ctx_t *)ud)->agg, l);
+    return rc < 0 ? STATSD_TOO_LONG : rc; /* out of memory: refused like an oversized one */
+}
+
+static void hub_ingest(hub_t *hub, api_job_t *j) {
+    registry_result_t res;
+    memset(&res, 0, sizeof res);
+    if (j->batch) {
+        registry_apply(&hub->reg, j->batch, clk_unix(), &res);
+        atomic_fetch_add_explicit(&hub->istats.lines[j->batch->transport], res.accepted,
+                                  memory_order_relaxed);
+    }
+    /* the parser's refusals are counted here too, once, with the registry's */
+    for (int i = 0; i < STATSD_REASON_COUNT; i++) res.rejected[i] += j->parsed.rejected[i];
+    uint64_t rejected = 0;
+    for (int i = 0; i < REJECT_REASON_COUNT; i++) {
+        if (res.rejected[i])
+            atomic_fetch_add_explicit(&hub->istats.rejected[i], res.rejected[i],
+                                      memory_order_relaxed);
+        rejected += res.rejected[i];
+    }
+    jsonw_t w;
+    jsonw_init(&w, &j->body);
+    jsonw_obj_open(&w);
+    jsonw_kv_uint(&w, "accepted", res.accepted);
+    jsonw_kv_uint(&w, "rejected", rejected);
+    jsonw_key(&w, "rejected_by_reason");
+    jsonw_obj_open(&w);
+    for (int i = 0; i < REJECT_REASON_COUNT; i++)
+        if (res.rejected[i]) jsonw_kv_uint(&w, reject_reason_name(i), res.rejected[i]);
+    jsonw_obj_close(&w);
+    jsonw_obj_close(&w);
+    buf_putc(&j->body, '\n');
+    j->status = 202;
+    j->ctype = "application/json";
+}
+
+static bool looks_like_json(const http_req_t *r) {
+    const char *ct = http_header(r, "Content-Type");
+    if (ct && strncasecmp(ct, "application/json", 16) == 0) return true;
+    if (ct && strncasecmp(ct, "text/plain", 10) == 0) return false;
+    for (size_t i = 0; i < r->body_len; i++) { /* no useful type: look at the body */
+        char c = r->body[i];
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') continue;
+        return c == '{';
+    }
+    return false;
+}
+
+static void h_ingest(http_req_t *r) {
+    ingest_ctx_t ctx;
+    agg_init(&ctx.agg, 0);
+    ingest_counts_t counts;
+    memset(&counts, 0, sizeof counts);
+    if (looks_like_json(r)) {
+        char err[256];
+        if (ingest_json_parse(r->body, r->body_len, ingest_cb, &ctx, &counts, err, sizeof err) <
+            0) {
+            agg_free(&ctx.agg);
+            http_respond_error(r, 400, "bad_json", err);
+            return;
+        }
+    } else {
+        ingest_statsd_text(r->body, r->body_len, ingest_cb, &ctx, &counts);
+    }
+    int err = 0;
+    agg_batch_t *b = agg_flush(&ctx.agg, INGEST_HTTP, 0, &err);
+    agg_free(&ctx.agg);
+    if (err) {
+        http_respond_error(r, 503, "out_of_memory", "ingest batch");
+        return;
+    }
+    api_job_t *j = job_new(hub_ingest);
+    if (!j) {
+        agg_batch_free(b);
+        http_respond_error(r, 503, "out_of_memory", "request state");
+        return;
+    }
+    j->batch = b;
+    j->parsed = counts;
+    job_submit(r, j);
+}
 
 static void h_health(http_req_t *r) {
     hub_t *hub = r->conn->w->hub;
@@ -36,9 +345,15 @@ static void h_health(http_req_t *r) {
 }
 
 static const route_t routes[] = {
-    {"/api/v1/health", HM_GET | HM_HEAD, h_health},
-    {"/health", HM_GET | HM_HEAD, h_health},
-    {"/ws", HM_GET, ws_handshake},
+    {"/api/v1/health", false, HM_GET | HM_HEAD, h_health},
+    {"/health", false, HM_GET | HM_HEAD, h_health},
+    {"/metrics", false, HM_GET | HM_HEAD, h_prom},
+    {"/api/v1/metrics/prometheus", false, HM_GET | HM_HEAD, h_prom},
+    {"/api/v1/metrics", false, HM_GET | HM_HEAD, h_metrics},
+    {"/api/v1/summary", false, HM_GET | HM_HEAD, h_summary},
+    {"/api/v1/series/", true, HM_GET | HM_HEAD, h_series},
+    {"/api/v1/ingest", false, HM_POST, h_ingest},
+    {"/ws", false, HM_GET, ws_handshake},
 };
 
 static void allow_header(unsigned methods, char *out, size_t outlen) {
@@ -59,7 +374,9 @@ static void allow_header(unsigned methods, char *out, size_t outlen) {
 void api_handle(http_req_t *r) {
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         const route_t *rt = &routes[i];
-        if (strcmp(rt->path, r->path) != 0) continue;
+        if (rt->prefix ? strncmp(rt->path, r->path, strlen(rt->path)) != 0
+                       : strcmp(rt->path, r->path) != 0)
+            continue;
         if (!(rt->methods & r->method)) {
             char allow[96], detail[160];
             allow_header(rt->methods, allow, sizeof allow);

@@ -40,6 +40,11 @@ typedef struct config {
     double ws_idle_timeout;
     double health_max_loop_lag;
     double health_interval;
+    int statsd_threads;
+    size_t statsd_rcvbuf;
+    double statsd_flush_interval;
+    int max_series;
+    int history_points;
 } config_t;
 
 typedef enum {

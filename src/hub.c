@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,9 +13,164 @@
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "procstat.h"
 #include "version.h"
 
 #define LISTEN_BACKLOG 4096
+/* Batches in flight from the StatsD threads before they hold on and merge locally: a
+ * bound on memory when the hub falls behind, with no sample lost. */
+#define MAX_PENDING_BATCHES 64
+
+/* ---- ingest batches ------------------------------------------------------------------ */
+
+typedef struct batch_job {
+    hub_t *hub;
+    agg_batch_t *b;
+} batch_job_t;
+
+static void account(hub_t *hub, ingest_transport_t t, const registry_result_t *res) {
+    atomic_fetch_add_explicit(&hub->istats.lines[t], res->accepted, memory_order_relaxed);
+    for (int r = 0; r < REJECT_REASON_COUNT; r++)
+        if (res->rejected[r])
+            atomic_fetch_add_explicit(&hub->istats.rejected[r], res->rejected[r],
+                                      memory_order_relaxed);
+}
+
+static void batch_task(void *arg, int cancelled) {
+    batch_job_t *j = arg;
+    hub_t *hub = j->hub;
+    if (!cancelled) {
+        registry_result_t res;
+        memset(&res, 0, sizeof res);
+        registry_apply(&hub->reg, j->b, clk_unix(), &res);
+        account(hub, j->b->transport, &res);
+    }
+    atomic_fetch_sub(&hub->batches_pending, 1);
+    agg_batch_free(j->b);
+    free(j);
+}
+
+int hub_submit_batch(hub_t *hub, agg_batch_t *b) {
+    batch_job_t *j = malloc(sizeof *j);
+    if (!j) return -ENOMEM;
+    j->hub = hub;
+    j->b = b;
+    int rc = inbox_post(&hub->inbox, batch_task, j);
+    if (rc) free(j);
+    return rc;
+}
+
+static int udp_sink(void *ctx, agg_batch_t *b) { return hub_submit_batch(ctx, b); }
+
+/* ---- calls from workers -------------------------------------------------------------- */
+
+typedef struct hub_call_job {
+    hub_t *hub;
+    worker_t *w;
+    hub_call_fn fn;
+    hub_done_fn done;
+    void *arg;
+} hub_call_job_t;
+
+static void call_on_worker(void *arg, int cancelled) {
+    hub_call_job_t *j = arg;
+    j->done(j->arg, cancelled);
+    free(j);
+}
+
+static void call_on_hub(void *arg, int cancelled) {
+    hub_call_job_t *j = arg;
+    if (!cancelled) j->fn(j->hub, j->arg);
+    if (cancelled || inbox_post(&j->w->inbox, call_on_worker, j) < 0) {
+        j->done(j->arg, 1);
+        free(j);
+    }
+}
+
+int hub_call(hub_t *hub, worker_t *w, hub_call_fn fn, hub_done_fn done, void *arg) {
+    hub_call_job_t *j = malloc(sizeof *j);
+    if (!j) return -ENOMEM;
+    *j = (hub_call_job_t){hub, w, fn, done, arg};
+    int rc = inbox_post(&hub->inbox, call_on_hub, j);
+    if (rc) free(j);
+    return rc;
+}
+
+/* ---- the 1 s roll -------------------------------------------------------------------- */
+
+static uint64_t ms_to_next_second(void) {
+    double now = clk_unix();
+    double next = floor(now) + 1.0;
+    uint64_t ms = (uint64_t)((next - now) * 1000.0) + 1; /* land just past the boundary */
+    return ms;
+}
+
+static void on_roll(uv_timer_t *t) {
+    hub_t *hub = t->data;
+    double now = clk_unix();
+    registry_roll(&hub->reg, (uint32_t)floor(now));
+
+    /* rates for the summary, over the second just closed */
+    uint64_t lines = 0, rejected = 0, dropped = 0;
+    for (int i = 0; i < INGEST_TRANSPORT_COUNT; i++) lines += atomic_load(&hub->istats.lines[i]);
+    for (int i = 1; i < REJECT_REASON_COUNT; i++) rejected += atomic_load(&hub->istats.rejected[i]);
+    for (int i = 0; i < DROP_REASON_COUNT; i++) dropped += atomic_load(&hub->istats.dropped[i]);
+    procstat_t ps;
+    procstat_read(&ps);
+    double dt = now - hub->prev_roll_unix;
+    if (hub->prev_roll_unix > 0 && dt > 0) {
+        hub->lines_rate = (double)(lines - hub->prev_lines) / dt;
+        hub->rejected_rate = (double)(rejected - hub->prev_rejected) / dt;
+        hub->dropped_rate = (double)(dropped - hub->prev_dropped) / dt;
+        hub->cpu_percent = (ps.cpu_seconds - hub->prev_cpu) / dt * 100.0;
+    }
+    hub->prev_lines = lines, hub->prev_rejected = rejected, hub->prev_dropped = dropped;
+    hub->prev_cpu = ps.cpu_seconds;
+    hub->prev_roll_unix = now;
+    uv_timer_start(&hub->roll_timer, on_roll, ms_to_next_second(), 0);
+}
+
+void hub_self_snapshot(hub_t *hub, hub_self_t *o) {
+    memset(o, 0, sizeof *o);
+    uint64_t now = uv_hrtime();
+    o->version = MC_VERSION;
+    o->uptime_s = (double)(now - hub->started_ns) / 1e9;
+    for (int i = 0; i < INGEST_TRANSPORT_COUNT; i++) {
+        o->lines[i] = atomic_load(&hub->istats.lines[i]);
+        o->lines_total += o->lines[i];
+    }
+    for (int i = 0; i < REJECT_REASON_COUNT; i++) {
+        o->rejected[i] = atomic_load(&hub->istats.rejected[i]);
+        if (i != STATSD_OK && i != STATSD_EMPTY) o->rejected_total += o->rejected[i];
+    }
+    for (int i = 0; i < DROP_REASON_COUNT; i++) {
+        o->dropped[i] = atomic_load(&hub->istats.dropped[i]);
+        o->dropped_total += o->dropped[i];
+    }
+    o->lines_rate = hub->lines_rate;
+    o->rejected_rate = hub->rejected_rate;
+    o->dropped_rate = hub->dropped_rate;
+    o->datagrams = atomic_load(&hub->istats.datagrams);
+    o->udp_bytes = atomic_load(&hub->istats.udp_bytes);
+    o->series = hub->reg.n;
+    o->families = hub->reg.nfam;
+    o->nloops = 1;
+    o->loop_lag_s[0] = loop_lag_seconds(&hub->lag, now);
+    o->loop_lag_max_s = o->loop_lag_s[0];
+    for (int i = 0; i < hub->nworkers && o->nloops < SELF_MAX_LOOPS; i++) {
+        worker_t *w = &hub->workers[i];
+        o->connections += atomic_load(&w->stats.connections);
+        o->ws_connections += atomic_load(&w->stats.ws_connections);
+        o->http_requests += atomic_load(&w->stats.http_requests_total);
+        o->http_errors += atomic_load(&w->stats.http_errors_total);
+        o->ws_sent += atomic_load(&w->stats.ws_sent_total);
+        double l = loop_lag_seconds(&w->lag, now);
+        o->loop_lag_s[o->nloops++] = l;
+        if (l > o->loop_lag_max_s) o->loop_lag_max_s = l;
+    }
+    procstat_read(&o->proc);
+    o->cpu_percent = hub->cpu_percent;
+}
 
 static int bind_listener(const cfg_addr_t *a, int *fd_out, char *actual, size_t actual_len) {
     struct sockaddr_storage ss;
@@ -71,11 +227,16 @@ static void begin_stop(hub_t *hub, const char *why) {
     hub->stopping = true;
     log_info("shutting down", "signal=%s", why);
     uv_timer_stop(&hub->probe_timer);
+    uv_timer_stop(&hub->roll_timer);
+    /* the StatsD threads hand over what they hold; the inbox applies it before closing */
+    ingest_udp_close(hub->udp);
+    hub->udp = NULL;
     for (int i = 0; i < hub->workers_started; i++) worker_request_stop(&hub->workers[i]);
     if (hub->workers_started == 0) {
         uv_close((uv_handle_t *)&hub->sigint, NULL);
         uv_close((uv_handle_t *)&hub->sigterm, NULL);
         uv_close((uv_handle_t *)&hub->probe_timer, NULL);
+        uv_close((uv_handle_t *)&hub->roll_timer, NULL);
         uv_close((uv_handle_t *)&hub->lag.timer, NULL);
         inbox_close(&hub->inbox, NULL);
     }
@@ -95,6 +256,7 @@ static void worker_done_task(void *arg, int cancelled) {
     uv_close((uv_handle_t *)&hub->sigint, NULL);
     uv_close((uv_handle_t *)&hub->sigterm, NULL);
     uv_close((uv_handle_t *)&hub->probe_timer, NULL);
+    uv_close((uv_handle_t *)&hub->roll_timer, NULL);
     uv_close((uv_handle_t *)&hub->lag.timer, NULL);
     inbox_close(&hub->inbox, NULL);
 }
@@ -128,8 +290,25 @@ int hub_open(hub_t *hub, const config_t *cfg, char err[HUB_ERR_LEN]) {
     if ((rc = uv_signal_init(&hub->loop, &hub->sigint))) goto fail_uv;
     if ((rc = uv_signal_init(&hub->loop, &hub->sigterm))) goto fail_uv;
     if ((rc = uv_timer_init(&hub->loop, &hub->probe_timer))) goto fail_uv;
+    if ((rc = uv_timer_init(&hub->loop, &hub->roll_timer))) goto fail_uv;
     if ((rc = loop_lag_start(&hub->lag, &hub->loop))) goto fail_uv;
     hub->sigint.data = hub->sigterm.data = hub->probe_timer.data = hub;
+    hub->roll_timer.data = hub;
+    registry_init(&hub->reg, (uint32_t)cfg->max_series, (uint32_t)cfg->history_points);
+
+    if (!cfg->statsd.off) {
+        int nt = cfg->statsd_threads > 0 ? cfg->statsd_threads : (int)uv_available_parallelism();
+        int urc = ingest_udp_open(&hub->udp, &cfg->statsd, nt, cfg->statsd_rcvbuf,
+                                  cfg->statsd_flush_interval, &hub->istats,
+                                  &hub->batches_pending, MAX_PENDING_BATCHES, udp_sink, hub,
+                                  hub->statsd_addr, sizeof hub->statsd_addr, err, HUB_ERR_LEN);
+        if (urc) {
+            hub->udp = NULL;
+            return -1;
+        }
+    } else {
+        snprintf(hub->statsd_addr, sizeof hub->statsd_addr, "off");
+    }
 
     int n = cfg->threads;
     if (n <= 0) n = (int)uv_available_parallelism();
@@ -169,8 +348,19 @@ int hub_run(hub_t *hub) {
         }
         hub->workers_started++;
     }
-    char statsd[80];
-    config_addr_str(&cfg->statsd, statsd, sizeof statsd);
+    uv_timer_start(&hub->roll_timer, on_roll, ms_to_next_second(), 0);
+    if (hub->udp && !hub->stopping) {
+        int rc = ingest_udp_start(hub->udp);
+        if (rc) {
+            log_error("cannot start statsd threads", "error=\"%s\"", uv_strerror(rc));
+            begin_stop(hub, "start-up failure");
+        } else {
+            log_info("statsd listening", "addr=%s threads=%d rcvbuf=%zu", hub->statsd_addr,
+                     cfg->statsd_threads > 0 ? cfg->statsd_threads
+                                             : (int)uv_available_parallelism(),
+                     cfg->statsd_rcvbuf);
+        }
+    }
     log_info("http listening", "addr=%s threads=%d data=%s tick=%g version=%s",
              hub->listen_addr, hub->nworkers, cfg->data_dir, cfg->tick, MC_VERSION);
     log_info("ready", "startup_ms=%.1f", (double)(uv_hrtime() - hub->started_ns) / 1e6);
@@ -190,6 +380,8 @@ static void close_any(uv_handle_t *h, void *arg) {
 }
 
 void hub_close(hub_t *hub) {
+    ingest_udp_close(hub->udp);
+    hub->udp = NULL;
     /* workers that were initialised but never started still own loops and handles */
     for (int i = hub->workers_started; i < hub->nworkers; i++) worker_discard(&hub->workers[i]);
     free(hub->workers);
@@ -202,6 +394,7 @@ void hub_close(hub_t *hub) {
         uv_loop_close(&hub->loop);
         hub->loop.data = NULL;
     }
+    registry_free(&hub->reg);
 }
 
 void hub_health_input(hub_t *hub, health_input_t *in) {

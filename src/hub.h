@@ -18,6 +18,10 @@
 
 #include "health.h"
 #include "inbox.h"
+#include "ingest_stats.h"
+#include "ingest_udp.h"
+#include "registry.h"
+#include "selfstats.h"
 #include "worker.h"
 
 struct config;
@@ -41,6 +45,17 @@ typedef struct hub {
     uint64_t started_ns;
     bool stopping;
     _Atomic int data_dir_errno; /* 0 = writable */
+
+    registry_t reg;          /* hub thread only */
+    ingest_stats_t istats;   /* atomics: every thread counts here */
+    ingest_udp_t *udp;       /* NULL with --statsd off */
+    char statsd_addr[80];
+    _Atomic int batches_pending; /* handed to the inbox, not yet applied */
+    uv_timer_t roll_timer;   /* closes each 1 s interval at the wall-clock second */
+    /* previous second's totals, for the rates of the summary */
+    uint64_t prev_lines, prev_rejected, prev_dropped;
+    double prev_cpu, prev_roll_unix;
+    double lines_rate, rejected_rate, dropped_rate, cpu_percent;
 } hub_t;
 
 /* Binds the listening socket and prepares the workers. On failure returns -1 with one
@@ -50,6 +65,20 @@ int hub_open(hub_t *hub, const struct config *cfg, char err[HUB_ERR_LEN]);
 int hub_run(hub_t *hub);
 /* Frees what hub_open allocated. */
 void hub_close(hub_t *hub);
+
+/* Work for the hub thread on behalf of a worker: fn(hub, arg) runs on the hub thread,
+ * then done(arg, 0) back on worker w's thread. If either side is shutting down, done runs
+ * with cancelled = 1 (possibly on the hub thread) and must then only free arg.
+ * 0, or -ESHUTDOWN / -ENOMEM (nothing ran; the caller still owns arg). */
+typedef void (*hub_call_fn)(hub_t *hub, void *arg);
+typedef void (*hub_done_fn)(void *arg, int cancelled);
+int hub_call(hub_t *hub, worker_t *w, hub_call_fn fn, hub_done_fn done, void *arg);
+
+/* Any thread: hands an ingest batch to the registry (ownership passes). 0 or -ESHUTDOWN. */
+int hub_submit_batch(hub_t *hub, agg_batch_t *b);
+
+/* Hub thread: the figures /metrics and /api/v1/summary show. */
+void hub_self_snapshot(hub_t *hub, hub_self_t *out);
 
 /* Any thread: a worker's loop has ended. */
 void hub_worker_done(hub_t *hub, worker_t *w);

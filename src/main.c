@@ -98,12 +98,11 @@ int main(int argc, char **argv) {
     /* a few descriptors go to the listener, loops, log and store; the rest to clients */
     log_info("file descriptor limit", "max_fds=%llu max_connections=%llu", max_fds,
              max_fds > 64 ? max_fds - 64 : 0);
-    if (!cfg.statsd.off || cfg.nats_url[0] || cfg.demo)
+    if (cfg.nats_url[0] || cfg.demo)
         log_info("settings accepted for later stages",
-                 "statsd=%s nats=%s demo=%s note=\"StatsD ingest, NATS and demo sources are not "
-                 "part of this build\"",
-                 cfg.statsd.off ? "off" : cfg.statsd.host, cfg.nats_url[0] ? cfg.nats_url : "none",
-                 cfg.demo ? "true" : "false");
+                 "nats=%s demo=%s note=\"NATS scale-out and demo sources are not part of this "
+                 "build\"",
+                 cfg.nats_url[0] ? cfg.nats_url : "none", cfg.demo ? "true" : "false");
     int status = hub_run(&hub);
     hub_close(&hub);
     return status;

@@ -44,6 +44,7 @@ typedef struct worker_stats {
     _Atomic uint64_t http_requests_total;
     _Atomic uint64_t http_errors_total; /* answers >= 400 */
     _Atomic uint64_t ws_bad_messages_total;
+    _Atomic uint64_t ws_sent_total;
 } worker_stats_t;
 
 typedef struct worker {

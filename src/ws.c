@@ -82,7 +82,10 @@ int ws_send_frame(conn_t *c, frame_t *f) {
         return -EPIPE;
     }
     int rc = conn_send(c, f);
-    if (rc == 0) conn_flush(c);
+    if (rc == 0) {
+        atomic_fetch_add_explicit(&c->w->stats.ws_sent_total, 1, memory_order_relaxed);
+        conn_flush(c);
+    }
     return rc;
 }
 

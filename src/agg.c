@@ -1,0 +1,321 @@
+#include "agg.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+
+/* Raw key: kind byte, name, then per tag 0x1f key 0x1e value. The same raw bytes always
+ * give the same canonical key, so the (costly) canonical form is built once per distinct
+ * raw key per producer, not per line. */
+#define RAW_MAX (1 + STATSD_MAX_NAME + STATSD_MAX_TAGS * (2 + 2 * 256))
+
+struct agg_entry {
+    uint64_t hash;
+    series_key_t *key;
+    char *raw;
+    uint32_t raw_len;
+    uint32_t nlines;
+    uint64_t last_flush; /* a.flushes when last touched */
+    metric_kind_t kind;
+    bool dirty;
+    union {
+        double counter;
+        struct {
+            bool has_abs;
+            double abs, delta;
+        } gauge;
+        sketch_t *timer;
+        agg_set_t set;
+    } acc;
+};
+
+const char *ingest_transport_name(ingest_transport_t t) {
+    static const char *const names[] = {"udp", "http", "ws"};
+    return t < INGEST_TRANSPORT_COUNT ? names[t] : "unknown";
+}
+
+void agg_init(agg_t *a, uint32_t max_entries) {
+    memset(a, 0, sizeof *a);
+    a->max_entries = max_entries ? max_entries : 1000000;
+}
+
+static void entry_clear_acc(agg_entry_t *e) {
+    switch (e->kind) {
+    case METRIC_TIMER:
+        if (e->acc.timer) {
+            sketch_free(e->acc.timer);
+            free(e->acc.timer);
+        }
+        e->acc.timer = NULL;
+        break;
+    case METRIC_SET: agg_set_free(&e->acc.set); break;
+    default: memset(&e->acc, 0, sizeof e->acc); break;
+    }
+}
+
+static void entry_free(agg_entry_t *e) {
+    entry_clear_acc(e);
+    skey_unref(e->key);
+    free(e->raw);
+    free(e);
+}
+
+void agg_free(agg_t *a) {
+    for (uint32_t i = 0; i < a->cap; i++)
+        if (a->slots[i]) entry_free(a->slots[i]);
+    free(a->slots);
+    free(a->dirty);
+    memset(a, 0, sizeof *a);
+}
+
+int agg_set_insert(agg_set_t *s, uint64_t h) {
+    if (h == 0) h = 1;
+    if ((s->n + 1) * 4 > s->cap * 3) { /* keep load under 3/4 */
+        uint32_t ncap = s->cap ? s->cap * 2 : 16;
+        uint64_t *ns = calloc(ncap, sizeof *ns);
+        if (!ns) return -ENOMEM;
+        for (uint32_t i = 0; i < s->cap; i++) {
+            uint64_t v = s->slots[i];
+            if (!v) continue;
+            uint32_t j = (uint32_t)v & (ncap - 1);
+            while (ns[j]) j = (j + 1) & (ncap - 1);
+            ns[j] = v;
+        }
+        free(s->slots);
+        s->slots = ns;
+        s->cap = ncap;
+    }
+    uint32_t j = (uint32_t)h & (s->cap - 1);
+    while (s->slots[j]) {
+        if (s->slots[j] == h) return 0;
+        j = (j + 1) & (s->cap - 1);
+    }
+    s->slots[j] = h;
+    s->n++;
+    return 1;
+}
+
+void agg_set_free(agg_set_t *s) {
+    free(s->slots);
+    memset(s, 0, sizeof *s);
+}
+
+static size_t raw_key(const statsd_line_t *l, char *out) {
+    size_t n = 0;
+    out[n++] = (char)l->kind;
+    memcpy(out + n, l->name, l->name_len);
+    n += l->name_len;
+    for (int i = 0; i < l->ntags; i++) {
+        out[n++] = 0x1f;
+        memcpy(out + n, l->tags[i].key, l->tags[i].key_len);
+        n += l->tags[i].key_len;
+        out[n++] = 0x1e;
+        memcpy(out + n, l->tags[i].value, l->tags[i].value_len);
+        n += l->tags[i].value_len;
+    }
+    return n;
+}
+
+static int grow_table(agg_t *a) {
+    uint32_t ncap = a->cap ? a->cap * 2 : 64;
+    agg_entry_t **ns = calloc(ncap, sizeof *ns);
+    if (!ns) return -ENOMEM;
+    for (uint32_t i = 0; i < a->cap; i++) {
+        agg_entry_t *e = a->slots[i];
+        if (!e) continue;
+        uint32_t j = (uint32_t)e->hash & (ncap - 1);
+        while (ns[j]) j = (j + 1) & (ncap - 1);
+        ns[j] = e;
+    }
+    free(a->slots);
+    a->slots = ns;
+    a->cap = ncap;
+    return 0;
+}
+
+static int mark_dirty(agg_t *a, agg_entry_t *e) {
+    if (e->dirty) return 0;
+    if (a->ndirty == a->dirty_cap) {
+        uint32_t ncap = a->dirty_cap ? a->dirty_cap * 2 : 64;
+        agg_entry_t **nd = realloc(a->dirty, ncap * sizeof *nd);
+        if (!nd) return -ENOMEM;
+        a->dirty = nd;
+        a->dirty_cap = ncap;
+    }
+    a->dirty[a->ndirty++] = e;
+    e->dirty = true;
+    return 0;
+}
+
+static agg_entry_t *lookup_or_insert(agg_t *a, const statsd_line_t *line, int *rc) {
+    char raw[RAW_MAX];
+    size_t rl = raw_key(line, raw);
+    uint64_t h = hash_bytes(raw, rl, 0x6d6574726963ULL);
+    if (a->cap) {
+        uint32_t j = (uint32_t)h & (a->cap - 1);
+        for (agg_entry_t *e; (e = a->slots[j]); j = (j + 1) & (a->cap - 1))
+            if (e->hash == h && e->raw_len == rl && memcmp(e->raw, raw, rl) == 0) return e;
+    }
+    /* a key this producer has not seen: build its canonical form once */
+    if (a->n >= a->max_entries) {
+        *rc = STATSD_TOO_LONG;
+        return NULL;
+    }
+    series_key_t *key;
+    int krc = skey_from_line(line, &key);
+    if (krc != STATSD_OK) {
+        *rc = krc;
+        return NULL;
+    }
+    if ((a->n + 1) * 4 > a->cap * 3 && grow_table(a) < 0) goto nomem;
+    agg_entry_t *e = calloc(1, sizeof *e);
+    if (!e) goto nomem;
+    e->raw = malloc(rl);
+    if (!e->raw) {
+        free(e);
+        goto nomem;
+    }
+    memcpy(e->raw, raw, rl);
+    e->raw_len = (uint32_t)rl;
+    e->hash = h;
+    e->key = key;
+    e->kind = line->kind;
+    uint32_t j = (uint32_t)h & (a->cap - 1);
+    while (a->slots[j]) j = (j + 1) & (a->cap - 1);
+    a->slots[j] = e;
+    a->n++;
+    return e;
+nomem:
+    skey_unref(key);
+    *rc = -ENOMEM;
+    return NULL;
+}
+
+int agg_add(agg_t *a, const statsd_line_t *line) {
+    int rc = STATSD_OK;
+    agg_entry_t *e = lookup_or_insert(a, line, &rc);
+    if (!e) return rc;
+    double rate = line->rate > 0 && line->rate <= 1 ? line->rate : 1.0;
+    switch (e->kind) {
+    case METRIC_COUNTER:
+        for (int i = 0; i < line->nvalues; i++) e->acc.counter += line->values[i] / rate;
+        break;
+    case METRIC_GAUGE:
+        for (int i = 0; i < line->nvalues; i++) {
+            if (line->gauge_delta) {
+                e->acc.gauge.delta += line->values[i];
+            } else { /* an absolute value wipes earlier deltas */
+                e->acc.gauge.has_abs = true;
+                e->acc.gauge.abs = line->values[i];
+                e->acc.gauge.delta = 0;
+            }
+        }
+        break;
+    case METRIC_TIMER:
+        if (!e->acc.timer) {
+            e->acc.timer = malloc(sizeof *e->acc.timer);
+            if (!e->acc.timer) return -ENOMEM;
+            sketch_init(e->acc.timer);
+        }
+        for (int i = 0; i < line->nvalues; i++)
+            if (sketch_add(e->acc.timer, line->values[i], 1.0 / rate) < 0) return -ENOMEM;
+        break;
+    case METRIC_SET: {
+        uint64_t mh = hash_bytes(line->member, line->member_len, 0x736574ULL);
+        if (agg_set_insert(&e->acc.set, mh) < 0) return -ENOMEM;
+        break;
+    }
+    default: return STATSD_BAD_TYPE;
+    }
+    e->nlines += line->kind == METRIC_SET ? 1u : (uint32_t)line->nvalues;
+    e->last_flush = a->flushes;
+    return mark_dirty(a, e) < 0 ? -ENOMEM : STATSD_OK;
+}
+
+bool agg_has_dirty(const agg_t *a) { return a->ndirty > 0; }
+
+/* Linear-probing delete with backward shift: no tombstones, probes stay short. */
+static void remove_slot(agg_t *a, uint32_t i) {
+    a->slots[i] = NULL;
+    a->n--;
+    uint32_t j = i;
+    for (;;) {
+        j = (j + 1) & (a->cap - 1);
+        agg_entry_t *e = a->slots[j];
+        if (!e) return;
+        uint32_t home = (uint32_t)e->hash & (a->cap - 1);
+        /* move e back into the hole if its home is not in (i, j] cyclically */
+        bool between = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!between) {
+            a->slots[i] = e;
+            a->slots[j] = NULL;
+            i = j;
+        }
+    }
+}
+
+static void evict_idle(agg_t *a, uint32_t evict_after) {
+    for (uint32_t i = 0; i < a->cap;) {
+        agg_entry_t *e = a->slots[i];
+        if (e && !e->dirty && a->flushes - e->last_flush > evict_after) {
+            remove_slot(a, i);
+            entry_free(e);
+            continue; /* slot i may hold a shifted entry now */
+        }
+        i++;
+    }
+}
+
+agg_batch_t *agg_flush(agg_t *a, ingest_transport_t transport, uint32_t evict_after, int *err) {
+    *err = 0;
+    a->flushes++;
+    if (evict_after && a->flushes % 64 == 0) evict_idle(a, evict_after);
+    if (a->ndirty == 0) return NULL;
+    agg_batch_t *b = malloc(sizeof *b + (size_t)a->ndirty * sizeof b->d[0]);
+    if (!b) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    b->transport = transport;
+    b->n = 0;
+    for (uint32_t i = 0; i < a->ndirty; i++) {
+        agg_entry_t *e = a->dirty[i];
+        agg_delta_t *d = &b->d[b->n++];
+        d->key = skey_ref(e->key);
+        d->kind = e->kind;
+        d->nlines = e->nlines;
+        switch (e->kind) {
+        case METRIC_COUNTER: d->v.counter = e->acc.counter; break;
+        case METRIC_GAUGE:
+            d->v.gauge.has_abs = e->acc.gauge.has_abs;
+            d->v.gauge.abs = e->acc.gauge.abs;
+            d->v.gauge.delta = e->acc.gauge.delta;
+            break;
+        case METRIC_TIMER: d->v.timer = e->acc.timer; break; /* moved */
+        case METRIC_SET: d->v.set = e->acc.set; break;       /* moved */
+        default: break;
+        }
+        memset(&e->acc, 0, sizeof e->acc);
+        e->nlines = 0;
+        e->dirty = false;
+    }
+    a->ndirty = 0;
+    return b;
+}
+
+void agg_batch_free(agg_batch_t *b) {
+    if (!b) return;
+    for (uint32_t i = 0; i < b->n; i++) {
+        agg_delta_t *d = &b->d[i];
+        if (d->kind == METRIC_TIMER && d->v.timer) {
+            sketch_free(d->v.timer);
+            free(d->v.timer);
+        } else if (d->kind == METRIC_SET) {
+            agg_set_free(&d->v.set);
+        }
+        skey_unref(d->key);
+    }
+    free(b);
+}

@@ -1,0 +1,311 @@
+#include "registry.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+
+const char *reject_reason_name(int reason) {
+    switch (reason) {
+    case REG_REJECT_SERIES_LIMIT: return "series_limit";
+    case REG_REJECT_KIND_CONFLICT: return "kind_conflict";
+    case REG_REJECT_RESERVED_NAME: return "reserved_name";
+    default: return reason >= 0 && reason < STATSD_REASON_COUNT
+                        ? statsd_reason_name((statsd_reason_t)reason)
+                        : "unknown";
+    }
+}
+
+int registry_init(registry_t *r, uint32_t max_series, uint32_t history_points) {
+    memset(r, 0, sizeof *r);
+    r->max_series = max_series;
+    r->history_points = history_points ? history_points : 3600;
+    return 0;
+}
+
+static void series_free(series_t *s) {
+    skey_unref(s->key);
+    if (s->cur) {
+        sketch_free(s->cur);
+        free(s->cur);
+    }
+    agg_set_free(&s->members);
+    history_free(&s->hist);
+    free(s);
+}
+
+void registry_free(registry_t *r) {
+    for (uint32_t i = 0; i < r->cap; i++)
+        if (r->slots[i]) series_free(r->slots[i]);
+    for (uint32_t i = 0; i < r->nfam; i++) {
+        free(r->fams[i]->name);
+        free(r->fams[i]->v);
+        free(r->fams[i]);
+    }
+    free(r->slots);
+    free(r->fslots);
+    free(r->fams);
+    free(r->dirty);
+    memset(r, 0, sizeof *r);
+}
+
+series_t *registry_find(const registry_t *r, const series_key_t *key) {
+    if (!r->cap) return NULL;
+    for (uint32_t j = (uint32_t)key->hash & (r->cap - 1); r->slots[j]; j = (j + 1) & (r->cap - 1))
+        if (skey_equal(r->slots[j]->key, key)) return r->slots[j];
+    return NULL;
+}
+
+family_t *registry_family(const registry_t *r, const char *name) {
+    if (!r->fcap) return NULL;
+    uint64_t h = hash_bytes(name, strlen(name), 1);
+    for (uint32_t j = (uint32_t)h & (r->fcap - 1); r->fslots[j]; j = (j + 1) & (r->fcap - 1))
+        if (strcmp(r->fslots[j]->name, name) == 0) return r->fslots[j];
+    return NULL;
+}
+
+static int grow_series_table(registry_t *r) {
+    uint32_t ncap = r->cap ? r->cap * 2 : 256;
+    series_t **ns = calloc(ncap, sizeof *ns);
+    if (!ns) return -ENOMEM;
+    for (uint32_t i = 0; i < r->cap; i++) {
+        series_t *s = r->slots[i];
+        if (!s) continue;
+        uint32_t j = (uint32_t)s->key->hash & (ncap - 1);
+        while (ns[j]) j = (j + 1) & (ncap - 1);
+        ns[j] = s;
+    }
+    free(r->slots);
+    r->slots = ns;
+    r->cap = ncap;
+    return 0;
+}
+
+static int grow_family_table(registry_t *r) {
+    uint32_t ncap = r->fcap ? r->fcap * 2 : 64;
+    family_t **ns = calloc(ncap, sizeof *ns);
+    if (!ns) return -ENOMEM;
+    for (uint32_t i = 0; i < r->fcap; i++) {
+        family_t *f = r->fslots[i];
+        if (!f) continue;
+        uint32_t j = (uint32_t)hash_bytes(f->name, strlen(f->name), 1) & (ncap - 1);
+        while (ns[j]) j = (j + 1) & (ncap - 1);
+        ns[j] = f;
+    }
+    free(r->fslots);
+    r->fslots = ns;
+    r->fcap = ncap;
+    return 0;
+}
+
+static family_t *family_get(registry_t *r, const char *name, metric_kind_t kind, int *reason) {
+    family_t *f = registry_family(r, name);
+    if (f) {
+        if (f->kind != kind) *reason = REG_REJECT_KIND_CONFLICT;
+        return f->kind == kind ? f : NULL;
+    }
+    if ((r->nfam + 1) * 4 > r->fcap * 3 && grow_family_table(r) < 0) return NULL;
+    if (r->nfam == r->fams_cap) {
+        uint32_t ncap = r->fams_cap ? r->fams_cap * 2 : 64;
+        family_t **nf = realloc(r->fams, ncap * sizeof *nf);
+        if (!nf) return NULL;
+        r->fams = nf;
+        r->fams_cap = ncap;
+    }
+    f = calloc(1, sizeof *f);
+    if (!f || !(f->name = strdup(name))) {
+        free(f);
+        return NULL;
+    }
+    f->kind = kind;
+    uint32_t j = (uint32_t)hash_bytes(name, strlen(name), 1) & (r->fcap - 1);
+    while (r->fslots[j]) j = (j + 1) & (r->fcap - 1);
+    r->fslots[j] = f;
+    r->fams[r->nfam++] = f;
+    r->fams_sorted = false;
+    return f;
+}
+
+static series_t *series_get(registry_t *r, series_key_t *key, metric_kind_t kind, int *reason) {
+    series_t *s = registry_find(r, key);
+    if (s) {
+        if (s->kind != kind) {
+            *reason = REG_REJECT_KIND_CONFLICT;
+            return NULL;
+        }
+        return s;
+    }
+    const char *name = skey_name(key);
+    /* the hub's own series live under metricast_*: a sender may not shadow them */
+    if (strncmp(name, "metricast_", 10) == 0) {
+        *reason = REG_REJECT_RESERVED_NAME;
+        return NULL;
+    }
+    if (r->max_series && r->n >= r->max_series) {
+        *reason = REG_REJECT_SERIES_LIMIT;
+        return NULL;
+    }
+    *reason = -ENOMEM;
+    family_t *f = family_get(r, name, kind, reason);
+    if (!f) return NULL;
+    if ((r->n + 1) * 4 > r->cap * 3 && grow_series_table(r) < 0) return NULL;
+    if (f->n == f->cap) {
+        uint32_t ncap = f->cap ? f->cap * 2 : 4;
+        series_t **nv = realloc(f->v, ncap * sizeof *nv);
+        if (!nv) return NULL;
+        f->v = nv;
+        f->cap = ncap;
+    }
+    s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->key = skey_ref(key);
+    s->fam = f;
+    s->kind = kind;
+    s->source = skey_label_value(key, "source");
+    s->last.min = s->last.max = s->last.p50 = s->last.p90 = s->last.p99 = NAN;
+    s->value = kind == METRIC_TIMER ? NAN : 0;
+    history_init(&s->hist, r->history_points);
+    uint32_t j = (uint32_t)key->hash & (r->cap - 1);
+    while (r->slots[j]) j = (j + 1) & (r->cap - 1);
+    r->slots[j] = s;
+    r->n++;
+    f->v[f->n++] = s;
+    return s;
+}
+
+static int mark(registry_t *r, series_t *s) {
+    if (s->roll_mark == r->gen + 1) return 0; /* already listed for the coming roll */
+    if (r->ndirty == r->dirty_cap) {
+        uint32_t ncap = r->dirty_cap ? r->dirty_cap * 2 : 256;
+        series_t **nd = realloc(r->dirty, ncap * sizeof *nd);
+        if (!nd) return -ENOMEM;
+        r->dirty = nd;
+        r->dirty_cap = ncap;
+    }
+    r->dirty[r->ndirty++] = s;
+    s->roll_mark = r->gen + 1;
+    return 0;
+}
+
+static int apply_delta(registry_t *r, series_t *s, const agg_delta_t *d) {
+    switch (s->kind) {
+    case METRIC_COUNTER:
+        s->value += d->v.counter;
+        s->interval_sum += d->v.counter;
+        break;
+    case METRIC_GAUGE:
+        if (d->v.gauge.has_abs)
+            s->value = d->v.gauge.abs + d->v.gauge.delta;
+        else
+            s->value += d->v.gauge.delta;
+        break;
+    case METRIC_TIMER:
+        if (!d->v.timer || d->v.timer->count <= 0) break;
+        if (!s->cur) {
+            s->cur = malloc(sizeof *s->cur);
+            if (!s->cur) return -ENOMEM;
+            sketch_init(s->cur);
+        }
+        if (sketch_merge(s->cur, d->v.timer) < 0) return -ENOMEM;
+        s->count_total += d->v.timer->count;
+        s->sum_total += d->v.timer->sum;
+        break;
+    case METRIC_SET:
+        for (uint32_t i = 0; i < d->v.set.cap; i++)
+            if (d->v.set.slots[i] && agg_set_insert(&s->members, d->v.set.slots[i]) < 0)
+                return -ENOMEM;
+        break;
+    default: break;
+    }
+    s->dirty = true;
+    return mark(r, s);
+}
+
+void registry_apply(registry_t *r, const agg_batch_t *b, double now, registry_result_t *res) {
+    for (uint32_t i = 0; i < b->n; i++) {
+        const agg_delta_t *d = &b->d[i];
+        int reason = 0;
+        series_t *s = series_get(r, d->key, d->kind, &reason);
+        if (!s || apply_delta(r, s, d) < 0) {
+            /* out of memory counts as a series-limit refusal: the sender sees a refusal
+             * either way, and the log of the allocation failure is the allocator's */
+            int why = s || reason < 0 ? REG_REJECT_SERIES_LIMIT : reason;
+            res->rejected[why] += d->nlines;
+            continue;
+        }
+        s->updated_at = now;
+        s->changed_gen = r->gen + 1;
+        res->accepted += d->nlines;
+    }
+}
+
+static void close_interval(series_t *s, uint32_t t) {
+    bool had_data = s->dirty;
+    s->dirty = false;
+    switch (s->kind) {
+    case METRIC_COUNTER:
+        s->rate = s->interval_sum; /* the interval is one second */
+        if (had_data) history_push(&s->hist, t, s->interval_sum, NULL);
+        s->zero_pending = s->interval_sum != 0;
+        s->interval_sum = 0;
+        break;
+    case METRIC_GAUGE:
+        if (had_data) history_push(&s->hist, t, s->value, NULL);
+        break;
+    case METRIC_TIMER:
+        if (s->cur && s->cur->count > 0) {
+            timer_stats_t *l = &s->last;
+            l->count = s->cur->count;
+            l->sum = s->cur->sum;
+            l->min = s->cur->min;
+            l->max = s->cur->max;
+            l->p50 = sketch_quantile(s->cur, 0.5);
+            l->p90 = sketch_quantile(s->cur, 0.9);
+            l->p99 = sketch_quantile(s->cur, 0.99);
+            s->value = l->sum / l->count;
+            double x[HIST_EXTRAS] = {l->count, l->sum, l->min, l->max, l->p50, l->p90, l->p99};
+            history_push(&s->hist, t, s->value, x);
+            sketch_reset(s->cur);
+        }
+        break;
+    case METRIC_SET:
+        s->value = s->members.n;
+        if (had_data) history_push(&s->hist, t, s->value, NULL);
+        s->zero_pending = s->members.n != 0;
+        /* keep the table's memory for the next interval: sets are usually steady */
+        if (s->members.slots) memset(s->members.slots, 0, s->members.cap * sizeof(uint64_t));
+        s->members.n = 0;
+        break;
+    default: break;
+    }
+}
+
+void registry_roll(registry_t *r, uint32_t now_sec) {
+    uint32_t n = r->ndirty;
+    series_t **list = r->dirty;
+    r->dirty = NULL;
+    r->ndirty = r->dirty_cap = 0;
+    r->gen++;
+    /* the interval just closed is [now_sec - 1, now_sec): its points carry now_sec - 1 */
+    for (uint32_t i = 0; i < n; i++) {
+        series_t *s = list[i];
+        close_interval(s, now_sec - 1);
+        if (s->zero_pending) mark(r, s); /* to show rate / cardinality 0 once idle */
+    }
+    free(list);
+}
+
+static int cmp_family(const void *a, const void *b) {
+    return strcmp((*(family_t *const *)a)->name, (*(family_t *const *)b)->name);
+}
+
+family_t *const *registry_families(registry_t *r, uint32_t *n) {
+    if (!r->fams_sorted && r->nfam) {
+        qsort(r->fams, r->nfam, sizeof *r->fams, cmp_family);
+        r->fams_sorted = true;
+    }
+    *n = r->nfam;
+    return r->fams;
+}

@@ -1,0 +1,105 @@
+/* registry — every series the hub knows, its current state and its history.
+ *
+ * Owned by the hub thread alone: ingest threads and workers reach it only by posting
+ * batches and queries to the hub's inbox, so nothing here locks.
+ *
+ * Series are found by key (hash table) and grouped into families by name (one kind per
+ * name, as Prometheus requires). registry_apply() merges an ingest batch;
+ * registry_roll() closes the current 1 s interval of every series touched in it: counter
+ * rate, timer statistics, set cardinality, and a history point.
+ *
+ * What a series reports (JSON, WebSocket, /metrics):
+ *   counter: value = total since the hub started, rate = per second over the last interval
+ *   gauge:   value = current value
+ *   timer:   count/sum/min/max/p50/p90/p99 of the last interval that had samples,
+ *            value = its mean; /metrics also has cumulative _sum and _count
+ *   set:     value = distinct members in the last completed interval */
+#ifndef MC_REGISTRY_H
+#define MC_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agg.h"
+#include "history.h"
+#include "metric.h"
+#include "series_key.h"
+#include "sketch.h"
+
+/* Reasons the registry refuses samples, numbered after the parser's. */
+enum {
+    REG_REJECT_SERIES_LIMIT = STATSD_REASON_COUNT,
+    REG_REJECT_KIND_CONFLICT,
+    REG_REJECT_RESERVED_NAME,
+    REJECT_REASON_COUNT
+};
+const char *reject_reason_name(int reason); /* parser and registry reasons */
+
+typedef struct timer_stats {
+    double count, sum, min, max, p50, p90, p99;
+} timer_stats_t;
+
+struct family;
+
+typedef struct series {
+    series_key_t *key; /* one reference */
+    struct family *fam;
+    const char *source; /* the "source" label's value (inside key), or NULL */
+    metric_kind_t kind;
+    bool dirty;        /* received data in the current interval */
+    bool zero_pending; /* rate/cardinality must drop to 0 at the next roll */
+    uint64_t roll_mark;
+    uint64_t changed_gen; /* registry->gen of the last interval with data */
+    double updated_at;    /* unix seconds of the last sample */
+    double value;
+    double rate;         /* counters */
+    double interval_sum; /* counters: increase in the current interval */
+    sketch_t *cur;       /* timers: samples of the current interval (lazy) */
+    double count_total, sum_total; /* timers: cumulative */
+    timer_stats_t last;            /* timers: last interval with samples */
+    agg_set_t members;             /* sets: the current interval */
+    history_t hist;
+} series_t;
+
+typedef struct family {
+    char *name;
+    metric_kind_t kind;
+    series_t **v;
+    uint32_t n, cap;
+} family_t;
+
+typedef struct registry {
+    series_t **slots; /* by key hash, linear probing */
+    uint32_t cap, n;
+    family_t **fslots; /* by name hash */
+    uint32_t fcap;
+    family_t **fams; /* every family, in creation order until sorted */
+    uint32_t nfam, fams_cap;
+    bool fams_sorted;
+    series_t **dirty; /* touched or zero-pending: processed by the next roll */
+    uint32_t ndirty, dirty_cap;
+    uint32_t max_series;
+    uint32_t history_points;
+    uint64_t gen; /* completed rolls */
+} registry_t;
+
+typedef struct registry_result {
+    uint64_t accepted;                      /* samples (lines) merged */
+    uint64_t rejected[REJECT_REASON_COUNT]; /* samples refused, by reason */
+} registry_result_t;
+
+int registry_init(registry_t *r, uint32_t max_series, uint32_t history_points);
+void registry_free(registry_t *r);
+
+/* Merges a batch (borrowed; the caller frees it). now: unix seconds. */
+void registry_apply(registry_t *r, const agg_batch_t *b, double now, registry_result_t *res);
+/* Closes the interval ending at unix second now_sec. */
+void registry_roll(registry_t *r, uint32_t now_sec);
+
+series_t *registry_find(const registry_t *r, const series_key_t *key);
+family_t *registry_family(const registry_t *r, const char *name);
+/* Families sorted by name (sorts once after new families appear). */
+family_t *const *registry_families(registry_t *r, uint32_t *n);
+
+#endif

@@ -1,0 +1,42 @@
+/* selfstats — the hub's figures about itself at one instant, gathered on the hub thread
+ * (hub_self_snapshot) and rendered by /metrics (prom.c) and /api/v1/summary (view.c). */
+#ifndef MC_SELFSTATS_H
+#define MC_SELFSTATS_H
+
+#include <stdint.h>
+
+#include "agg.h"
+#include "ingest_stats.h"
+#include "procstat.h"
+#include "registry.h"
+
+#define SELF_MAX_LOOPS 65
+
+typedef struct hub_self {
+    const char *version;
+    double uptime_s;
+    uint64_t lines[INGEST_TRANSPORT_COUNT];
+    uint64_t lines_total;
+    double lines_rate; /* per second, over the last second */
+    uint64_t rejected[REJECT_REASON_COUNT];
+    uint64_t rejected_total;
+    double rejected_rate;
+    uint64_t dropped[DROP_REASON_COUNT];
+    uint64_t dropped_total;
+    double dropped_rate;
+    uint64_t datagrams, udp_bytes;
+    uint64_t series, families;
+    uint64_t connections, ws_connections, ws_subscribers;
+    uint64_t ws_sent, ws_dropped;
+    double ws_fill_ratio;
+    uint64_t events_total;
+    uint64_t sources_online;
+    uint64_t http_requests, http_errors;
+    int nloops;
+    double loop_lag_s[SELF_MAX_LOOPS]; /* [0] the hub, then workers */
+    double loop_lag_max_s;
+    procstat_t proc;
+    double cpu_percent; /* over the last second; 100 = one core */
+} hub_self_t;
+
+#endif

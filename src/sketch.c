@@ -1,0 +1,247 @@
+#include "sketch.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* γ = (1+α)/(1-α) for α = SKETCH_ALPHA = 0.01, and its logarithm. Literals because C has no
+ * constant-expression log(); tests/unit/test_sketch.c checks them against libm. */
+#define SK_GAMMA (1.01 / 0.99)
+#define SK_LN_GAMMA 0.020000666706669435
+#define SK_INV_LN_GAMMA 49.99833328888678
+/* ln(2/(γ+1)) = ln(1-α): the representative 2γ^i/(γ+1) is exp(i·lnγ + this), which does
+ * not overflow for the bucket holding DBL_MAX the way 2·γ^i would */
+#define SK_LN_REPR log1p(-SKETCH_ALPHA)
+
+/* Memory bound: a store never spans more than this many bucket indexes (32 KiB of counts;
+ * 4096 buckets cover ~35 decades). When a value would stretch a store past it, the
+ * lowest buckets are folded into the lowest one kept, as DDSketch's
+ * CollapsingLowestDenseStore does: quantiles that land in the kept range keep the α
+ * guarantee, those in the folded tail are overestimated (for the negative store the
+ * folded tail is the values closest to zero). min and max stay exact regardless. */
+#define SK_MAX_BUCKETS 4096
+#define SK_MIN_GROW 32 /* buckets of headroom added on each side that grows */
+
+static int32_t bucket_index(double mag) {
+    return (int32_t)ceil(log(mag) * SK_INV_LN_GAMMA);
+}
+
+static double bucket_value(int32_t i) {
+    return exp((double)i * SK_LN_GAMMA + SK_LN_REPR);
+}
+
+static int64_t store_hi(const sketch_store_t *st) {
+    return (int64_t)st->offset + st->len - 1;
+}
+
+/* A replacement buffer for a store, allocated before anything is changed so that running
+ * out of memory leaves the sketch as it was. */
+typedef struct {
+    double *counts; /* NULL: the store needs no change */
+    int32_t offset;
+    uint32_t len;
+} store_plan_t;
+
+/* Plans a store that covers its current range and [lo, hi], with headroom on each side
+ * that grows so that a drifting distribution does not reallocate on every new bucket.
+ * Indexes that do not fit under the cap are folded into the lowest bucket kept. */
+static int store_plan(const sketch_store_t *st, int32_t lo, int32_t hi, store_plan_t *p) {
+    p->counts = NULL;
+    int64_t cur_lo = st->len ? st->offset : lo, cur_hi = st->len ? store_hi(st) : hi;
+    if (st->len && hi <= cur_hi && (lo >= cur_lo || st->len == SK_MAX_BUCKETS)) return 0;
+
+    int64_t need_lo = lo < cur_lo ? lo : cur_lo, need_hi = hi > cur_hi ? hi : cur_hi;
+    int64_t grow = (need_hi - need_lo + 1) / 2;
+    if (grow < SK_MIN_GROW) grow = SK_MIN_GROW;
+    int64_t nlo = need_lo, nhi = need_hi;
+    if (!st->len || lo < cur_lo) nlo -= grow;
+    if (!st->len || hi > cur_hi) nhi += grow;
+    if (nhi - nlo + 1 > SK_MAX_BUCKETS) {
+        /* keep all of the needed range if it fits, else its top; never fold more than
+         * the cap forces */
+        int64_t top = need_lo + SK_MAX_BUCKETS - 1;
+        if (top > nhi) top = nhi;
+        nhi = top > need_hi ? top : need_hi;
+        nlo = nhi - SK_MAX_BUCKETS + 1;
+    }
+    p->len = (uint32_t)(nhi - nlo + 1);
+    p->offset = (int32_t)nlo;
+    p->counts = calloc(p->len, sizeof *p->counts);
+    return p->counts ? 0 : -ENOMEM;
+}
+
+static void store_apply(sketch_store_t *st, store_plan_t *p) {
+    if (!p->counts) return;
+    for (uint32_t k = 0; k < st->len; k++) {
+        if (st->counts[k] == 0) continue;
+        int64_t j = (int64_t)st->offset + k - p->offset;
+        p->counts[j < 0 ? 0 : j] += st->counts[k];
+    }
+    free(st->counts);
+    st->counts = p->counts;
+    st->offset = p->offset;
+    st->len = p->len;
+    p->counts = NULL;
+}
+
+/* Adds w at index i of a store that covers i or is at the cap above it. */
+static inline void store_put(sketch_store_t *st, int64_t i, double w) {
+    int64_t j = i - st->offset;
+    st->counts[j < 0 ? 0 : j] += w;
+}
+
+static int store_add(sketch_store_t *st, int32_t i, double w) {
+    if (__builtin_expect(st->len != 0 && i >= st->offset && i <= store_hi(st), 1)) {
+        st->counts[i - st->offset] += w;
+        return 0;
+    }
+    store_plan_t p;
+    if (store_plan(st, i, i, &p) < 0) return -ENOMEM;
+    store_apply(st, &p);
+    store_put(st, i, w);
+    return 0;
+}
+
+/* The index range of a store's non-zero buckets; false when there are none. */
+static bool store_used(const sketch_store_t *st, int32_t *lo, int32_t *hi) {
+    uint32_t a = 0, b = st->len;
+    while (a < b && st->counts[a] == 0)
+        a++;
+    if (a == b) return false;
+    while (st->counts[b - 1] == 0)
+        b--;
+    *lo = st->offset + (int32_t)a;
+    *hi = st->offset + (int32_t)b - 1;
+    return true;
+}
+
+static void store_reset(sketch_store_t *st) {
+    if (st->len) memset(st->counts, 0, st->len * sizeof *st->counts);
+}
+
+static void store_free(sketch_store_t *st) {
+    free(st->counts);
+    st->counts = NULL;
+    st->offset = 0;
+    st->len = 0;
+}
+
+/* ---- sketch ------------------------------------------------------------------------- */
+
+/* Empty sketch: count, sum, min and max all 0 (not ±inf), so that a reader that forgets
+ * to check count still prints a number. */
+void sketch_init(sketch_t *s) {
+    memset(s, 0, sizeof *s);
+}
+
+void sketch_free(sketch_t *s) {
+    store_free(&s->pos);
+    store_free(&s->neg);
+    sketch_init(s);
+}
+
+void sketch_reset(sketch_t *s) {
+    store_reset(&s->pos);
+    store_reset(&s->neg);
+    s->zero = s->count = s->sum = s->min = s->max = 0;
+}
+
+static void note_minmax(sketch_t *s, double lo, double hi) {
+    if (s->count == 0) {
+        s->min = lo;
+        s->max = hi;
+        return;
+    }
+    if (lo < s->min) s->min = lo;
+    if (hi > s->max) s->max = hi;
+}
+
+/* Besides -ENOMEM: -EINVAL for a non-finite v or a weight that is not a finite positive
+ * number (either would poison count, sum or min/max for good). */
+int sketch_add(sketch_t *s, double v, double w) {
+    if (!isfinite(v) || !(w > 0) || !isfinite(w)) return -EINVAL;
+    if (v >= SKETCH_MIN_VALUE) {
+        if (store_add(&s->pos, bucket_index(v), w) < 0) return -ENOMEM;
+    } else if (v <= -SKETCH_MIN_VALUE) {
+        if (store_add(&s->neg, bucket_index(-v), w) < 0) return -ENOMEM;
+    } else {
+        s->zero += w;
+    }
+    note_minmax(s, v, v);
+    s->count += w;
+    s->sum += v * w;
+    return 0;
+}
+
+static void store_merge(sketch_store_t *dst, const sketch_store_t *src, int32_t lo, int32_t hi) {
+    for (int64_t i = lo; i <= hi; i++) {
+        double c = src->counts[i - src->offset];
+        if (c != 0) store_put(dst, i, c);
+    }
+}
+
+/* On -ENOMEM dst is unchanged: both stores' buffers are obtained before either is
+ * touched. */
+int sketch_merge(sketch_t *dst, const sketch_t *src) {
+    if (src->count == 0) return 0;
+    if (dst == src) { /* the union with itself: every weight twice */
+        for (uint32_t k = 0; k < dst->pos.len; k++)
+            dst->pos.counts[k] *= 2;
+        for (uint32_t k = 0; k < dst->neg.len; k++)
+            dst->neg.counts[k] *= 2;
+        dst->zero *= 2;
+        dst->count *= 2;
+        dst->sum *= 2;
+        return 0;
+    }
+    int32_t plo = 0, phi = -1, nlo = 0, nhi = -1;
+    bool has_pos = store_used(&src->pos, &plo, &phi);
+    bool has_neg = store_used(&src->neg, &nlo, &nhi);
+    store_plan_t pp = {0}, np = {0};
+    if (has_pos && store_plan(&dst->pos, plo, phi, &pp) < 0) return -ENOMEM;
+    if (has_neg && store_plan(&dst->neg, nlo, nhi, &np) < 0) {
+        free(pp.counts);
+        return -ENOMEM;
+    }
+    store_apply(&dst->pos, &pp);
+    store_apply(&dst->neg, &np);
+    if (has_pos) store_merge(&dst->pos, &src->pos, plo, phi);
+    if (has_neg) store_merge(&dst->neg, &src->neg, nlo, nhi);
+    note_minmax(dst, src->min, src->max);
+    dst->zero += src->zero;
+    dst->count += src->count;
+    dst->sum += src->sum;
+    return 0;
+}
+
+static double clamp(const sketch_t *s, double v) {
+    return v < s->min ? s->min : v > s->max ? s->max : v;
+}
+
+/* DDSketch's convention: the estimate for q is the bucket holding the value of (0-based,
+ * weighted) rank q·(count-1), i.e. the first bucket, in ascending value order, whose
+ * cumulative weight exceeds that rank. For unit weights that is the bucket of the
+ * ⌊q·(n-1)⌋-th smallest value, so the estimate is within α of that value. */
+double sketch_quantile(const sketch_t *s, double q) {
+    if (!(s->count > 0) || !(q >= 0 && q <= 1)) return NAN;
+    if (q == 0) return s->min;
+    if (q == 1) return s->max;
+    double rank = q * (s->count - 1);
+    double cum = 0;
+    const sketch_store_t *neg = &s->neg, *pos = &s->pos;
+    for (uint32_t k = neg->len; k-- > 0;) { /* most negative first */
+        if (neg->counts[k] == 0) continue;  /* else a rank < 0 (count < 1) stops here */
+        cum += neg->counts[k];
+        if (cum > rank) return clamp(s, -bucket_value(neg->offset + (int32_t)k));
+    }
+    cum += s->zero;
+    if (s->zero > 0 && cum > rank) return clamp(s, 0);
+    for (uint32_t k = 0; k < pos->len; k++) {
+        if (pos->counts[k] == 0) continue;
+        cum += pos->counts[k];
+        if (cum > rank) return clamp(s, bucket_value(pos->offset + (int32_t)k));
+    }
+    return s->max; /* rounding left the cumulative weight a hair short of the total */
+}

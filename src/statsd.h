@@ -1,0 +1,83 @@
+/* statsd — the StatsD line parser (etsy format + DogStatsD extensions). Pure: no I/O,
+ * no allocation, no clock; pointers in the result point into the caller's input.
+ *
+ * Accepted line forms (one per line; lines end at '\n', a trailing '\r' is ignored):
+ *   name:value|c[|@rate][|#tags]        counter; value may be fractional or negative
+ *   name:value|g[|#tags]                gauge, absolute
+ *   name:+value|g / name:-value|g       gauge delta (sign present = delta)
+ *   name:value|ms / |h / |d             timer / histogram / distribution → one kind: timer
+ *   name:member|s                       set; member is any text without '|'
+ *   name:v1:v2:v3|ms                    DogStatsD multi-value (not for sets)
+ *   tags: |#key:value,key2:value2,flag  (a tag without ':' is a label with value "")
+ *   DogStatsD |c:container and |T<unix> sections are accepted and ignored.
+ * Sample rate: 0 < rate <= 1; counters are scaled by 1/rate, timers count 1/rate samples.
+ * Events (_e{...}) and service checks (_sc|...) are rejected as "unsupported".
+ */
+#ifndef MC_STATSD_H
+#define MC_STATSD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "metric.h"
+
+/* Why a line was rejected: the `reason` label of metricast_ingest_rejected_total. */
+typedef enum {
+    STATSD_OK = 0,
+    STATSD_EMPTY,        /* blank line: skipped, not counted as rejected */
+    STATSD_BAD_NAME,     /* empty name, or nothing valid left after sanitising */
+    STATSD_NO_VALUE,     /* no ':' or empty value */
+    STATSD_BAD_VALUE,    /* not a finite number (or an empty set member) */
+    STATSD_NO_TYPE,      /* no '|type' */
+    STATSD_BAD_TYPE,     /* unknown type */
+    STATSD_BAD_RATE,     /* '@' not followed by a number in (0, 1] */
+    STATSD_BAD_TAGS,     /* malformed tag section, empty key, too many tags */
+    STATSD_TOO_LONG,     /* name, tag or line over the limits below */
+    STATSD_UNSUPPORTED,  /* DogStatsD events/service checks, unknown '|x' sections */
+    STATSD_REASON_COUNT
+} statsd_reason_t;
+
+#define STATSD_MAX_LINE 4096
+#define STATSD_MAX_NAME 200
+#define STATSD_MAX_TAGS 16
+#define STATSD_MAX_VALUES 64 /* multi-value packets */
+
+typedef struct statsd_tag {
+    const char *key;
+    uint16_t key_len;
+    const char *value; /* "" (len 0) for a tag without ':' */
+    uint16_t value_len;
+} statsd_tag_t;
+
+typedef struct statsd_line {
+    const char *name; /* raw, unsanitised */
+    size_t name_len;
+    metric_kind_t kind;
+    bool gauge_delta;   /* gauge value had an explicit sign */
+    double rate;        /* 1.0 when absent */
+    int nvalues;        /* numbers in values[] (0 for sets) */
+    double values[STATSD_MAX_VALUES];
+    const char *member; /* sets only */
+    size_t member_len;
+    int ntags;
+    statsd_tag_t tags[STATSD_MAX_TAGS];
+} statsd_line_t;
+
+/* Parses one line (without its '\n'). */
+statsd_reason_t statsd_parse_line(const char *p, size_t n, statsd_line_t *out);
+
+/* The label value for a reason: "bad_name", "no_value", ... ("ok", "empty" too). */
+const char *statsd_reason_name(statsd_reason_t r);
+
+/* statsd_exporter's escaping: every character outside [A-Za-z0-9_] becomes '_' (one '_'
+ * per UTF-8 character, and per byte of invalid UTF-8); a leading digit gets a '_' before
+ * it. Writes at most cap-1 bytes plus NUL; returns the length, 0 if nothing is left or
+ * it did not fit. */
+size_t statsd_sanitize(const char *in, size_t n, char *out, size_t cap);
+
+/* Fast decimal parser used for values: [+-]digits[.digits][e[+-]digits], plus the forms
+ * strtod accepts as a fallback; rejects inf/nan and trailing garbage. 0 or -1. */
+int statsd_parse_double(const char *p, size_t n, double *out);
+
+#endif
