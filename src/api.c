@@ -256,6 +256,7 @@ static void hub_ingest(hub_t *hub, api_job_t *j) {
         registry_apply(&hub->reg, j->batch, clk_unix(), &res);
         atomic_fetch_add_explicit(&hub->istats.lines[j->batch->transport], res.accepted,
                                   memory_order_relaxed);
+        if (res.accepted) stream_changed(&hub->stream);
     }
     /* the parser's refusals are counted here too, once, with the registry's */
     for (int i = 0; i < STATSD_REASON_COUNT; i++) res.rejected[i] += j->parsed.rejected[i];

@@ -72,6 +72,15 @@ static const cfg_opt_t options[] = {
      "how often each StatsD thread hands its aggregated samples to the hub"},
     {"series", "max_series", "max-series", "N", CFG_T_INT, OFF(max_series), "200000", 1,
      100000000, "series limit: samples for new series beyond it are rejected (series_limit)"},
+    {"ws", "queue_messages", "ws-queue-messages", "N", CFG_T_U32, OFF(ws_queue_messages), "1024",
+     4, 1000000, "outbound queue limit per WebSocket connection, in messages"},
+    {"ws", "queue_bytes", "ws-queue-bytes", "BYTES", CFG_T_SIZE, OFF(ws_queue_bytes), "4m", 4096,
+     1024.0 * 1024 * 1024, "outbound queue limit per WebSocket connection, in bytes"},
+    {"ws", "overload_timeout", "ws-overload-timeout", "SECONDS", CFG_T_SECONDS,
+     OFF(ws_overload_timeout), "10s", 0.1, 3600,
+     "a subscriber overloaded this long is closed with 1008"},
+    {"ws", "max_subscriptions", "ws-max-subscriptions", "N", CFG_T_INT, OFF(ws_max_subscriptions),
+     "64", 1, 100000, "topics one WebSocket connection may subscribe to"},
     {"series", "history_points", "history-points", "N", CFG_T_INT, OFF(history_points), "3600",
      1, 86400, "1 s points of in-memory history kept per series"},
 };
@@ -272,6 +281,7 @@ int config_set(config_t *c, const cfg_opt_t *o, const char *value, const char *o
         memcpy(field, &v, sizeof v);
         return 0;
     }
+    case CFG_T_U32:
     case CFG_T_INT: {
         char *end;
         errno = 0;
@@ -284,6 +294,11 @@ int config_set(config_t *c, const cfg_opt_t *o, const char *value, const char *o
             errf(err, "%s: %s is out of range (%s to %s)", origin, value, num(o->min, lo),
                  num(o->max, hi));
             return -EINVAL;
+        }
+        if (o->type == CFG_T_U32) {
+            uint32_t uv = (uint32_t)v;
+            memcpy(field, &uv, sizeof uv);
+            return 0;
         }
         int iv = (int)v;
         memcpy(field, &iv, sizeof iv);

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define CFG_ERR_LEN 512
 
@@ -45,6 +46,10 @@ typedef struct config {
     double statsd_flush_interval;
     int max_series;
     int history_points;
+    uint32_t ws_queue_messages;
+    size_t ws_queue_bytes;
+    double ws_overload_timeout;
+    int ws_max_subscriptions;
 } config_t;
 
 typedef enum {
@@ -57,6 +62,7 @@ typedef enum {
     CFG_T_INT,
     CFG_T_BOOL,
     CFG_T_LOG_LEVEL,
+    CFG_T_U32,
 } cfg_type_t;
 
 typedef struct cfg_opt {

@@ -120,6 +120,27 @@ int conn_send_copy(conn_t *c, const void *p, size_t n, uint32_t flags) {
     return conn_send(c, f);
 }
 
+uint32_t conn_drop_unsent(conn_t *c, uint32_t flags, uint32_t max, size_t *bytes) {
+    uint32_t dropped = 0, keep = c->inflight;
+    size_t b = 0;
+    /* compact in place: frames being written stay at the head untouched */
+    for (uint32_t i = c->inflight; i < c->qlen; i++) {
+        frame_t *f = c->q[(c->qhead + i) & (c->qcap - 1)];
+        if ((f->flags & flags) && (!max || dropped < max)) {
+            b += f->len;
+            dropped++;
+            frame_unref(f);
+            continue;
+        }
+        c->q[(c->qhead + keep) & (c->qcap - 1)] = f;
+        keep++;
+    }
+    c->qlen = keep;
+    c->qbytes -= b;
+    if (bytes) *bytes = b;
+    return dropped;
+}
+
 static void on_write(uv_write_t *req, int status) {
     conn_t *c = req->data;
     bool close_now = false;
@@ -142,6 +163,7 @@ static void on_write(uv_write_t *req, int status) {
     if (c->read_paused && c->proto == CONN_HTTP && c->qbytes <= CONN_HTTP_QUEUE_PAUSE / 2)
         conn_pause_read(c, false);
     conn_flush(c);
+    if (c->proto == CONN_WS && !c->closing) ws_on_drain(c);
 }
 
 void conn_flush(conn_t *c) {

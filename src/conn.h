@@ -34,6 +34,9 @@ typedef struct conn {
     conn_proto_t proto;
     struct http_state *http; /* while proto == CONN_HTTP; owned */
     struct ws_state *ws;     /* once upgraded; owned */
+    struct ws_session *sess; /* ws_msg.c's protocol state once upgraded; owned */
+    uint32_t mgroup;         /* live-metrics group this connection is listed in (0: none) */
+    uint32_t mslot;          /* its index in the worker's list for that group */
 
     /* outbound queue: ring of frames, each holding one reference */
     frame_t **q;
@@ -60,6 +63,12 @@ int conn_send_copy(conn_t *c, const void *p, size_t n, uint32_t flags);
 
 /* Starts a write of everything queued unless one is already in flight. */
 void conn_flush(conn_t *c);
+
+/* Removes queued frames that are not yet being written and carry any of `flags`;
+ * stops after `max` of them (0: no limit). Returns how many went; *bytes gets their size. */
+uint32_t conn_drop_unsent(conn_t *c, uint32_t flags, uint32_t max, size_t *bytes);
+/* Frames queued but not yet handed to a write. */
+static inline uint32_t conn_unsent(const conn_t *c) { return c->qlen - c->inflight; }
 
 /* Closes now: queued data is discarded. Idempotent. */
 void conn_close(conn_t *c);

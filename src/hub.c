@@ -44,6 +44,7 @@ static void batch_task(void *arg, int cancelled) {
         memset(&res, 0, sizeof res);
         registry_apply(&hub->reg, j->b, clk_unix(), &res);
         account(hub, j->b->transport, &res);
+        if (res.accepted) stream_changed(&hub->stream);
     }
     atomic_fetch_sub(&hub->batches_pending, 1);
     agg_batch_free(j->b);
@@ -117,6 +118,7 @@ static void on_roll(uv_timer_t *t) {
     for (int i = 0; i < DROP_REASON_COUNT; i++) dropped += atomic_load(&hub->istats.dropped[i]);
     procstat_t ps;
     procstat_read(&ps);
+    hub->proc = ps;
     double dt = now - hub->prev_roll_unix;
     if (hub->prev_roll_unix > 0 && dt > 0) {
         hub->lines_rate = (double)(lines - hub->prev_lines) / dt;
@@ -164,11 +166,16 @@ void hub_self_snapshot(hub_t *hub, hub_self_t *o) {
         o->http_requests += atomic_load(&w->stats.http_requests_total);
         o->http_errors += atomic_load(&w->stats.http_errors_total);
         o->ws_sent += atomic_load(&w->stats.ws_sent_total);
+        o->ws_dropped += atomic_load(&w->stats.ws_dropped_total);
+        o->ws_subscribers += atomic_load(&w->stats.ws_subscribers);
+        double fill = (double)atomic_load(&w->stats.ws_worst_fill_ppm) / 1e6;
+        if (fill > o->ws_fill_ratio) o->ws_fill_ratio = fill;
         double l = loop_lag_seconds(&w->lag, now);
         o->loop_lag_s[o->nloops++] = l;
         if (l > o->loop_lag_max_s) o->loop_lag_max_s = l;
     }
-    procstat_read(&o->proc);
+    o->proc = hub->proc;
+    if (o->proc.start_time == 0) procstat_read(&o->proc); /* before the first roll */
     o->cpu_percent = hub->cpu_percent;
 }
 
@@ -228,6 +235,8 @@ static void begin_stop(hub_t *hub, const char *why) {
     log_info("shutting down", "signal=%s", why);
     uv_timer_stop(&hub->probe_timer);
     uv_timer_stop(&hub->roll_timer);
+    uv_timer_stop(&hub->stream.tick);
+    uv_timer_stop(&hub->stream.change);
     /* the StatsD threads hand over what they hold; the inbox applies it before closing */
     ingest_udp_close(hub->udp);
     hub->udp = NULL;
@@ -238,6 +247,7 @@ static void begin_stop(hub_t *hub, const char *why) {
         uv_close((uv_handle_t *)&hub->probe_timer, NULL);
         uv_close((uv_handle_t *)&hub->roll_timer, NULL);
         uv_close((uv_handle_t *)&hub->lag.timer, NULL);
+        stream_close(&hub->stream);
         inbox_close(&hub->inbox, NULL);
     }
 }
@@ -258,6 +268,7 @@ static void worker_done_task(void *arg, int cancelled) {
     uv_close((uv_handle_t *)&hub->probe_timer, NULL);
     uv_close((uv_handle_t *)&hub->roll_timer, NULL);
     uv_close((uv_handle_t *)&hub->lag.timer, NULL);
+    stream_close(&hub->stream);
     inbox_close(&hub->inbox, NULL);
 }
 
@@ -295,6 +306,7 @@ int hub_open(hub_t *hub, const config_t *cfg, char err[HUB_ERR_LEN]) {
     hub->sigint.data = hub->sigterm.data = hub->probe_timer.data = hub;
     hub->roll_timer.data = hub;
     registry_init(&hub->reg, (uint32_t)cfg->max_series, (uint32_t)cfg->history_points);
+    if ((rc = stream_init(&hub->stream, hub, &hub->reg, &hub->loop, cfg->tick))) goto fail_uv;
 
     if (!cfg->statsd.off) {
         int nt = cfg->statsd_threads > 0 ? cfg->statsd_threads : (int)uv_available_parallelism();
@@ -349,6 +361,7 @@ int hub_run(hub_t *hub) {
         hub->workers_started++;
     }
     uv_timer_start(&hub->roll_timer, on_roll, ms_to_next_second(), 0);
+    stream_start(&hub->stream);
     if (hub->udp && !hub->stopping) {
         int rc = ingest_udp_start(hub->udp);
         if (rc) {

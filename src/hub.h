@@ -22,6 +22,7 @@
 #include "ingest_udp.h"
 #include "registry.h"
 #include "selfstats.h"
+#include "stream.h"
 #include "worker.h"
 
 struct config;
@@ -56,6 +57,8 @@ typedef struct hub {
     uint64_t prev_lines, prev_rejected, prev_dropped;
     double prev_cpu, prev_roll_unix;
     double lines_rate, rejected_rate, dropped_rate, cpu_percent;
+    procstat_t proc; /* read once per second, at the roll */
+    stream_t stream; /* live metrics: groups, tick, change pushes */
 } hub_t;
 
 /* Binds the listening socket and prepares the workers. On failure returns -1 with one

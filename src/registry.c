@@ -48,7 +48,28 @@ void registry_free(registry_t *r) {
     free(r->fslots);
     free(r->fams);
     free(r->dirty);
+    free(r->changed);
     memset(r, 0, sizeof *r);
+}
+
+/* Records that s reports new values: for the live pushes. */
+static void note_change(registry_t *r, series_t *s) {
+    s->change_seq = r->change_seq;
+    if (s->push_mark == r->push_gen + 1) return;
+    if (r->nchanged == r->changed_cap) {
+        uint32_t ncap = r->changed_cap ? r->changed_cap * 2 : 256;
+        series_t **nc = realloc(r->changed, ncap * sizeof *nc);
+        if (!nc) return; /* out of memory: this change misses one delta; the next is listed */
+        r->changed = nc;
+        r->changed_cap = ncap;
+    }
+    r->changed[r->nchanged++] = s;
+    s->push_mark = r->push_gen + 1;
+}
+
+void registry_push_window(registry_t *r) {
+    r->nchanged = 0;
+    r->push_gen++;
 }
 
 series_t *registry_find(const registry_t *r, const series_key_t *key) {
@@ -224,6 +245,7 @@ static int apply_delta(registry_t *r, series_t *s, const agg_delta_t *d) {
 }
 
 void registry_apply(registry_t *r, const agg_batch_t *b, double now, registry_result_t *res) {
+    r->change_seq++;
     for (uint32_t i = 0; i < b->n; i++) {
         const agg_delta_t *d = &b->d[i];
         int reason = 0;
@@ -237,6 +259,7 @@ void registry_apply(registry_t *r, const agg_batch_t *b, double now, registry_re
         }
         s->updated_at = now;
         s->changed_gen = r->gen + 1;
+        if (s->kind == METRIC_COUNTER || s->kind == METRIC_GAUGE) note_change(r, s);
         res->accepted += d->nlines;
     }
 }
@@ -288,10 +311,13 @@ void registry_roll(registry_t *r, uint32_t now_sec) {
     r->dirty = NULL;
     r->ndirty = r->dirty_cap = 0;
     r->gen++;
+    r->change_seq++;
     /* the interval just closed is [now_sec - 1, now_sec): its points carry now_sec - 1 */
     for (uint32_t i = 0; i < n; i++) {
         series_t *s = list[i];
         close_interval(s, now_sec - 1);
+        /* counters' rate, timers' statistics and sets' sizes change at the roll */
+        if (s->kind != METRIC_GAUGE) note_change(r, s);
         if (s->zero_pending) mark(r, s); /* to show rate / cardinality 0 once idle */
     }
     free(list);

@@ -51,6 +51,8 @@ typedef struct series {
     bool zero_pending; /* rate/cardinality must drop to 0 at the next roll */
     uint64_t roll_mark;
     uint64_t changed_gen; /* registry->gen of the last interval with data */
+    uint64_t change_seq;  /* registry->change_seq when its reported values last changed */
+    uint64_t push_mark;   /* registry->push_gen when listed in `changed` */
     double updated_at;    /* unix seconds of the last sample */
     double value;
     double rate;         /* counters */
@@ -82,6 +84,13 @@ typedef struct registry {
     uint32_t max_series;
     uint32_t history_points;
     uint64_t gen; /* completed rolls */
+    /* Change tracking for live pushes: every apply or roll that changes what a series
+     * reports bumps change_seq and lists the series in `changed` (once per push window;
+     * registry_push_window() starts a new window). */
+    uint64_t change_seq;
+    uint64_t push_gen;
+    series_t **changed;
+    uint32_t nchanged, changed_cap;
 } registry_t;
 
 typedef struct registry_result {
@@ -96,6 +105,9 @@ void registry_free(registry_t *r);
 void registry_apply(registry_t *r, const agg_batch_t *b, double now, registry_result_t *res);
 /* Closes the interval ending at unix second now_sec. */
 void registry_roll(registry_t *r, uint32_t now_sec);
+
+/* Forgets the `changed` list (after a push to every subscriber group). */
+void registry_push_window(registry_t *r);
 
 series_t *registry_find(const registry_t *r, const series_key_t *key);
 family_t *registry_family(const registry_t *r, const char *name);

@@ -36,31 +36,58 @@ static int64_t store_hi(const sketch_store_t *st) {
     return (int64_t)st->offset + st->len - 1;
 }
 
-/* A replacement buffer for a store, allocated before anything is changed so that running
- * out of memory leaves the sketch as it was. */
+/* The index range of a store's non-zero buckets; false when there are none. Cheap where
+ * it runs often: a store folded by the cap has both end buckets in use. */
+static bool store_used(const sketch_store_t *st, int32_t *lo, int32_t *hi) {
+    uint32_t a = 0, b = st->len;
+    while (a < b && st->counts[a] == 0)
+        a++;
+    if (a == b) return false;
+    while (st->counts[b - 1] == 0)
+        b--;
+    *lo = st->offset + (int32_t)a;
+    *hi = st->offset + (int32_t)b - 1;
+    return true;
+}
+
+/* A store's next window, prepared before anything is changed so that running out of
+ * memory leaves the sketch as it was. */
 typedef struct {
-    double *counts; /* NULL: the store needs no change */
+    double *counts; /* NULL: keep the window; == the store's own buffer: it is empty and
+                     * only moves (offset); else a new zeroed buffer */
     int32_t offset;
     uint32_t len;
 } store_plan_t;
 
-/* Plans a store that covers its current range and [lo, hi], with headroom on each side
- * that grows so that a drifting distribution does not reallocate on every new bucket.
- * Indexes that do not fit under the cap are folded into the lowest bucket kept. */
+/* Plans a window holding the store's non-zero buckets and [lo, hi]. Decisions use the
+ * range in use, not the allocated one, so that neither the headroom nor a reset store's
+ * old position ever causes a fold. The window gets headroom on each side that grows, so
+ * a drifting distribution does not reallocate on every new bucket; when the cap forces
+ * it, the top SK_MAX_BUCKETS indexes are kept and the rest fold into the lowest. */
 static int store_plan(const sketch_store_t *st, int32_t lo, int32_t hi, store_plan_t *p) {
     p->counts = NULL;
-    int64_t cur_lo = st->len ? st->offset : lo, cur_hi = st->len ? store_hi(st) : hi;
-    if (st->len && hi <= cur_hi && (lo >= cur_lo || st->len == SK_MAX_BUCKETS)) return 0;
-
-    int64_t need_lo = lo < cur_lo ? lo : cur_lo, need_hi = hi > cur_hi ? hi : cur_hi;
-    int64_t grow = (need_hi - need_lo + 1) / 2;
-    if (grow < SK_MIN_GROW) grow = SK_MIN_GROW;
+    int32_t ulo = lo, uhi = hi;
+    bool used = st->len && store_used(st, &ulo, &uhi);
+    int64_t need_lo = ulo < lo ? ulo : lo, need_hi = uhi > hi ? uhi : hi;
+    int64_t width = need_hi - need_lo + 1;
+    if (st->len) {
+        int64_t cur_lo = st->offset, cur_hi = store_hi(st);
+        if (need_lo >= cur_lo && need_hi <= cur_hi) return 0;
+        /* already the top window of a folded store: the caller folds into bucket 0 */
+        if (width > SK_MAX_BUCKETS && st->len == SK_MAX_BUCKETS && need_hi == cur_hi) return 0;
+        if (!used && width <= st->len) { /* empty (reset): re-centre the buffer we have */
+            p->counts = st->counts;
+            p->offset = (int32_t)(need_lo - ((int64_t)st->len - width) / 2);
+            p->len = st->len;
+            return 0;
+        }
+    }
+    int64_t grow = width / 2 < SK_MIN_GROW ? SK_MIN_GROW : width / 2;
     int64_t nlo = need_lo, nhi = need_hi;
-    if (!st->len || lo < cur_lo) nlo -= grow;
-    if (!st->len || hi > cur_hi) nhi += grow;
+    if (!used || need_lo < st->offset) nlo -= grow;
+    if (!used || need_hi > store_hi(st)) nhi += grow;
     if (nhi - nlo + 1 > SK_MAX_BUCKETS) {
-        /* keep all of the needed range if it fits, else its top; never fold more than
-         * the cap forces */
+        /* all of the needed range if it fits under the cap, else its top */
         int64_t top = need_lo + SK_MAX_BUCKETS - 1;
         if (top > nhi) top = nhi;
         nhi = top > need_hi ? top : need_hi;
@@ -72,21 +99,29 @@ static int store_plan(const sketch_store_t *st, int32_t lo, int32_t hi, store_pl
     return p->counts ? 0 : -ENOMEM;
 }
 
+/* Gives up a plan that will not be applied. */
+static void store_plan_drop(const sketch_store_t *st, store_plan_t *p) {
+    if (p->counts != st->counts) free(p->counts);
+    p->counts = NULL;
+}
+
 static void store_apply(sketch_store_t *st, store_plan_t *p) {
     if (!p->counts) return;
-    for (uint32_t k = 0; k < st->len; k++) {
-        if (st->counts[k] == 0) continue;
-        int64_t j = (int64_t)st->offset + k - p->offset;
-        p->counts[j < 0 ? 0 : j] += st->counts[k];
+    if (p->counts != st->counts) {
+        for (uint32_t k = 0; k < st->len; k++) {
+            if (st->counts[k] == 0) continue;
+            int64_t j = (int64_t)st->offset + k - p->offset;
+            p->counts[j < 0 ? 0 : j] += st->counts[k];
+        }
+        free(st->counts);
     }
-    free(st->counts);
     st->counts = p->counts;
     st->offset = p->offset;
     st->len = p->len;
     p->counts = NULL;
 }
 
-/* Adds w at index i of a store that covers i or is at the cap above it. */
+/* Adds w at index i of a store whose window covers i or is folded above it. */
 static inline void store_put(sketch_store_t *st, int64_t i, double w) {
     int64_t j = i - st->offset;
     st->counts[j < 0 ? 0 : j] += w;
@@ -102,19 +137,6 @@ static int store_add(sketch_store_t *st, int32_t i, double w) {
     store_apply(st, &p);
     store_put(st, i, w);
     return 0;
-}
-
-/* The index range of a store's non-zero buckets; false when there are none. */
-static bool store_used(const sketch_store_t *st, int32_t *lo, int32_t *hi) {
-    uint32_t a = 0, b = st->len;
-    while (a < b && st->counts[a] == 0)
-        a++;
-    if (a == b) return false;
-    while (st->counts[b - 1] == 0)
-        b--;
-    *lo = st->offset + (int32_t)a;
-    *hi = st->offset + (int32_t)b - 1;
-    return true;
 }
 
 static void store_reset(sketch_store_t *st) {
@@ -202,7 +224,7 @@ int sketch_merge(sketch_t *dst, const sketch_t *src) {
     store_plan_t pp = {0}, np = {0};
     if (has_pos && store_plan(&dst->pos, plo, phi, &pp) < 0) return -ENOMEM;
     if (has_neg && store_plan(&dst->neg, nlo, nhi, &np) < 0) {
-        free(pp.counts);
+        store_plan_drop(&dst->pos, &pp);
         return -ENOMEM;
     }
     store_apply(&dst->pos, &pp);

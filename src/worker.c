@@ -9,7 +9,9 @@
 #include "conn.h"
 #include "hub.h"
 #include "log.h"
+#include "stream.h"
 #include "ws.h"
+#include "ws_msg.h"
 
 /* Lag probe period: short enough to see a 100 ms stall, long enough to cost nothing. */
 #define LAG_PERIOD_MS 100
@@ -92,11 +94,105 @@ static void on_connection(uv_stream_t *server, int status) {
 static void on_sweep(uv_timer_t *t) {
     worker_t *w = t->data;
     uint64_t now = uv_now(&w->loop);
+    double worst = 0;
     conn_t *next;
     for (conn_t *c = w->conns; c; c = next) {
         next = c->next; /* conn_sweep may close c; it stays listed until its close cb */
         conn_sweep(c, now);
+        if (c->proto == CONN_WS && !c->closing) {
+            double f = ws_fill_ratio(c);
+            if (f > worst) worst = f;
+        }
     }
+    atomic_store(&w->stats.ws_worst_fill_ppm, (uint64_t)(worst * 1e6));
+}
+
+/* ---- live-metrics groups ------------------------------------------------------------- */
+
+static wgroup_t *group_find(worker_t *w, uint32_t gid) {
+    for (uint32_t i = 0; i < w->ngroups; i++)
+        if (w->groups[i]->id == gid) return w->groups[i];
+    return NULL;
+}
+
+int worker_group_add(worker_t *w, uint32_t gid, conn_t *c) {
+    wgroup_t *g = group_find(w, gid);
+    if (!g) {
+        if (w->ngroups == w->gcap) {
+            uint32_t ncap = w->gcap ? w->gcap * 2 : 8;
+            wgroup_t **ng = realloc(w->groups, ncap * sizeof *ng);
+            if (!ng) return -ENOMEM;
+            w->groups = ng;
+            w->gcap = ncap;
+        }
+        g = calloc(1, sizeof *g);
+        if (!g) return -ENOMEM;
+        g->id = gid;
+        w->groups[w->ngroups++] = g;
+    }
+    if (g->n == g->cap) {
+        uint32_t ncap = g->cap ? g->cap * 2 : 16;
+        conn_t **nv = realloc(g->v, ncap * sizeof *nv);
+        if (!nv) return -ENOMEM;
+        g->v = nv;
+        g->cap = ncap;
+    }
+    c->mgroup = gid;
+    c->mslot = g->n;
+    g->v[g->n++] = c;
+    return 0;
+}
+
+void worker_group_remove(worker_t *w, conn_t *c) {
+    if (!c->mgroup) return;
+    wgroup_t *g = group_find(w, c->mgroup);
+    c->mgroup = 0;
+    if (!g || c->mslot >= g->n || g->v[c->mslot] != c) return;
+    /* swap-remove: O(1) even when thousands leave at once */
+    conn_t *last = g->v[--g->n];
+    g->v[c->mslot] = last;
+    last->mslot = c->mslot;
+    if (g->n == 0) {
+        for (uint32_t i = 0; i < w->ngroups; i++)
+            if (w->groups[i] == g) {
+                w->groups[i] = w->groups[--w->ngroups];
+                break;
+            }
+        free(g->v);
+        free(g);
+    }
+}
+
+typedef struct bcast_job {
+    worker_t *w;
+    stream_bcast_t *b;
+} bcast_job_t;
+
+static void broadcast_task(void *arg, int cancelled) {
+    bcast_job_t *j = arg;
+    stream_bcast_t *b = j->b;
+    if (!cancelled) {
+        for (uint32_t i = 0; i < b->n; i++) {
+            const stream_bcast_entry_t *e = &b->e[i];
+            wgroup_t *g = group_find(j->w, e->group);
+            if (!g) continue;
+            /* a connection closed by ws_msg_deliver leaves g only in its close callback,
+             * after this loop, so indexes stay valid */
+            for (uint32_t k = 0; k < g->n; k++) ws_msg_deliver(g->v[k], e->group, e->delta, e->full);
+        }
+    }
+    stream_bcast_unref(b);
+    free(j);
+}
+
+int worker_broadcast(worker_t *w, stream_bcast_t *b) {
+    bcast_job_t *j = malloc(sizeof *j);
+    if (!j) return -ENOMEM;
+    j->w = w;
+    j->b = b;
+    int rc = inbox_post(&w->inbox, broadcast_task, j);
+    if (rc) free(j);
+    return rc;
 }
 
 /* ---- lifecycle ----------------------------------------------------------------------- */
@@ -224,8 +320,19 @@ void worker_discard(worker_t *w) {
     w->rbuf = NULL;
 }
 
+static void free_groups(worker_t *w) {
+    for (uint32_t i = 0; i < w->ngroups; i++) {
+        free(w->groups[i]->v);
+        free(w->groups[i]);
+    }
+    free(w->groups);
+    w->groups = NULL;
+    w->ngroups = w->gcap = 0;
+}
+
 void worker_join(worker_t *w) {
     uv_thread_join(&w->thread);
+    free_groups(w);
     uv_loop_close(&w->loop);
     free(w->rbuf);
     w->rbuf = NULL;

@@ -45,7 +45,17 @@ typedef struct worker_stats {
     _Atomic uint64_t http_errors_total; /* answers >= 400 */
     _Atomic uint64_t ws_bad_messages_total;
     _Atomic uint64_t ws_sent_total;
+    _Atomic uint64_t ws_dropped_total;
+    _Atomic uint64_t ws_subscribers;       /* connections with at least one topic, now */
+    _Atomic uint64_t ws_worst_fill_ppm;    /* fullest queue at the last sweep, parts per 1e6 */
 } worker_stats_t;
+
+/* Connections of one live-metrics group on this worker (see stream.h). */
+typedef struct wgroup {
+    uint32_t id;
+    struct conn **v;
+    uint32_t n, cap;
+} wgroup_t;
 
 typedef struct worker {
     int id;
@@ -65,6 +75,8 @@ typedef struct worker {
     bool stopping;
     bool listening;
     worker_stats_t stats;
+    wgroup_t **groups; /* live-metrics groups with members here */
+    uint32_t ngroups, gcap;
 } worker_t;
 
 /* Prepares w (loop, handles) to serve the listening socket listen_fd (dup'd; the caller
@@ -77,6 +89,14 @@ int worker_start(worker_t *w);
 int worker_request_stop(worker_t *w);
 /* After the thread ended (hub_worker_done was called): join it and free everything. */
 void worker_join(worker_t *w);
+
+struct stream_bcast;
+/* Any thread: queue one push's frames on this worker's subscribers (takes one reference
+ * to b). 0 or -ESHUTDOWN (the caller still owns its reference). */
+int worker_broadcast(worker_t *w, struct stream_bcast *b);
+/* Worker thread: list c in group gid / take it out again. 0 or -ENOMEM. */
+int worker_group_add(worker_t *w, uint32_t gid, struct conn *c);
+void worker_group_remove(worker_t *w, struct conn *c);
 
 /* Frees a worker that was initialised but never started. */
 void worker_discard(worker_t *w);

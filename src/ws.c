@@ -6,9 +6,12 @@
 #include <string.h>
 #include <wslay/wslay.h>
 
+#include "buf.h"
+#include "clock.h"
 #include "config.h"
 #include "conn.h"
 #include "http.h"
+#include "jsonw.h"
 #include "log.h"
 #include "version.h"
 #include "worker.h"
@@ -27,7 +30,20 @@ typedef struct ws_state {
     uint32_t abuse_count;
     bool in_recv;      /* inside wslay_event_recv: defer wslay_event_send */
     bool close_queued; /* our close frame is queued: send no more data */
+    ws_flow_t flow;
+    uint64_t overloaded_since_ms;
+    uint64_t dropped;
+    char session_id[32];
 } ws_state_t;
+
+/* Hysteresis of the flow states (the protocol's numbers). */
+#define FLOW_BUFFERING 0.85
+#define FLOW_OVERLOADED 0.95
+#define FLOW_RECOVERED 0.70
+
+const char *ws_flow_name(ws_flow_t s) {
+    return s == WS_OVERLOADED ? "overloaded" : s == WS_BUFFERING ? "buffering" : "streaming";
+}
 
 static const char WS_GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -74,6 +90,115 @@ frame_t *ws_frame_text(const void *payload, size_t len, uint32_t flags) {
     memcpy(f->data, hdr, hl);
     if (len) memcpy(f->data + hl, payload, len);
     return f;
+}
+
+double ws_fill_ratio(const conn_t *c) {
+    const config_t *cfg = c->w->cfg;
+    double m = (double)c->qlen / (double)cfg->ws_queue_messages;
+    double b = (double)c->qbytes / (double)cfg->ws_queue_bytes;
+    return m > b ? m : b;
+}
+
+ws_flow_t ws_flow(const conn_t *c) { return c->ws ? c->ws->flow : WS_STREAMING; }
+uint64_t ws_dropped(const conn_t *c) { return c->ws ? c->ws->dropped : 0; }
+const char *ws_session_id(const conn_t *c) { return c->ws ? c->ws->session_id : ""; }
+
+static void send_status(conn_t *c, double fill) {
+    ws_state_t *ws = c->ws;
+    static const char *const msgs[] = {
+        "queue drained: streaming normally",
+        "outbound queue filling up: reading too slowly, updates may be conflated",
+        "outbound queue nearly full: updates are being dropped; the connection closes if "
+        "this lasts"};
+    buf_t b = BUF_INIT;
+    jsonw_t w;
+    jsonw_init(&w, &b);
+    jsonw_obj_open(&w);
+    jsonw_kv_str(&w, "type", "status");
+    jsonw_kv_str(&w, "state", ws_flow_name(ws->flow));
+    jsonw_kv_num(&w, "fill_ratio", (double)(int)(fill * 1000 + 0.5) / 1000);
+    jsonw_kv_uint(&w, "queue_depth", c->qlen);
+    jsonw_kv_uint(&w, "dropped", ws->dropped);
+    jsonw_kv_str(&w, "message", msgs[ws->flow]);
+    jsonw_kv_str(&w, "session_id", ws->session_id);
+    char ts[CLK_ISO_LEN];
+    clk_iso8601(clk_unix(), ts);
+    jsonw_kv_str(&w, "timestamp", ts);
+    jsonw_obj_close(&w);
+    if (b.data) ws_send_text(c, b.data, b.len);
+    buf_free(&b);
+}
+
+/* Moves the flow state with the fill ratio; one status message per change. */
+static void update_flow(conn_t *c) {
+    ws_state_t *ws = c->ws;
+    if (!ws || ws->close_queued) return;
+    double fill = ws_fill_ratio(c);
+    ws_flow_t next = ws->flow;
+    switch (ws->flow) {
+    case WS_STREAMING:
+        if (fill > FLOW_OVERLOADED) next = WS_OVERLOADED;
+        else if (fill > FLOW_BUFFERING) next = WS_BUFFERING;
+        break;
+    case WS_BUFFERING:
+        if (fill > FLOW_OVERLOADED) next = WS_OVERLOADED;
+        else if (fill < FLOW_RECOVERED) next = WS_STREAMING;
+        break;
+    case WS_OVERLOADED:
+        if (fill < FLOW_RECOVERED) next = WS_STREAMING;
+        else if (fill <= FLOW_BUFFERING) next = WS_BUFFERING;
+        break;
+    }
+    if (next == ws->flow) return;
+    if (next == WS_OVERLOADED) ws->overloaded_since_ms = uv_now(&c->w->loop);
+    log_debug("ws flow", "conn=%llu state=%s fill=%.2f dropped=%llu", (unsigned long long)c->id,
+              ws_flow_name(next), fill, (unsigned long long)ws->dropped);
+    ws->flow = next;
+    send_status(c, fill);
+}
+
+static void count_drops(conn_t *c, uint64_t n) {
+    c->ws->dropped += n;
+    atomic_fetch_add_explicit(&c->w->stats.ws_dropped_total, n, memory_order_relaxed);
+}
+
+int ws_enqueue(conn_t *c, frame_t *f) {
+    ws_state_t *ws = c->ws;
+    if (!ws || ws->close_queued || c->closing) {
+        frame_unref(f);
+        return -EPIPE;
+    }
+    const config_t *cfg = c->w->cfg;
+#define FITS() (c->qlen + 1 <= cfg->ws_queue_messages && c->qbytes + f->len <= cfg->ws_queue_bytes)
+    if (!FITS() && (f->flags & FRAME_CONFLATE)) {
+        uint32_t n = conn_drop_unsent(c, FRAME_CONFLATE, 0, NULL);
+        if (n) {
+            count_drops(c, n);
+            ws_msg_metrics_gap(c); /* the replaced deltas' series are owed in a full one */
+        }
+    }
+    while (!FITS() && conn_drop_unsent(c, FRAME_DROPPABLE, 1, NULL) == 1) count_drops(c, 1);
+    if (!FITS() && (f->flags & (FRAME_CONFLATE | FRAME_DROPPABLE))) {
+        /* even after conflation this does not fit (a lone update larger than the limit,
+         * or everything queued is already being written): drop the newcomer */
+        if (f->flags & FRAME_CONFLATE) ws_msg_metrics_gap(c);
+        count_drops(c, 1);
+        frame_unref(f);
+        update_flow(c);
+        return -ENOBUFS;
+    }
+#undef FITS
+    int rc = conn_send(c, f);
+    if (rc == 0) {
+        atomic_fetch_add_explicit(&c->w->stats.ws_sent_total, 1, memory_order_relaxed);
+        conn_flush(c);
+    }
+    update_flow(c);
+    return rc;
+}
+
+void ws_on_drain(conn_t *c) {
+    if (c->ws && c->ws->flow != WS_STREAMING) update_flow(c);
 }
 
 int ws_send_frame(conn_t *c, frame_t *f) {
@@ -212,6 +337,8 @@ void ws_handshake(http_req_t *r) {
         conn_close(c);
         return;
     }
+    snprintf(ws->session_id, sizeof ws->session_id, "ws_%d_%llu", c->w->id,
+             (unsigned long long)c->id);
     c->ws = ws;
     c->proto = CONN_WS;
     http_mark_upgraded(r);
@@ -280,6 +407,16 @@ void ws_sweep(conn_t *c, uint64_t now_ms) {
     const config_t *cfg = c->w->cfg;
     if (ws->close_queued) {
         if (now_ms - ws->close_started_ms >= WS_CLOSE_WAIT_MS) conn_close(c);
+        return;
+    }
+    if (ws->flow == WS_OVERLOADED &&
+        now_ms - ws->overloaded_since_ms >= (uint64_t)(cfg->ws_overload_timeout * 1000)) {
+        log_info("ws subscriber closed: too slow", "conn=%llu peer=%s dropped=%llu",
+                 (unsigned long long)c->id, c->peer, (unsigned long long)ws->dropped);
+        /* what it has not read is stale: make room so the close frame can get through */
+        size_t bytes;
+        count_drops(c, conn_drop_unsent(c, ~0u, 0, &bytes));
+        ws_close(c, WS_CLOSE_POLICY, "too slow: outbound queue overloaded");
         return;
     }
     uint64_t quiet = now_ms - c->last_rx_ms;

@@ -41,10 +41,31 @@ size_t ws_frame_header(uint8_t out[10], uint8_t opcode, size_t payload_len);
 /* A complete text frame with a copy of payload, one reference, shareable; NULL on ENOMEM. */
 frame_t *ws_frame_text(const void *payload, size_t len, uint32_t flags);
 
-/* Queues a text message on c. Dropped (-EPIPE) once a close was queued. */
+/* Queues a text message on c. Dropped (-EPIPE) once a close was queued. Control-class:
+ * never dropped by backpressure (answers, errors, status). */
 int ws_send_text(struct conn *c, const void *payload, size_t len);
-/* Queues a shared frame from ws_frame_text; takes over one reference. */
+/* Queues a shared frame from ws_frame_text; takes over one reference. Control-class. */
 int ws_send_frame(struct conn *c, frame_t *f);
+
+/* Backpressure states of a subscriber's outbound queue (see ws_enqueue). */
+typedef enum { WS_STREAMING = 0, WS_BUFFERING, WS_OVERLOADED } ws_flow_t;
+const char *ws_flow_name(ws_flow_t s);
+
+/* Queues a broadcast frame (metrics:update, FRAME_CONFLATE; or FRAME_DROPPABLE) under the
+ * connection's queue limits. When the queue is full: a newer metrics:update replaces the
+ * unsent older ones (conflation: the subscriber is then owed a full snapshot, see
+ * ws_msg_metrics_gap), then the oldest droppable frames go, then the new frame itself if
+ * it is droppable. Every drop is counted. Crossing 0.85 / 0.95 of the limits sends one
+ * `status` message (buffering / overloaded); falling under 0.70 sends `streaming`.
+ * Takes over one reference to f. */
+int ws_enqueue(struct conn *c, frame_t *f);
+/* conn.c: a write finished; re-evaluates the flow state. */
+void ws_on_drain(struct conn *c);
+/* Fill ratio of c's outbound queue: max(messages, bytes) against the limits. */
+double ws_fill_ratio(const struct conn *c);
+ws_flow_t ws_flow(const struct conn *c);
+uint64_t ws_dropped(const struct conn *c);
+const char *ws_session_id(const struct conn *c);
 
 /* Starts the closing handshake with code and reason; the TCP connection closes when the
  * peer answers or after a short timeout. Idempotent. */

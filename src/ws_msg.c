@@ -8,21 +8,42 @@
 
 #include "buf.h"
 #include "clock.h"
+#include "config.h"
 #include "conn.h"
 #include "http.h"
+#include "hub.h"
 #include "jsonw.h"
 #include "log.h"
+#include "stream.h"
+#include "topic.h"
+#include "worker.h"
 #include "ws.h"
 
-/* Topic names are short identifiers or event-type patterns; this bounds what we echo. */
-#define TOPIC_MAX 128
+#define FILTER_MAX 128
 
-bool ws_msg_topic_known(const char *topic) {
-    /* No topic is served yet: metrics, sources, alerts, events and event-type patterns
-     * are registered by the streaming and events modules as they are built. */
-    (void)topic;
-    return false;
-}
+typedef struct ws_topic {
+    topic_kind_t kind;
+    char name[TOPIC_MAX_LEN + 1];
+} ws_topic_t;
+
+typedef struct sub_job {
+    conn_t *c; /* NULL once the connection or the request is gone */
+    worker_t *w;
+    char match[FILTER_MAX + 1];
+    char source[FILTER_MAX + 1];
+    uint32_t gid;
+    frame_t *full;
+} sub_job_t;
+
+struct ws_session {
+    ws_topic_t *topics; /* every topic but `metrics` */
+    uint32_t ntopics, cap;
+    bool metrics;        /* subscribed to metrics (group joined or pending) */
+    bool needs_full;     /* owed a full snapshot (after conflation) */
+    bool full_requested; /* asked the hub for it already */
+    bool subscriber;     /* counted in ws_subscribers */
+    sub_job_t *pending;  /* metrics subscription on its way to the hub */
+};
 
 static void send_json(conn_t *c, buf_t *b) {
     if (b->data) ws_send_text(c, b->data, b->len);
@@ -52,37 +73,257 @@ static void reply_pong(conn_t *c) {
     ws_send_text(c, msg, (size_t)n);
 }
 
-/* Checks every topic; answers the first unknown one. Returns 0 if all are served. */
-static int check_topic(conn_t *c, const char *t) {
-    char detail[TOPIC_MAX + 64];
-    if (!*t || strlen(t) > TOPIC_MAX) {
-        ws_msg_error(c, "bad_topic", "a topic is a non-empty name of at most 128 characters");
-        return -1;
+/* Keeps ws_subscribers right: a connection with any topic is a subscriber. */
+static void recount(conn_t *c) {
+    struct ws_session *s = c->sess;
+    bool now = s->metrics || s->ntopics > 0;
+    if (now == s->subscriber) return;
+    s->subscriber = now;
+    if (now)
+        atomic_fetch_add(&c->w->stats.ws_subscribers, 1);
+    else
+        atomic_fetch_sub(&c->w->stats.ws_subscribers, 1);
+}
+
+/* ---- live metrics: joining and leaving a group --------------------------------------- */
+
+/* A group id on its way to the hub (leaving a group, asking for a full snapshot). */
+typedef struct group_msg {
+    hub_t *hub;
+    uint32_t gid;
+} group_msg_t;
+
+static void unsub_task(void *arg, int cancelled) {
+    group_msg_t *m = arg;
+    if (!cancelled) stream_unsubscribe(&m->hub->stream, m->gid);
+    free(m);
+}
+
+static void full_task(void *arg, int cancelled) {
+    group_msg_t *m = arg;
+    if (!cancelled) stream_request_full(&m->hub->stream, m->gid);
+    free(m);
+}
+
+static void post_group_msg(hub_t *hub, uint32_t gid, inbox_fn fn) {
+    group_msg_t *m = malloc(sizeof *m);
+    if (!m) return; /* lost: a stale group reference costs renders, a lost full request
+                       is asked again by the next conflation */
+    m->hub = hub;
+    m->gid = gid;
+    if (inbox_post(&hub->inbox, fn, m) < 0) free(m);
+}
+
+static void post_unsubscribe(hub_t *hub, uint32_t gid) { post_group_msg(hub, gid, unsub_task); }
+static void post_request_full(hub_t *hub, uint32_t gid) { post_group_msg(hub, gid, full_task); }
+
+static void leave_group(conn_t *c) {
+    struct ws_session *s = c->sess;
+    if (s->pending) { /* its answer will find no connection and undo itself */
+        s->pending->c = NULL;
+        s->pending = NULL;
     }
-    if (!ws_msg_topic_known(t)) {
-        snprintf(detail, sizeof detail, "no such topic: %s", t);
-        ws_msg_error(c, "unknown_topic", detail);
-        return -1;
+    if (c->mgroup) {
+        uint32_t gid = c->mgroup;
+        worker_group_remove(c->w, c);
+        post_unsubscribe(c->w->hub, gid);
     }
+    s->metrics = false;
+    s->needs_full = s->full_requested = false;
+}
+
+static void sub_on_hub(hub_t *hub, void *arg) {
+    sub_job_t *j = arg;
+    j->gid = stream_subscribe(&hub->stream, j->match, j->source, &j->full);
+}
+
+static void sub_done(void *arg, int cancelled) {
+    sub_job_t *j = arg;
+    conn_t *c = cancelled ? NULL : j->c;
+    if (!c) {
+        if (!cancelled && j->gid) post_unsubscribe(j->w->hub, j->gid);
+        frame_unref(j->full);
+        free(j);
+        return;
+    }
+    c->sess->pending = NULL;
+    if (!j->gid || worker_group_add(c->w, j->gid, c) < 0) {
+        if (j->gid) post_unsubscribe(c->w->hub, j->gid);
+        frame_unref(j->full);
+        free(j);
+        c->sess->metrics = false;
+        recount(c);
+        ws_msg_error(c, "internal", "out of memory while subscribing");
+        return;
+    }
+    if (j->full)
+        ws_enqueue(c, j->full); /* the first metrics:update: full */
+    else
+        c->sess->needs_full = true;
+    free(j);
+}
+
+static int join_metrics(conn_t *c, const char *match, const char *source) {
+    struct ws_session *s = c->sess;
+    leave_group(c);
+    sub_job_t *j = calloc(1, sizeof *j);
+    if (!j) return -ENOMEM;
+    j->c = c;
+    j->w = c->w;
+    snprintf(j->match, sizeof j->match, "%s", match ? match : "");
+    snprintf(j->source, sizeof j->source, "%s", source ? source : "");
+    if (hub_call(c->w->hub, c->w, sub_on_hub, sub_done, j) < 0) {
+        free(j);
+        return -ESHUTDOWN;
+    }
+    s->pending = j;
+    s->metrics = true;
     return 0;
 }
 
+void ws_msg_deliver(conn_t *c, uint32_t gid, frame_t *delta, frame_t *full) {
+    struct ws_session *s = c->sess;
+    if (!s || c->closing || c->mgroup != gid) return;
+    if (s->needs_full && full) {
+        s->needs_full = s->full_requested = false;
+        ws_enqueue(c, frame_ref(full));
+        return;
+    }
+    if (delta) ws_enqueue(c, frame_ref(delta));
+    if (s->needs_full && !s->full_requested && !c->closing) {
+        s->full_requested = true;
+        post_request_full(c->w->hub, gid);
+    }
+}
+
+void ws_msg_metrics_gap(conn_t *c) {
+    if (c->sess) c->sess->needs_full = true;
+}
+
+/* ---- topics ---------------------------------------------------------------------------- */
+
+static bool has_topic(const struct ws_session *s, const char *t) {
+    for (uint32_t i = 0; i < s->ntopics; i++)
+        if (strcmp(s->topics[i].name, t) == 0) return true;
+    return false;
+}
+
+static int add_topic(struct ws_session *s, topic_kind_t kind, const char *t) {
+    if (has_topic(s, t)) return 0;
+    if (s->ntopics == s->cap) {
+        uint32_t ncap = s->cap ? s->cap * 2 : 4;
+        ws_topic_t *nt = realloc(s->topics, ncap * sizeof *nt);
+        if (!nt) return -ENOMEM;
+        s->topics = nt;
+        s->cap = ncap;
+    }
+    s->topics[s->ntopics].kind = kind;
+    snprintf(s->topics[s->ntopics].name, sizeof s->topics[0].name, "%s", t);
+    s->ntopics++;
+    return 0;
+}
+
+static void remove_topic(struct ws_session *s, const char *t) {
+    for (uint32_t i = 0; i < s->ntopics; i++)
+        if (strcmp(s->topics[i].name, t) == 0) {
+            s->topics[i] = s->topics[--s->ntopics];
+            return;
+        }
+}
+
+/* Validates one topic name; answers the client and returns -1 when it is not one. */
+static int check_topic(conn_t *c, const char *t, topic_kind_t *kind) {
+    char detail[TOPIC_MAX_LEN + 96];
+    *kind = topic_parse(t);
+    if (*kind != TOPIC_INVALID) return 0;
+    snprintf(detail, sizeof detail,
+             "no such topic: %.*s (metrics, sources, alerts, events, or an event type pattern "
+             "like telemetry.*)",
+             TOPIC_MAX_LEN, t);
+    ws_msg_error(c, "unknown_topic", detail);
+    return -1;
+}
+
+static const char *filter_field(conn_t *c, json_t *filter, const char *name, int *bad) {
+    json_t *v = json_object_get(filter, name);
+    if (!v || json_is_null(v)) return NULL;
+    if (!json_is_string(v) || json_string_length(v) > FILTER_MAX) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "filter.%s must be a string of at most %d characters",
+                 name, FILTER_MAX);
+        ws_msg_error(c, "bad_message", detail);
+        *bad = 1;
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
 static void handle_subscription(conn_t *c, json_t *root, bool subscribe) {
+    struct ws_session *s = c->sess;
     json_t *topics = json_object_get(root, "topics");
     if (!json_is_array(topics) || json_array_size(topics) == 0) {
         ws_msg_error(c, "bad_message", "\"topics\" must be a non-empty array of strings");
         return;
     }
+    /* all or nothing: validate every topic before changing anything */
     size_t i;
     json_t *t;
+    uint32_t adding = 0;
     json_array_foreach(topics, i, t) {
+        topic_kind_t kind;
         if (!json_is_string(t)) {
             ws_msg_error(c, "bad_message", "\"topics\" must be a non-empty array of strings");
             return;
         }
-        if (check_topic(c, json_string_value(t)) < 0) return;
+        if (check_topic(c, json_string_value(t), &kind) < 0) return;
+        if (subscribe && kind != TOPIC_METRICS && !has_topic(s, json_string_value(t))) adding++;
     }
-    (void)subscribe; /* every topic is known here once topics exist: see ws_msg_topic_known */
+    const char *match = NULL, *source = NULL;
+    if (subscribe) {
+        json_t *filter = json_object_get(root, "filter");
+        if (filter && !json_is_null(filter) && !json_is_object(filter)) {
+            ws_msg_error(c, "bad_message", "\"filter\" must be an object {match, source}");
+            return;
+        }
+        int bad = 0;
+        if (filter) {
+            match = filter_field(c, filter, "match", &bad);
+            if (!bad) source = filter_field(c, filter, "source", &bad);
+        }
+        json_t *since = json_object_get(root, "since");
+        if (since && !json_is_null(since) && (!json_is_integer(since) || json_integer_value(since) < 0)) {
+            ws_msg_error(c, "bad_message", "\"since\" must be a non-negative integer seq");
+            return;
+        }
+        if (bad) return;
+        if (s->ntopics + adding > (uint32_t)c->w->cfg->ws_max_subscriptions) {
+            char detail[96];
+            snprintf(detail, sizeof detail, "at most %d topics per connection",
+                     c->w->cfg->ws_max_subscriptions);
+            ws_msg_error(c, "too_many_subscriptions", detail);
+            return;
+        }
+    }
+    json_array_foreach(topics, i, t) {
+        const char *name = json_string_value(t);
+        topic_kind_t kind = topic_parse(name);
+        if (kind == TOPIC_METRICS) {
+            if (!subscribe) {
+                leave_group(c);
+            } else if (join_metrics(c, match, source) < 0) {
+                ws_msg_error(c, "unavailable", "the hub is shutting down");
+                return;
+            }
+        } else if (subscribe) {
+            if (add_topic(s, kind, name) < 0) {
+                ws_msg_error(c, "internal", "out of memory while subscribing");
+                return;
+            }
+        } else {
+            remove_topic(s, name);
+        }
+    }
+    recount(c);
 }
 
 void ws_msg_handle(conn_t *c, const char *msg, size_t len) {
@@ -105,20 +346,37 @@ void ws_msg_handle(conn_t *c, const char *msg, size_t len) {
     } else if (strcmp(type, "unsubscribe") == 0) {
         handle_subscription(c, root, false);
     } else {
-        char detail[TOPIC_MAX + 64];
-        snprintf(detail, sizeof detail, "unknown message type: %.*s", TOPIC_MAX, type);
+        char detail[TOPIC_MAX_LEN + 64];
+        snprintf(detail, sizeof detail, "unknown message type: %.*s", TOPIC_MAX_LEN, type);
         ws_msg_error(c, "unknown_type", detail);
     }
     json_decref(root);
 }
 
 int ws_msg_open(conn_t *c, const char *query) {
+    c->sess = calloc(1, sizeof *c->sess);
+    if (!c->sess) return -ENOMEM;
     char topics[1024];
     if (!http_query_param(query, "topics", topics, sizeof topics) || !*topics) return 0;
+    /* same rules as a subscribe message without a filter */
+    json_t *msg = json_object();
+    json_t *arr = json_array();
     char *save = NULL;
     for (char *t = strtok_r(topics, ",", &save); t; t = strtok_r(NULL, ",", &save))
-        if (check_topic(c, t) < 0) break;
+        json_array_append_new(arr, json_string(t));
+    json_object_set_new(msg, "topics", arr);
+    if (json_array_size(arr) > 0) handle_subscription(c, msg, true);
+    json_decref(msg);
     return 0;
 }
 
-void ws_msg_close(conn_t *c) { (void)c; }
+void ws_msg_close(conn_t *c) {
+    struct ws_session *s = c->sess;
+    if (!s) return;
+    leave_group(c);
+    s->ntopics = 0;
+    recount(c);
+    free(s->topics);
+    free(s);
+    c->sess = NULL;
+}

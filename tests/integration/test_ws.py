@@ -122,7 +122,8 @@ class TestWsMessages(HubTestCase):
 
     def test_subscribe_unknown_topic(self):
         with RawWS(self.h.port) as ws:
-            ws.send_json({"type": "subscribe", "topics": ["cpu.load"]})
+            # "cpu.load" would be a valid event-type pattern: use something that is not
+            ws.send_json({"type": "subscribe", "topics": ["CPU Load!"]})
             self.assertErrorMsg(ws.recv_json(5), "unknown_topic")
             self.ping_ok(ws)
 
