@@ -6,10 +6,11 @@
 
 #include "hash.h"
 
-/* Raw key: kind byte, name, then per tag 0x1f key 0x1e value. The same raw bytes always
- * give the same canonical key, so the (costly) canonical form is built once per distinct
- * raw key per producer, not per line. */
-#define RAW_MAX (1 + STATSD_MAX_NAME + STATSD_MAX_TAGS * (2 + 2 * 256))
+/* Raw key: kind byte, then name and each tag key and value, each behind its 16-bit
+ * length (lengths, not separators: any byte may occur inside a name or value). The same
+ * raw bytes always give the same canonical key, so the (costly) canonical form is built
+ * once per distinct raw key per producer, not per line. */
+#define RAW_MAX (1 + 2 + STATSD_MAX_NAME + STATSD_MAX_TAGS * (4 + 2 * 256))
 
 struct agg_entry {
     uint64_t hash;
@@ -102,18 +103,20 @@ void agg_set_free(agg_set_t *s) {
     memset(s, 0, sizeof *s);
 }
 
+static size_t put_seg(char *out, size_t n, const char *p, size_t len) {
+    out[n++] = (char)(len & 0xff);
+    out[n++] = (char)(len >> 8);
+    memcpy(out + n, p, len);
+    return n + len;
+}
+
 static size_t raw_key(const statsd_line_t *l, char *out) {
     size_t n = 0;
     out[n++] = (char)l->kind;
-    memcpy(out + n, l->name, l->name_len);
-    n += l->name_len;
+    n = put_seg(out, n, l->name, l->name_len);
     for (int i = 0; i < l->ntags; i++) {
-        out[n++] = 0x1f;
-        memcpy(out + n, l->tags[i].key, l->tags[i].key_len);
-        n += l->tags[i].key_len;
-        out[n++] = 0x1e;
-        memcpy(out + n, l->tags[i].value, l->tags[i].value_len);
-        n += l->tags[i].value_len;
+        n = put_seg(out, n, l->tags[i].key, l->tags[i].key_len);
+        n = put_seg(out, n, l->tags[i].value, l->tags[i].value_len);
     }
     return n;
 }

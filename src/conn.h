@@ -49,6 +49,7 @@ typedef struct conn {
     bool closing;      /* uv_close called */
     bool flush_close;  /* close as soon as the queue is empty */
     bool read_paused;  /* reading stopped by backpressure */
+    bool flush_pending; /* listed in the worker's end-of-pass flush */
     char peer[64];     /* "ip:port" */
 } conn_t;
 

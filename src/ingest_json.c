@@ -184,7 +184,8 @@ static int parse_samples_form(json_t *samples, ingest_sample_cb cb, void *ud, in
 int ingest_json_parse(const char *body, size_t len, ingest_sample_cb cb, void *ud,
                       ingest_counts_t *counts, char *err, size_t errlen) {
     json_error_t jerr;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* integers as doubles: a byte counter past 2^63 is a big number, not a bad body */
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
     if (!root) {
         snprintf(err, errlen, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
                  jerr.text);

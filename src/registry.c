@@ -1,6 +1,7 @@
 #include "registry.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@ const char *reject_reason_name(int reason) {
     case REG_REJECT_SERIES_LIMIT: return "series_limit";
     case REG_REJECT_KIND_CONFLICT: return "kind_conflict";
     case REG_REJECT_RESERVED_NAME: return "reserved_name";
+    case REG_REJECT_NAME_CONFLICT: return "name_conflict";
     default: return reason >= 0 && reason < STATSD_REASON_COUNT
                         ? statsd_reason_name((statsd_reason_t)reason)
                         : "unknown";
@@ -44,6 +46,8 @@ void registry_free(registry_t *r) {
         free(r->fams[i]->v);
         free(r->fams[i]);
     }
+    for (uint32_t i = 0; i < r->claimed_cap; i++) free(r->claimed[i]);
+    free(r->claimed);
     free(r->slots);
     free(r->fslots);
     free(r->fams);
@@ -121,12 +125,79 @@ static int grow_family_table(registry_t *r) {
     return 0;
 }
 
+/* ---- names on /metrics: one family per exposed name ------------------------------
+ * A counter x is exposed as x_total, a timer x as x, x_sum and x_count: a gauge named
+ * x_total or x_sum beside them would make the scrape invalid. Every family claims its
+ * exposed names when it is created; a family whose names are taken is refused. */
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int exposed_names(const char *name, metric_kind_t kind, char out[3][STATSD_MAX_NAME + 16]) {
+    switch (kind) {
+    case METRIC_COUNTER:
+        snprintf(out[0], sizeof out[0], ends_with(name, "_total") ? "%s" : "%s_total", name);
+        return 1;
+    case METRIC_TIMER:
+        snprintf(out[0], sizeof out[0], "%s", name);
+        snprintf(out[1], sizeof out[1], "%s_sum", name);
+        snprintf(out[2], sizeof out[2], "%s_count", name);
+        return 3;
+    default: snprintf(out[0], sizeof out[0], "%s", name); return 1;
+    }
+}
+
+static bool claimed(const registry_t *r, const char *n) {
+    if (!r->claimed_cap) return false;
+    uint32_t j = (uint32_t)hash_bytes(n, strlen(n), 2) & (r->claimed_cap - 1);
+    for (; r->claimed[j]; j = (j + 1) & (r->claimed_cap - 1))
+        if (strcmp(r->claimed[j], n) == 0) return true;
+    return false;
+}
+
+static int claim(registry_t *r, const char *n) {
+    if ((r->nclaimed + 1) * 4 > r->claimed_cap * 3) {
+        uint32_t ncap = r->claimed_cap ? r->claimed_cap * 2 : 128;
+        char **nc = calloc(ncap, sizeof *nc);
+        if (!nc) return -ENOMEM;
+        for (uint32_t i = 0; i < r->claimed_cap; i++) {
+            char *v = r->claimed[i];
+            if (!v) continue;
+            uint32_t j = (uint32_t)hash_bytes(v, strlen(v), 2) & (ncap - 1);
+            while (nc[j]) j = (j + 1) & (ncap - 1);
+            nc[j] = v;
+        }
+        free(r->claimed);
+        r->claimed = nc;
+        r->claimed_cap = ncap;
+    }
+    char *dup = strdup(n);
+    if (!dup) return -ENOMEM;
+    uint32_t j = (uint32_t)hash_bytes(n, strlen(n), 2) & (r->claimed_cap - 1);
+    while (r->claimed[j]) j = (j + 1) & (r->claimed_cap - 1);
+    r->claimed[j] = dup;
+    r->nclaimed++;
+    return 0;
+}
+
 static family_t *family_get(registry_t *r, const char *name, metric_kind_t kind, int *reason) {
     family_t *f = registry_family(r, name);
     if (f) {
         if (f->kind != kind) *reason = REG_REJECT_KIND_CONFLICT;
         return f->kind == kind ? f : NULL;
     }
+    char names[3][STATSD_MAX_NAME + 16];
+    int nn = exposed_names(name, kind, names);
+    for (int i = 0; i < nn; i++) {
+        if (claimed(r, names[i])) {
+            *reason = REG_REJECT_NAME_CONFLICT;
+            return NULL;
+        }
+    }
+    for (int i = 0; i < nn; i++)
+        if (claim(r, names[i]) < 0) return NULL; /* a partial claim only over-reserves */
     if ((r->nfam + 1) * 4 > r->fcap * 3 && grow_family_table(r) < 0) return NULL;
     if (r->nfam == r->fams_cap) {
         uint32_t ncap = r->fams_cap ? r->fams_cap * 2 : 64;
@@ -159,8 +230,9 @@ static series_t *series_get(registry_t *r, series_key_t *key, metric_kind_t kind
         return s;
     }
     const char *name = skey_name(key);
-    /* the hub's own series live under metricast_*: a sender may not shadow them */
-    if (strncmp(name, "metricast_", 10) == 0) {
+    /* the hub's own series live under metricast_* and process_*: a sender may not shadow
+     * them (a second family of the same name would make the whole scrape invalid) */
+    if (strncmp(name, "metricast_", 10) == 0 || strncmp(name, "process_", 8) == 0) {
         *reason = REG_REJECT_RESERVED_NAME;
         return NULL;
     }

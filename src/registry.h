@@ -32,6 +32,7 @@ enum {
     REG_REJECT_SERIES_LIMIT = STATSD_REASON_COUNT,
     REG_REJECT_KIND_CONFLICT,
     REG_REJECT_RESERVED_NAME,
+    REG_REJECT_NAME_CONFLICT, /* its /metrics names would clash with another family's */
     REJECT_REASON_COUNT
 };
 const char *reject_reason_name(int reason); /* parser and registry reasons */
@@ -76,6 +77,8 @@ typedef struct registry {
     uint32_t cap, n;
     family_t **fslots; /* by name hash */
     uint32_t fcap;
+    char **claimed; /* names families use on /metrics (x_total, x_sum, ...): hash set */
+    uint32_t claimed_cap, nclaimed;
     family_t **fams; /* every family, in creation order until sorted */
     uint32_t nfam, fams_cap;
     bool fams_sorted;

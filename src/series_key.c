@@ -53,6 +53,8 @@ int skey_from_line(const statsd_line_t *line, series_key_t **out) {
         char *kbuf = scratch + used;
         size_t kl = statsd_sanitize(t->key, t->key_len, kbuf, 257);
         if (kl == 0 || (kl >= 2 && kbuf[0] == '_' && kbuf[1] == '_')) return STATSD_BAD_TAGS;
+        /* a timer is exposed as a summary, whose samples carry their own quantile label */
+        if (line->kind == METRIC_TIMER && strcmp(kbuf, "quantile") == 0) return STATSD_BAD_TAGS;
         used += kl + 1;
         char *vbuf = scratch + used;
         if (memchr(t->value, '\0', t->value_len)) return STATSD_BAD_TAGS;
@@ -94,7 +96,7 @@ series_key_t *skey_new(const char *name, const skey_label_t *labels, int nlabels
     skey_label_t sorted[SKEY_MAX_LABELS];
     size_t vlen[SKEY_MAX_LABELS];
     if (nlabels > SKEY_MAX_LABELS) nlabels = SKEY_MAX_LABELS;
-    memcpy(sorted, labels, (size_t)nlabels * sizeof *labels);
+    if (nlabels > 0) memcpy(sorted, labels, (size_t)nlabels * sizeof *labels);
     qsort(sorted, (size_t)nlabels, sizeof *sorted, cmp_label);
     for (int i = 0; i < nlabels; i++) vlen[i] = strlen(sorted[i].value);
     return build(name, strlen(name), sorted, vlen, nlabels);

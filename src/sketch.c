@@ -250,20 +250,22 @@ double sketch_quantile(const sketch_t *s, double q) {
     if (!(s->count > 0) || !(q >= 0 && q <= 1)) return NAN;
     if (q == 0) return s->min;
     if (q == 1) return s->max;
-    double rank = q * (s->count - 1);
+    /* Nearest rank, as StatsD's percentiles and most summaries: the smallest value with at
+     * least q of the weight at or below it (p99 of 3 samples is the largest). */
+    double rank = q * s->count * (1 - 1e-12);
     double cum = 0;
     const sketch_store_t *neg = &s->neg, *pos = &s->pos;
     for (uint32_t k = neg->len; k-- > 0;) { /* most negative first */
         if (neg->counts[k] == 0) continue;  /* else a rank < 0 (count < 1) stops here */
         cum += neg->counts[k];
-        if (cum > rank) return clamp(s, -bucket_value(neg->offset + (int32_t)k));
+        if (cum >= rank) return clamp(s, -bucket_value(neg->offset + (int32_t)k));
     }
     cum += s->zero;
-    if (s->zero > 0 && cum > rank) return clamp(s, 0);
+    if (s->zero > 0 && cum >= rank) return clamp(s, 0);
     for (uint32_t k = 0; k < pos->len; k++) {
         if (pos->counts[k] == 0) continue;
         cum += pos->counts[k];
-        if (cum > rank) return clamp(s, bucket_value(pos->offset + (int32_t)k));
+        if (cum >= rank) return clamp(s, bucket_value(pos->offset + (int32_t)k));
     }
     return s->max; /* rounding left the cumulative weight a hair short of the total */
 }

@@ -27,7 +27,8 @@ void view_series_json(jsonw_t *w, const series_t *s);
 int view_metrics_json(registry_t *r, const view_filter_t *f, double now, buf_t *b);
 
 /* History of every series named name (optionally one source) with points in
- * [from, to] (unix seconds): {"name":..,"window":..,"series":[{"labels":..,"kind":..,
+ * [from, to] (unix seconds): {"name":..,"kind":..,"from":..,"to":..,"resolution_seconds":1,
+ * "series":[{"labels":..,
  * "points":[[t,v],...]}]} ; timers' points carry [t,mean,count,sum,min,max,p50,p90,p99].
  * -ENOENT when no such series. */
 int view_history_json(registry_t *r, const char *name, const char *source, uint32_t from,

@@ -107,6 +107,36 @@ static void on_sweep(uv_timer_t *t) {
     atomic_store(&w->stats.ws_worst_fill_ppm, (uint64_t)(worst * 1e6));
 }
 
+/* ---- end-of-pass flush --------------------------------------------------------------- */
+
+void worker_flush_later(worker_t *w, conn_t *c) {
+    if (c->flush_pending) return;
+    if (w->nflush == w->flush_cap) {
+        uint32_t ncap = w->flush_cap ? w->flush_cap * 2 : 256;
+        conn_t **nq = realloc(w->flushq, ncap * sizeof *nq);
+        if (!nq) { /* cannot defer: write now */
+            conn_flush(c);
+            return;
+        }
+        w->flushq = nq;
+        w->flush_cap = ncap;
+    }
+    c->flush_pending = true;
+    w->flushq[w->nflush++] = c;
+}
+
+/* Runs after the poll phase; connections closed during the pass are still allocated
+ * here (libuv frees them in the closing phase, which comes after check). */
+static void on_flush_check(uv_check_t *h) {
+    worker_t *w = h->data;
+    for (uint32_t i = 0; i < w->nflush; i++) {
+        conn_t *c = w->flushq[i];
+        c->flush_pending = false;
+        conn_flush(c);
+    }
+    w->nflush = 0;
+}
+
 /* ---- live-metrics groups ------------------------------------------------------------- */
 
 static wgroup_t *group_find(worker_t *w, uint32_t gid) {
@@ -238,6 +268,9 @@ int worker_init(worker_t *w, int id, hub_t *hub, const config_t *cfg, int listen
     if ((rc = uv_timer_init(&w->loop, &w->grace))) goto fail;
     w->grace.data = w;
     if ((rc = loop_lag_start(&w->lag, &w->loop))) goto fail;
+    if ((rc = uv_check_init(&w->loop, &w->flush_check))) goto fail;
+    w->flush_check.data = w;
+    if ((rc = uv_check_start(&w->flush_check, on_flush_check))) goto fail;
     uint64_t period = sweep_period_ms(cfg);
     if ((rc = uv_timer_start(&w->sweep, on_sweep, period, period))) goto fail;
     if ((rc = uv_tcp_init(&w->loop, &w->listener))) goto fail;
@@ -277,6 +310,7 @@ static void maybe_finish(worker_t *w) {
     close_handle((uv_handle_t *)&w->sweep);
     close_handle((uv_handle_t *)&w->grace);
     close_handle((uv_handle_t *)&w->lag.timer);
+    close_handle((uv_handle_t *)&w->flush_check);
     if (!uv_is_closing((uv_handle_t *)&w->inbox.async)) inbox_close(&w->inbox, NULL);
 }
 
@@ -333,6 +367,8 @@ static void free_groups(worker_t *w) {
 void worker_join(worker_t *w) {
     uv_thread_join(&w->thread);
     free_groups(w);
+    free(w->flushq);
+    w->flushq = NULL;
     uv_loop_close(&w->loop);
     free(w->rbuf);
     w->rbuf = NULL;

@@ -77,6 +77,9 @@ typedef struct worker {
     worker_stats_t stats;
     wgroup_t **groups; /* live-metrics groups with members here */
     uint32_t ngroups, gcap;
+    uv_check_t flush_check;   /* after each poll: write what the pass queued */
+    struct conn **flushq;     /* connections with frames queued in this pass */
+    uint32_t nflush, flush_cap;
 } worker_t;
 
 /* Prepares w (loop, handles) to serve the listening socket listen_fd (dup'd; the caller
@@ -97,6 +100,10 @@ int worker_broadcast(worker_t *w, struct stream_bcast *b);
 /* Worker thread: list c in group gid / take it out again. 0 or -ENOMEM. */
 int worker_group_add(worker_t *w, uint32_t gid, struct conn *c);
 void worker_group_remove(worker_t *w, struct conn *c);
+
+/* Worker thread: write c's queue at the end of this loop pass (after every inbox task and
+ * read of the pass), so frames queued for it meanwhile share one writev. */
+void worker_flush_later(worker_t *w, struct conn *c);
 
 /* Frees a worker that was initialised but never started. */
 void worker_discard(worker_t *w);

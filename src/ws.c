@@ -191,7 +191,9 @@ int ws_enqueue(conn_t *c, frame_t *f) {
     int rc = conn_send(c, f);
     if (rc == 0) {
         atomic_fetch_add_explicit(&c->w->stats.ws_sent_total, 1, memory_order_relaxed);
-        conn_flush(c);
+        /* written at the end of this loop pass, together with whatever else the pass
+         * queues for c: one writev for many frames is the fan-out lever */
+        worker_flush_later(c->w, c);
     }
     update_flow(c);
     return rc;

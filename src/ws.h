@@ -57,7 +57,8 @@ const char *ws_flow_name(ws_flow_t s);
  * ws_msg_metrics_gap), then the oldest droppable frames go, then the new frame itself if
  * it is droppable. Every drop is counted. Crossing 0.85 / 0.95 of the limits sends one
  * `status` message (buffering / overloaded); falling under 0.70 sends `streaming`.
- * Takes over one reference to f. */
+ * The write happens at the end of the worker's loop pass (worker_flush_later), batched
+ * with everything else queued for c in that pass. Takes over one reference to f. */
 int ws_enqueue(struct conn *c, frame_t *f);
 /* conn.c: a write finished; re-evaluates the flow state. */
 void ws_on_drain(struct conn *c);
