@@ -225,22 +225,31 @@ int daemon_start(daemon_cmd_t *cmd, daemon_run_t *run) {
 
 /* ---- health polling ------------------------------------------------------------------- */
 
-/* The port from `msg="http listening" addr=127.0.0.1:PORT`, 0 if not logged yet. */
-static int port_from_log(const char *path) {
-    char buf[8192];
+/* The port from `msg="<what>" addr=127.0.0.1:PORT`, 0 if not logged yet. */
+static int port_from_log_msg(const char *path, const char *what) {
+    char buf[8192], pat[128];
+    snprintf(pat, sizeof pat, "msg=\"%s\"", what);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return 0;
     ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);
     if (n <= 0) return 0;
     buf[n] = '\0';
-    const char *m = strstr(buf, "msg=\"http listening\"");
+    const char *m = strstr(buf, pat);
     if (!m) return 0;
     const char *a = strstr(m, "addr=" LISTEN_HOST ":");
     if (!a) return 0;
     a += strlen("addr=" LISTEN_HOST ":");
     long port = strtol(a, NULL, 10);
     return port > 0 && port < 65536 ? (int)port : 0;
+}
+
+static int port_from_log(const char *path) {
+    return port_from_log_msg(path, "http listening");
+}
+
+int daemon_log_port(const daemon_cmd_t *cmd, const char *what) {
+    return port_from_log_msg(cmd->log_path, what);
 }
 
 static int wait_fd(int fd, short events, double deadline) {
@@ -424,4 +433,105 @@ double pct_sorted(const double *v, size_t n, double p) {
     if (rank < 1) rank = 1;
     if (rank > n) rank = n;
     return v[rank - 1];
+}
+
+/* ---- HTTP client and Prometheus text ---------------------------------------------------- */
+
+int http_get(int port, const char *path, double timeout_ms, int *status, char **body,
+             size_t *body_len) {
+    return http_get_ttfb(port, path, timeout_ms, status, body, body_len, NULL);
+}
+
+int http_get_ttfb(int port, const char *path, double timeout_ms, int *status, char **body,
+                  size_t *body_len, double *ttfb_ms) {
+    double t0 = now_ms(), deadline = t0 + timeout_ms;
+    *body = NULL;
+    *body_len = 0;
+    *status = 0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char *buf = NULL;
+    size_t cap = 0, got = 0;
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (errno != EINPROGRESS || !wait_fd(fd, POLLOUT, deadline)) goto fail;
+        int soerr = 0;
+        socklen_t sl = sizeof soerr;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0) goto fail;
+    }
+    char req[512];
+    int rl = snprintf(req, sizeof req,
+                      "GET %s HTTP/1.1\r\nHost: " LISTEN_HOST "\r\nConnection: close\r\n\r\n",
+                      path);
+    if (rl <= 0 || (size_t)rl >= sizeof req) goto fail;
+    for (int off = 0; off < rl;) {
+        ssize_t n = send(fd, req + off, (size_t)(rl - off), MSG_NOSIGNAL);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if (!wait_fd(fd, POLLOUT, deadline)) goto fail;
+            continue;
+        }
+        if (n <= 0) goto fail;
+        off += (int)n;
+    }
+    size_t hdr_end = 0, want = (size_t)-1; /* total bytes when Content-Length is known */
+    for (;;) {
+        if (got == cap) {
+            size_t ncap = cap ? cap * 2 : 65536;
+            char *nb = realloc(buf, ncap + 1);
+            if (!nb) goto fail;
+            buf = nb;
+            cap = ncap;
+        }
+        ssize_t n = recv(fd, buf + got, cap - got, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if (!wait_fd(fd, POLLIN, deadline)) goto fail;
+            continue;
+        }
+        if (n < 0) goto fail;
+        if (n == 0) break; /* closed */
+        if (got == 0 && ttfb_ms) *ttfb_ms = now_ms() - t0;
+        got += (size_t)n;
+        if (!hdr_end) {
+            buf[got] = '\0';
+            char *e = strstr(buf, "\r\n\r\n");
+            if (e) {
+                hdr_end = (size_t)(e - buf) + 4;
+                char *cl = strcasestr(buf, "\r\nContent-Length:");
+                if (cl && cl < e) want = hdr_end + (size_t)strtoull(cl + 17, NULL, 10);
+            }
+        }
+        if (hdr_end && got >= want) break;
+    }
+    close(fd);
+    fd = -1;
+    if (!buf || !hdr_end || got < 12 || strncmp(buf, "HTTP/1.", 7) != 0) goto fail;
+    if (want != (size_t)-1 && got < want) goto fail; /* cut short */
+    *status = (int)strtol(buf + 9, NULL, 10);
+    size_t blen = got - hdr_end;
+    memmove(buf, buf + hdr_end, blen);
+    buf[blen] = '\0';
+    *body = buf;
+    *body_len = blen;
+    return 0;
+fail:
+    if (fd >= 0) close(fd);
+    free(buf);
+    return -1;
+}
+
+int prom_find(const char *body, const char *series, double *out) {
+    size_t sl = strlen(series);
+    for (const char *p = body; p && *p;) {
+        if (strncmp(p, series, sl) == 0 && p[sl] == ' ') {
+            char *end;
+            double v = strtod(p + sl + 1, &end);
+            if (end == p + sl + 1) return -1;
+            *out = v;
+            return 0;
+        }
+        p = strchr(p, '\n');
+        if (p) p++;
+    }
+    return -1;
 }

@@ -74,4 +74,23 @@ double pct_sorted(const double *v, size_t n, double p);
 /* Parses a positive integer flag value in [lo, hi]; -1 if invalid. */
 long parse_long(const char *s, long lo, long hi);
 
+/* The port in the daemon's log line `msg="<what>" addr=127.0.0.1:PORT` (e.g. what =
+ * "statsd listening"), 0 if not logged (yet). */
+int daemon_log_port(const daemon_cmd_t *cmd, const char *what);
+
+/* One `GET path HTTP/1.1` (Connection: close) to 127.0.0.1:port over a fresh TCP
+ * connection; reads the whole response (Content-Length or until close). The body is
+ * malloc'ed and NUL-terminated (*body, *body_len), *status is the HTTP status. Bounded by
+ * timeout_ms for the whole exchange. 0, or -1 (error/timeout; nothing to free). */
+int http_get(int port, const char *path, double timeout_ms, int *status, char **body,
+             size_t *body_len);
+/* The same, also giving the time from the start of the call to the first response byte. */
+int http_get_ttfb(int port, const char *path, double timeout_ms, int *status, char **body,
+                  size_t *body_len, double *ttfb_ms);
+
+/* The value of the first sample line `<series> <value>` in a Prometheus text body, where
+ * series is the exact name{labels} text (e.g. `metricast_series` or
+ * `metricast_ingest_lines_total{transport="udp"}`). 0, or -1 when absent. */
+int prom_find(const char *body, const char *series, double *out);
+
 #endif

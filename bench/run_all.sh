@@ -2,7 +2,11 @@
 # Runs every benchmark built under BUILD_DIR/bench against BUILD_DIR/metricastd, each with
 # a fresh temporary data directory, then prints the machine-readable result lines together.
 #
-#   bench/run_all.sh BUILD_DIR          (what `make bench` runs, with BUILD_DIR=build)
+#   bench/run_all.sh [--full] BUILD_DIR   (what `make bench` runs, with BUILD_DIR=build)
+#
+# The default run takes under 3 minutes: bench_statsd_ingest sweeps with 2 s steps (~35 s),
+# bench_exposition times 20 requests per endpoint (~10 s). --full is the long version
+# (5 s sweep steps over more rates, ~90 s; 50 requests per endpoint; the long fan-out run).
 #
 # Environment: METRICASTD (daemon to measure; default BUILD_DIR/metricastd),
 # BENCH_RUNS (bench_startup runs, default 50), BENCH_WS_CONNS (bench_ws_idle connections,
@@ -10,8 +14,11 @@
 # Exit status: 0 when every benchmark passed, 1 when any failed, 2 on a usage error.
 set -euo pipefail
 
+full=0
+if [[ $# -ge 1 && $1 == --full ]]; then full=1; shift; fi
+if [[ $# -eq 2 && $2 == --full ]]; then full=1; set -- "$1"; fi
 if [[ $# -ne 1 || $1 == -h || $1 == --help ]]; then
-    echo "usage: $0 BUILD_DIR" >&2
+    echo "usage: $0 [--full] BUILD_DIR" >&2
     exit 2
 fi
 if [[ ! -d $1 ]]; then
@@ -38,11 +45,12 @@ trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-echo "== metricast benchmarks: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "== metricast benchmarks: $(date -u +%Y-%m-%dT%H:%M:%SZ)$([[ $full -eq 1 ]] && echo ' (--full)')"
 echo "   daemon:  $daemon ($("$daemon" --version 2>&1 | head -n 1))"
 echo "   machine: $(nproc) cores, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)," \
      "$(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release 2>/dev/null)," \
      "kernel $(uname -r)"
+echo "   load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min; other work on the machine skews every number)"
 
 # The invocation of each benchmark program; $2 is a fresh temporary data directory.
 # Returns 1 for a program this script does not know.
@@ -52,10 +60,34 @@ bench_argv() {
         argv=(--runs "$runs" -- "$daemon" --listen 127.0.0.1:PORT --statsd off --data "$2") ;;
     bench_ws_idle)
         argv=(--conns "$ws_conns" -- "$daemon" --listen 127.0.0.1:PORT --statsd off --data "$2") ;;
+    bench_statsd_ingest)
+        # sink (raw ceiling) then the daemon, same generator: 2 sender threads, rate sweep
+        if [[ $full -eq 1 ]]; then
+            argv=(--mode both --sweep --threads 2 --step-seconds 5
+                  --rates 0.5M,1M,2M,4M,6M,8M,10M,12M)
+        else
+            argv=(--mode both --sweep --threads 2 --step-seconds 2
+                  --rates 0.5M,1M,2M,4M,8M,10M,12M)
+        fi
+        argv+=(-- "$daemon" --listen 127.0.0.1:PORT --statsd 127.0.0.1:0 --data "$2") ;;
+    bench_exposition)
+        argv=(--runs "$([[ $full -eq 1 ]] && echo 50 || echo 20)"
+              -- "$daemon" --listen 127.0.0.1:PORT --statsd 127.0.0.1:0
+              --max-series 200000 --data "$2") ;;
+    bench_ws_fanout)
+        # hub then bench_ws_ceiling, same subscribers; --short: ~45 s, full: ~3 min
+        if [[ $full -eq 1 ]]; then
+            argv=(--scenario all --target both --ceiling-tick 0.001)
+        else
+            argv=(--scenario all --target both --ceiling-tick 0.001 --short)
+        fi
+        argv+=(-- "$daemon" --data "$2") ;;
+    bench_ws_ceiling) argv=() ;; # not run on its own: bench_ws_fanout starts it
     *) return 1 ;;
     esac
 }
-order=(bench_startup bench_ws_idle)
+order=(bench_startup bench_ws_idle bench_statsd_ingest bench_exposition)
+order+=(bench_ws_fanout)
 
 failed=()
 results=()

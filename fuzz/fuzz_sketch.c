@@ -77,8 +77,8 @@ static void check_quantile(subject_t *x, double q) {
     if (q == 0) assert(est == s->min);
     if (q == 1) assert(est == s->max);
     if (!x->exact || x->nref == 0 || !within_cap(x)) return;
-    /* the same convention as the sketch: first value whose cumulative weight > q(W-1);
-     * weights are small integers, so these sums are exact */
+    /* the same convention as the sketch (nearest rank): first value whose cumulative
+     * weight reaches qW; weights are small integers, so these sums are exact */
     ref_t sorted[REF_MAX];
     memcpy(sorted, x->ref, (size_t)x->nref * sizeof *sorted);
     qsort(sorted, (size_t)x->nref, sizeof *sorted, cmp_ref);
@@ -86,10 +86,10 @@ static void check_quantile(subject_t *x, double q) {
     for (int i = 0; i < x->nref; i++)
         total += sorted[i].w;
     assert(total == s->count);
-    double rank = q * (total - 1), cum = 0, want = sorted[x->nref - 1].v;
+    double rank = q * total * (1 - 1e-12), cum = 0, want = sorted[x->nref - 1].v;
     for (int i = 0; i < x->nref; i++) {
         cum += sorted[i].w;
-        if (cum > rank) {
+        if (cum >= rank) {
             want = sorted[i].v;
             break;
         }

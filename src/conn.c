@@ -121,10 +121,11 @@ int conn_send_copy(conn_t *c, const void *p, size_t n, uint32_t flags) {
 }
 
 uint32_t conn_drop_unsent(conn_t *c, uint32_t flags, uint32_t max, size_t *bytes) {
-    uint32_t dropped = 0, keep = c->inflight;
+    /* frames being written, and a head frame partly written, stay untouched */
+    uint32_t first = c->inflight ? c->inflight : (c->head_off ? 1 : 0);
+    uint32_t dropped = 0, keep = first;
     size_t b = 0;
-    /* compact in place: frames being written stay at the head untouched */
-    for (uint32_t i = c->inflight; i < c->qlen; i++) {
+    for (uint32_t i = first; i < c->qlen; i++) {
         frame_t *f = c->q[(c->qhead + i) & (c->qcap - 1)];
         if ((f->flags & flags) && (!max || dropped < max)) {
             b += f->len;
@@ -141,31 +142,56 @@ uint32_t conn_drop_unsent(conn_t *c, uint32_t flags, uint32_t max, size_t *bytes
     return dropped;
 }
 
+/* Pops the head frame, written completely. Returns whether it ends the connection. */
+static bool pop_written(conn_t *c) {
+    frame_t *f = c->q[c->qhead];
+    c->q[c->qhead] = NULL;
+    c->qhead = (c->qhead + 1) & (c->qcap - 1);
+    c->qlen--;
+    c->qbytes -= f->len;
+    c->bytes_out += f->len;
+    bool closing = (f->flags & FRAME_CLOSE) != 0;
+    frame_unref(f);
+    return closing;
+}
+
+/* After data left (written or accepted by the kernel): what draining allows again. */
+static void after_drain(conn_t *c) {
+    if (c->read_paused && c->proto == CONN_HTTP && c->qbytes <= CONN_HTTP_QUEUE_PAUSE / 2)
+        conn_pause_read(c, false);
+    if (c->proto == CONN_WS && !c->closing) ws_on_drain(c);
+}
+
 static void on_write(uv_write_t *req, int status) {
     conn_t *c = req->data;
     bool close_now = false;
-    for (uint32_t i = 0; i < c->inflight; i++) {
-        frame_t *f = c->q[c->qhead];
-        c->q[c->qhead] = NULL;
-        c->qhead = (c->qhead + 1) & (c->qcap - 1);
-        c->qlen--;
-        c->qbytes -= f->len;
-        c->bytes_out += f->len;
-        if (f->flags & FRAME_CLOSE) close_now = true;
-        frame_unref(f);
-    }
+    for (uint32_t i = 0; i < c->inflight; i++) close_now |= pop_written(c);
     c->inflight = 0;
+    c->head_off = 0;
     if (c->closing) return; /* on_close frees the rest */
     if (status < 0 || close_now) {
         conn_close(c);
         return;
     }
-    if (c->read_paused && c->proto == CONN_HTTP && c->qbytes <= CONN_HTTP_QUEUE_PAUSE / 2)
-        conn_pause_read(c, false);
     conn_flush(c);
-    if (c->proto == CONN_WS && !c->closing) ws_on_drain(c);
+    if (!c->closing) after_drain(c);
 }
 
+static uint32_t gather(conn_t *c, uv_buf_t *bufs) {
+    uint32_t n = 0;
+    while (n < c->qlen && n < CONN_WRITE_BATCH) {
+        frame_t *f = c->q[(c->qhead + n) & (c->qcap - 1)];
+        size_t off = n == 0 ? c->head_off : 0;
+        bufs[n] = uv_buf_init(f->data + off, (unsigned)(f->len - off));
+        n++;
+        if (f->flags & FRAME_CLOSE) break; /* nothing after a closing frame */
+    }
+    return n;
+}
+
+/* Writes what is queued: first straight to the socket (uv_try_write: no request, no
+ * callback, no poll re-arming — the common case when the peer keeps up), then hands
+ * whatever the kernel did not take to one uv_write, which completes in on_write. */
 void conn_flush(conn_t *c) {
     if (c->closing || c->inflight) return;
     if (c->qlen == 0) {
@@ -173,12 +199,39 @@ void conn_flush(conn_t *c) {
         return;
     }
     uv_buf_t bufs[CONN_WRITE_BATCH];
-    uint32_t n = 0;
-    while (n < c->qlen && n < CONN_WRITE_BATCH) {
-        frame_t *f = c->q[(c->qhead + n) & (c->qcap - 1)];
-        bufs[n] = uv_buf_init(f->data, (unsigned)f->len);
-        n++;
-        if (f->flags & FRAME_CLOSE) break; /* nothing after a closing frame */
+    uint32_t n = gather(c, bufs);
+    int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    if (w < 0 && w != UV_EAGAIN) {
+        conn_close(c);
+        return;
+    }
+    if (w > 0) {
+        size_t left = (size_t)w;
+        bool close_now = false;
+        while (left > 0) {
+            frame_t *f = c->q[c->qhead];
+            size_t rem = f->len - c->head_off;
+            if (left < rem) {
+                c->head_off += left;
+                break;
+            }
+            left -= rem;
+            c->head_off = 0;
+            close_now |= pop_written(c);
+        }
+        if (close_now) {
+            conn_close(c);
+            return;
+        }
+        if (c->qlen == 0) {
+            if (c->flush_close) {
+                conn_close(c);
+                return;
+            }
+            after_drain(c);
+            return;
+        }
+        n = gather(c, bufs);
     }
     c->inflight = n;
     c->wreq.data = c;

@@ -42,6 +42,7 @@ typedef struct conn {
     frame_t **q;
     uint32_t qcap, qhead, qlen;
     uint32_t inflight; /* frames at the head handed to the write in flight */
+    size_t head_off;   /* bytes of the head frame the kernel already took */
     size_t qbytes;     /* bytes queued, in flight included */
 
     uint64_t last_rx_ms; /* loop time of the last byte received */
@@ -69,7 +70,9 @@ void conn_flush(conn_t *c);
  * stops after `max` of them (0: no limit). Returns how many went; *bytes gets their size. */
 uint32_t conn_drop_unsent(conn_t *c, uint32_t flags, uint32_t max, size_t *bytes);
 /* Frames queued but not yet handed to a write. */
-static inline uint32_t conn_unsent(const conn_t *c) { return c->qlen - c->inflight; }
+static inline uint32_t conn_unsent(const conn_t *c) {
+    return c->qlen - (c->inflight ? c->inflight : (c->head_off ? 1 : 0));
+}
 
 /* Closes now: queued data is discarded. Idempotent. */
 void conn_close(conn_t *c);

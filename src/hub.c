@@ -99,17 +99,25 @@ int hub_call(hub_t *hub, worker_t *w, hub_call_fn fn, hub_done_fn done, void *ar
 
 /* ---- the 1 s roll -------------------------------------------------------------------- */
 
-static uint64_t ms_to_next_second(void) {
-    double now = clk_unix();
-    double next = floor(now) + 1.0;
-    uint64_t ms = (uint64_t)((next - now) * 1000.0) + 1; /* land just past the boundary */
-    return ms;
+/* Delay until just past the wall-clock second after `sec`. libuv timers run on the
+ * loop's cached millisecond clock, so they may fire a millisecond or two early against
+ * the wall clock: the roll therefore decides which second it closes by rounding, never
+ * by flooring. */
+static uint64_t ms_until_after(uint32_t sec) {
+    double d = ((double)sec + 1.0 - clk_unix()) * 1000.0;
+    return d < 0 ? 0 : (uint64_t)d + 2;
 }
 
 static void on_roll(uv_timer_t *t) {
     hub_t *hub = t->data;
     double now = clk_unix();
-    registry_roll(&hub->reg, (uint32_t)floor(now));
+    uint32_t boundary = (uint32_t)floor(now + 0.5); /* the second boundary we woke for */
+    if (boundary <= hub->last_roll_sec) { /* woke twice for one boundary: wait for the next */
+        uv_timer_start(&hub->roll_timer, on_roll, ms_until_after(hub->last_roll_sec), 0);
+        return;
+    }
+    hub->last_roll_sec = boundary;
+    registry_roll(&hub->reg, boundary);
 
     /* rates for the summary, over the second just closed */
     uint64_t lines = 0, rejected = 0, dropped = 0;
@@ -129,7 +137,7 @@ static void on_roll(uv_timer_t *t) {
     hub->prev_lines = lines, hub->prev_rejected = rejected, hub->prev_dropped = dropped;
     hub->prev_cpu = ps.cpu_seconds;
     hub->prev_roll_unix = now;
-    uv_timer_start(&hub->roll_timer, on_roll, ms_to_next_second(), 0);
+    uv_timer_start(&hub->roll_timer, on_roll, ms_until_after(boundary), 0);
 }
 
 void hub_self_snapshot(hub_t *hub, hub_self_t *o) {
@@ -360,7 +368,8 @@ int hub_run(hub_t *hub) {
         }
         hub->workers_started++;
     }
-    uv_timer_start(&hub->roll_timer, on_roll, ms_to_next_second(), 0);
+    hub->last_roll_sec = (uint32_t)floor(clk_unix());
+    uv_timer_start(&hub->roll_timer, on_roll, ms_until_after(hub->last_roll_sec), 0);
     stream_start(&hub->stream);
     if (hub->udp && !hub->stopping) {
         int rc = ingest_udp_start(hub->udp);

@@ -53,6 +53,7 @@ typedef struct hub {
     char statsd_addr[80];
     _Atomic int batches_pending; /* handed to the inbox, not yet applied */
     uv_timer_t roll_timer;   /* closes each 1 s interval at the wall-clock second */
+    uint32_t last_roll_sec;  /* the boundary the last roll closed at */
     /* previous second's totals, for the rates of the summary */
     uint64_t prev_lines, prev_rejected, prev_dropped;
     double prev_cpu, prev_roll_unix;

@@ -1,6 +1,7 @@
 #include "series_key.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,35 @@ static series_key_t *build(const char *name, size_t name_len, const skey_label_t
     return k;
 }
 
+/* Strict UTF-8 (no overlongs, no surrogates, nothing past U+10FFFF): label values go
+ * verbatim into JSON and the Prometheus text, both of which must be valid UTF-8. */
+static bool valid_utf8(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len;
+        uint32_t cp;
+        if ((c & 0xe0) == 0xc0) len = 2, cp = c & 0x1f;
+        else if ((c & 0xf0) == 0xe0) len = 3, cp = c & 0x0f;
+        else if ((c & 0xf8) == 0xf0) len = 4, cp = c & 0x07;
+        else return false;
+        if (i + len > n) return false;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) return false;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
 static int cmp_label(const void *a, const void *b) {
     return strcmp(((const skey_label_t *)a)->name, ((const skey_label_t *)b)->name);
 }
@@ -57,7 +87,9 @@ int skey_from_line(const statsd_line_t *line, series_key_t **out) {
         if (line->kind == METRIC_TIMER && strcmp(kbuf, "quantile") == 0) return STATSD_BAD_TAGS;
         used += kl + 1;
         char *vbuf = scratch + used;
-        if (memchr(t->value, '\0', t->value_len)) return STATSD_BAD_TAGS;
+        if (memchr(t->value, '\0', t->value_len) ||
+            !valid_utf8((const unsigned char *)t->value, t->value_len))
+            return STATSD_BAD_TAGS;
         memcpy(vbuf, t->value, t->value_len);
         vbuf[t->value_len] = '\0';
         used += t->value_len + 1;

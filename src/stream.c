@@ -141,7 +141,26 @@ static void push(stream_t *s, bool tick) {
     stream_bcast_unref(b);
 }
 
-static void on_tick(uv_timer_t *t) { push(t->data, true); }
+/* Ticks run on an absolute schedule (start + k·tick): a repeating libuv timer re-arms
+ * from when it ran, so every late run would push all later ticks back and a busy loop
+ * would quietly deliver fewer than 1/tick updates a second. A loop more than a tick
+ * behind skips ahead rather than bursting. */
+static void on_tick(uv_timer_t *t);
+
+static void arm_tick(stream_t *s) {
+    uint64_t now = uv_hrtime();
+    uint64_t tick_ns = (uint64_t)(s->tick_s * 1e9);
+    s->tick_next_ns += tick_ns;
+    if (s->tick_next_ns + tick_ns < now) s->tick_next_ns = now;
+    uint64_t delay = s->tick_next_ns > now ? (s->tick_next_ns - now + 999999) / 1000000 : 0;
+    uv_timer_start(&s->tick, on_tick, delay, 0);
+}
+
+static void on_tick(uv_timer_t *t) {
+    stream_t *s = t->data;
+    push(s, true);
+    arm_tick(s);
+}
 
 static void on_change(uv_timer_t *t) {
     stream_t *s = t->data;
@@ -173,9 +192,8 @@ int stream_init(stream_t *s, hub_t *hub, registry_t *reg, uv_loop_t *loop, doubl
 }
 
 void stream_start(stream_t *s) {
-    uint64_t ms = (uint64_t)(s->tick_s * 1000.0 + 0.5);
-    if (ms == 0) ms = 1;
-    uv_timer_start(&s->tick, on_tick, ms, ms);
+    s->tick_next_ns = uv_hrtime();
+    arm_tick(s);
 }
 
 void stream_close(stream_t *s) {

@@ -60,6 +60,7 @@ typedef struct stream {
     uint32_t ngroups, cap;
     uint32_t next_id;
     uv_timer_t tick;
+    uint64_t tick_next_ns; /* uv_hrtime() the next tick is due */
     uv_timer_t change;
     bool change_armed;
     uint64_t last_change_ms; /* loop time of the last change push */

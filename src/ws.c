@@ -129,8 +129,13 @@ static void send_status(conn_t *c, double fill) {
     buf_free(&b);
 }
 
-/* Moves the flow state with the fill ratio; one status message per change. */
-static void update_flow(conn_t *c) {
+/* Moves the flow state with the fill ratio; one status message per change.
+ *
+ * Pressure rises while frames are queued, but it only falls when the client takes data
+ * (a write completed: drained). Conflation empties the queue of unsent updates without
+ * the client reading a byte; judging recovery then would announce `streaming` to a
+ * client that is not reading at all, and flap. */
+static void update_flow(conn_t *c, bool drained) {
     ws_state_t *ws = c->ws;
     if (!ws || ws->close_queued) return;
     double fill = ws_fill_ratio(c);
@@ -142,11 +147,11 @@ static void update_flow(conn_t *c) {
         break;
     case WS_BUFFERING:
         if (fill > FLOW_OVERLOADED) next = WS_OVERLOADED;
-        else if (fill < FLOW_RECOVERED) next = WS_STREAMING;
+        else if (drained && fill < FLOW_RECOVERED) next = WS_STREAMING;
         break;
     case WS_OVERLOADED:
-        if (fill < FLOW_RECOVERED) next = WS_STREAMING;
-        else if (fill <= FLOW_BUFFERING) next = WS_BUFFERING;
+        if (drained && fill < FLOW_RECOVERED) next = WS_STREAMING;
+        else if (drained && fill <= FLOW_BUFFERING) next = WS_BUFFERING;
         break;
     }
     if (next == ws->flow) return;
@@ -184,7 +189,7 @@ int ws_enqueue(conn_t *c, frame_t *f) {
         if (f->flags & FRAME_CONFLATE) ws_msg_metrics_gap(c);
         count_drops(c, 1);
         frame_unref(f);
-        update_flow(c);
+        update_flow(c, false);
         return -ENOBUFS;
     }
 #undef FITS
@@ -195,12 +200,12 @@ int ws_enqueue(conn_t *c, frame_t *f) {
          * queues for c: one writev for many frames is the fan-out lever */
         worker_flush_later(c->w, c);
     }
-    update_flow(c);
+    update_flow(c, false);
     return rc;
 }
 
 void ws_on_drain(conn_t *c) {
-    if (c->ws && c->ws->flow != WS_STREAMING) update_flow(c);
+    if (c->ws && c->ws->flow != WS_STREAMING) update_flow(c, true);
 }
 
 int ws_send_frame(conn_t *c, frame_t *f) {
@@ -415,9 +420,9 @@ void ws_sweep(conn_t *c, uint64_t now_ms) {
         now_ms - ws->overloaded_since_ms >= (uint64_t)(cfg->ws_overload_timeout * 1000)) {
         log_info("ws subscriber closed: too slow", "conn=%llu peer=%s dropped=%llu",
                  (unsigned long long)c->id, c->peer, (unsigned long long)ws->dropped);
-        /* what it has not read is stale: make room so the close frame can get through */
-        size_t bytes;
-        count_drops(c, conn_drop_unsent(c, ~0u, 0, &bytes));
+        /* what it has not read is stale: make room so the close frame can get through;
+         * answers and status messages stay */
+        count_drops(c, conn_drop_unsent(c, FRAME_CONFLATE | FRAME_DROPPABLE, 0, NULL));
         ws_close(c, WS_CLOSE_POLICY, "too slow: outbound queue overloaded");
         return;
     }

@@ -152,7 +152,7 @@ class Hub:
     """
 
     def __init__(self, args=(), env=None, config=None, defaults=True,
-                 start_timeout=10.0, start=True):
+                 start_timeout=10.0, start=True, statsd=False):
         self.tmp = tempfile.mkdtemp(prefix="mc-it-")
         self.data_dir = os.path.join(self.tmp, "data")
         os.mkdir(self.data_dir)
@@ -160,7 +160,10 @@ class Hub:
         self.config_path = None
         argv = [DAEMON]
         if defaults:
-            argv += ["--listen", "%s:0" % HOST, "--statsd", "off", "--data", self.data_dir]
+            # statsd=True: a StatsD UDP listener on an ephemeral port (see statsd_port)
+            argv += ["--listen", "%s:0" % HOST,
+                     "--statsd", ("%s:0" % HOST) if statsd else "off",
+                     "--data", self.data_dir]
         if config is not None:
             self.config_path = os.path.join(self.tmp, "metricast.ini")
             with open(self.config_path, "w", encoding="utf-8") as f:
@@ -171,6 +174,9 @@ class Hub:
         self.env = env
         self.proc = None
         self.port = None
+        self.statsd = bool(statsd)
+        self.statsd_port = None  # set by start() when statsd=True
+        self._udp = None
         self.exit_code = None
         self.start_duration = None
         if start:
@@ -187,8 +193,11 @@ class Hub:
         deadline = t0 + t(timeout)
         while True:
             addr = self._find_listen_addr()
-            if addr:
+            saddr = self._find_statsd_addr() if self.statsd else None
+            if addr and (saddr or not self.statsd):
                 self.port = addr[1]
+                if saddr:
+                    self.statsd_port = saddr[1]
                 self.start_duration = time.monotonic() - t0
                 return self
             if self.proc.poll() is not None:
@@ -212,6 +221,34 @@ class Hub:
             if m:
                 return m.group(1), int(m.group(2))
         return None
+
+    def _find_statsd_addr(self):
+        # msg="statsd listening" addr=127.0.0.1:PORT threads=N rcvbuf=...
+        for line in self.log().splitlines():
+            if 'msg="statsd listening"' not in line:
+                continue
+            rec = parse_logfmt(line)
+            m = re.match(r"([0-9.]+):([0-9]+)$", rec.get("addr", ""))
+            if m:
+                return m.group(1), int(m.group(2))
+        return None
+
+    def send_statsd(self, payload):
+        """Send one UDP datagram (bytes, or str encoded as UTF-8) to the StatsD port."""
+        if self.statsd_port is None:
+            raise AssertionError("hub was started without statsd=True")
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+        if self._udp is None:
+            self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._udp.sendto(payload, (HOST, self.statsd_port))
+
+    def prom(self, path="/metrics"):
+        """GET /metrics parsed with parse_prom(): {(name, ((label, value), ...)): value}."""
+        status, _h, body = self.get(path)
+        if status != 200:
+            raise AssertionError("GET %s answered %d: %r" % (path, status, body[:300]))
+        return parse_prom(body.decode("utf-8"))
 
     @property
     def url(self):
@@ -275,6 +312,10 @@ class Hub:
 
     def _release(self):
         _LIVE.discard(self.proc)
+        if getattr(self, "_udp", None) is not None:
+            with contextlib.suppress(OSError):
+                self._udp.close()
+            self._udp = None
         with contextlib.suppress(Exception):
             self._logf.close()
 
@@ -736,6 +777,98 @@ class HubTestCase(unittest.TestCase):
         self.assertIsInstance(doc["error"], str)
         self.assertIsInstance(doc["detail"], str)
         return doc
+
+
+# --------------------------------------------------------------------------------------
+# StatsD, Prometheus text, polling
+# --------------------------------------------------------------------------------------
+def send_statsd(port, payload, sock=None):
+    """Send one UDP datagram to 127.0.0.1:port (payload bytes or str)."""
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    if sock is not None:
+        sock.sendto(payload, (HOST, port))
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(payload, (HOST, port))
+
+
+_PROM_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_PROM_LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\\n]|\\.)*)"\s*(,?)')
+
+
+def _prom_unescape(v):
+    return re.sub(r'\\(.)', lambda m: {"n": "\n", "\\": "\\", '"': '"'}.get(m.group(1),
+                                                                          "\\" + m.group(1)), v)
+
+
+def parse_prom_full(text):
+    """Parse Prometheus text format 0.0.4 strictly enough for tests.
+
+    Returns (samples, meta): samples is a list of (name, labels_dict, value_float);
+    meta maps a family name to {"help": str|None, "type": str|None}.
+    Raises ValueError on a line it cannot parse.
+    """
+    samples, meta = [], {}
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            parts = line.split(None, 3)
+            if len(parts) >= 3 and parts[1] in ("HELP", "TYPE"):
+                fam = meta.setdefault(parts[2], {"help": None, "type": None})
+                fam[parts[1].lower()] = parts[3] if len(parts) > 3 else ""
+            continue
+        m = _PROM_NAME_RE.match(line)
+        if not m:
+            raise ValueError("line %d: no metric name: %r" % (lineno, line))
+        name, pos, labels = m.group(0), m.end(), {}
+        if pos < len(line) and line[pos] == "{":
+            pos += 1
+            while True:
+                if line[pos:pos + 1] == "}":
+                    pos += 1
+                    break
+                lm = _PROM_LABEL_RE.match(line, pos)
+                if not lm:
+                    raise ValueError("line %d: bad label set at column %d: %r"
+                                     % (lineno, pos, line))
+                labels[lm.group(1)] = _prom_unescape(lm.group(2))
+                pos = lm.end()
+                if not lm.group(3) and line[pos:pos + 1] != "}":
+                    raise ValueError("line %d: expected '}' at column %d: %r"
+                                     % (lineno, pos, line))
+        rest = line[pos:].split()
+        if not rest or len(rest) > 2 or not line[pos:pos + 1].isspace():
+            raise ValueError("line %d: bad value part: %r" % (lineno, line))
+        samples.append((name, labels, float(rest[0])))
+    return samples, meta
+
+
+def parse_prom(text):
+    """{(name, tuple(sorted(labels.items()))): value} from Prometheus text."""
+    samples, _meta = parse_prom_full(text)
+    return {(n, tuple(sorted(lb.items()))): v for n, lb, v in samples}
+
+
+def prom_get(parsed, name, **labels):
+    """Value of one sample in a parse_prom() result, or None."""
+    return parsed.get((name, tuple(sorted(labels.items()))))
+
+
+def wait_for(fn, timeout=5.0, interval=0.05, desc="condition"):
+    """Call fn() until it returns something truthy (returned) or t(timeout) passes
+    (AssertionError carrying the last value fn returned)."""
+    deadline = time.monotonic() + t(timeout)
+    last = None
+    while True:
+        last = fn()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError("%s not reached within %.1fs (last: %r)"
+                                 % (desc, t(timeout), last))
+        time.sleep(interval)
 
 
 def main():

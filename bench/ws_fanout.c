@@ -1,0 +1,952 @@
+/* bench_ws_fanout — WebSocket fan-out of metricastd (latency, delivery, throughput, memory)
+ * against a minimal epoll broadcaster (bench_ws_ceiling) at the same N on the same machine.
+ *
+ *   bench_ws_fanout [--scenario onesec|fast|saturate|idle|all] [--target hub|ceiling|both]
+ *                   [--subs N] [--tick S] [--duration S] [--ceiling-tick S] [--short]
+ *                   [--ceiling PATH] [--frame-bytes N] [--filter GLOB] [--timeout S]
+ *                   -- /path/metricastd [extra daemon flags...]
+ *
+ * Scenarios (defaults; --subs/--tick/--duration override, --short shrinks them for run_all):
+ *   onesec    10,000 subscribers, --tick 1, 10 s: every tick delivered, p99 tick-to-receipt
+ *   fast       1,000 subscribers, --tick 0.01 (100 updates/s), 10 s: all delivered, p99
+ *   saturate   1,000 subscribers, the fastest tick the daemon accepts (0.01), 10 s:
+ *              delivered msgs/s (the ceiling can be driven faster with --ceiling-tick)
+ *   idle      10,000 subscribed connections that receive nothing after their snapshot
+ *              (--tick 3600): resident memory per subscriber
+ *
+ * One run = start the target (metricastd --listen 127.0.0.1:0 --statsd 127.0.0.1:0 --tick S
+ * --data TMP, or bench_ws_ceiling with the same flags), open 16 warm-up subscribers and
+ * close them, read VmRSS, open N WebSockets from this one process (epoll, non-blocking,
+ * RLIMIT_NOFILE raised; RFC 6455 handshake, masked client frames) each sending
+ * {"type":"subscribe","topics":["metrics"]} and waiting for its first metrics:update (the
+ * full snapshot); read VmRSS again. A sender thread then sends `bench_ts:<CLOCK_REALTIME
+ * µs>|g` over UDP to the StatsD port every millisecond, so updates carry a changed bench_ts.
+ * After a warm-up (max(1 s, 2 ticks)) the measurement window of --duration seconds opens.
+ * Every update whose `timestamp` (the hub's push time) falls in the window is counted;
+ * per update, receipt time (CLOCK_REALTIME, taken after each recv) minus `timestamp`
+ * is the tick-to-receipt latency, and receipt minus the bench_ts value (when present) the
+ * ingest-to-receipt latency. After the window, the harness keeps reading for 1 s so that
+ * updates pushed inside it can arrive. Expected = subscribers × duration / tick; seq gaps
+ * per subscriber count updates the hub produced but this subscriber never got. Hub CPU is
+ * /proc/PID/stat utime+stime over the window; RSS from /proc/PID/status.
+ *
+ * Parsing cost: every subscriber of a filter gets the same bytes for a seq, so each seq is
+ * parsed once (cached by seq and length); per message the harness reads only the seq.
+ *
+ * Exit status: 0 when every run completed (targets missed are reported, not failures),
+ * 1 when a run failed (daemon did not start, subscribers could not connect, daemon exit
+ * status not 0), 2 on a usage error. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench_util.h"
+
+#define MAX_SUBS 100000
+#define WARMUP_SUBS 16
+#define CONNECT_INFLIGHT 256
+#define SUBSCRIBE_PHASE_MS 60000.0
+#define GRACE_MS 1000.0
+#define HIST_MAX 10000000u /* 1 µs buckets up to 10 s */
+#define SEQ_CACHE 8192
+
+/* ---- per-connection state ------------------------------------------------------------------ */
+
+enum { S_FREE, S_CONNECTING, S_HANDSHAKE, S_OPEN, S_SUBSCRIBED, S_CLOSED };
+
+typedef struct fconn {
+    int fd;
+    uint8_t state;
+    uint32_t id;
+    uint8_t *part; /* bytes of an incomplete frame (or of the handshake answer) */
+    uint32_t partlen, partcap;
+    uint64_t last_seq;
+    uint32_t w_ticks, w_msgs, w_gaps;
+    bool w_seen;
+} fconn_t;
+
+typedef struct seq_info {
+    uint64_t seq;
+    uint32_t len;
+    bool tick, full;
+    int64_t ts_us;    /* the message's timestamp (ms precision) in µs, -1 if absent */
+    int64_t bench_us; /* the bench_ts value, -1 if absent */
+} seq_info_t;
+
+typedef struct stats {
+    /* window accounting (by the message's push timestamp) */
+    uint64_t w_msgs, w_ticks, w_changes, w_fulls, w_gaps, w_bytes;
+    uint64_t lat_n, ing_n;
+    /* all time */
+    uint64_t msgs, status_msgs, error_msgs, other_msgs, pings, closed_by_server, failed;
+    uint64_t parse_misses;
+    uint32_t last_tick_len;
+} stats_t;
+
+static fconn_t *g_conns;
+static int g_ep = -1;
+static int g_port;
+static uint8_t *g_rbuf;
+static size_t g_rcap = 1u << 18;
+static uint32_t *g_hist_tick, *g_hist_ing;
+static seq_info_t g_cache[SEQ_CACHE];
+static stats_t g_st;
+static int64_t g_win_start_us, g_win_end_us; /* 0: not measuring */
+static uint32_t g_subscribed, g_inflight;
+static char g_subscribe_msg[256];
+static size_t g_subscribe_len;
+static char g_first_error[256];
+
+static int64_t realtime_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- parsing one metrics:update (once per seq) --------------------------------------------- */
+
+static int64_t parse_iso_us(const char *p, size_t n) {
+    /* 2026-11-25T12:34:56.789Z */
+    if (n < 24 || p[4] != '-' || p[10] != 'T' || p[19] != '.') return -1;
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    tm.tm_year = atoi(p) - 1900;
+    tm.tm_mon = atoi(p + 5) - 1;
+    tm.tm_mday = atoi(p + 8);
+    tm.tm_hour = atoi(p + 11);
+    tm.tm_min = atoi(p + 14);
+    tm.tm_sec = atoi(p + 17);
+    time_t t = timegm(&tm);
+    return (int64_t)t * 1000000 + (int64_t)atoi(p + 20) * 1000;
+}
+
+static void parse_update(const char *m, size_t n, seq_info_t *si) {
+    si->tick = memmem(m, n < 128 ? n : 128, "\"reason\":\"tick\"", 15) != NULL;
+    si->full = memmem(m, n < 160 ? n : 160, "\"full\":true", 11) != NULL;
+    si->ts_us = -1;
+    si->bench_us = -1;
+    /* the top-level timestamp is the last member */
+    size_t tail = n < 64 ? n : 64;
+    const char *t = memmem(m + n - tail, tail, "\"timestamp\":\"", 13);
+    if (t) si->ts_us = parse_iso_us(t + 13, (size_t)(m + n - (t + 13)));
+    const char *b = memmem(m, n, "\"name\":\"bench_ts\"", 17);
+    if (b) {
+        const char *v = memmem(b, (size_t)(m + n - b), "\"value\":", 8);
+        if (v) si->bench_us = (int64_t)strtod(v + 8, NULL);
+    }
+}
+
+static void hist_add(uint32_t *h, int64_t us) {
+    if (us < 0) us = 0;
+    if (us >= (int64_t)HIST_MAX) us = HIST_MAX - 1;
+    h[us]++;
+}
+
+/* p in 0..100 over n samples; max when p = 100. In ms. */
+static double hist_pct(const uint32_t *h, uint64_t n, double p) {
+    if (!n) return NAN;
+    uint64_t rank = (uint64_t)ceil(p / 100.0 * (double)n);
+    if (rank < 1) rank = 1;
+    uint64_t acc = 0;
+    for (uint32_t i = 0; i < HIST_MAX; i++) {
+        acc += h[i];
+        if (acc >= rank) return (double)i / 1000.0;
+    }
+    return (double)(HIST_MAX - 1) / 1000.0;
+}
+
+static void on_update(fconn_t *c, const char *m, size_t n, int64_t now) {
+    static const char pre[] = "{\"type\":\"metrics:update\",\"seq\":";
+    uint64_t seq = 0;
+    const char *p = m + sizeof pre - 1, *end = m + n;
+    while (p < end && *p >= '0' && *p <= '9') seq = seq * 10 + (uint64_t)(*p++ - '0');
+    seq_info_t *si = &g_cache[seq % SEQ_CACHE];
+    if (si->seq != seq || si->len != n) {
+        si->seq = seq;
+        si->len = (uint32_t)n;
+        parse_update(m, n, si);
+        g_st.parse_misses++;
+    }
+    g_st.msgs++;
+    if (si->tick && !si->full) g_st.last_tick_len = (uint32_t)n;
+    if (c->state == S_OPEN) { /* the first update: the full snapshot */
+        c->state = S_SUBSCRIBED;
+        g_subscribed++;
+        g_inflight--;
+    }
+    if (g_win_start_us && si->ts_us >= g_win_start_us && si->ts_us < g_win_end_us) {
+        g_st.w_msgs++;
+        g_st.w_bytes += n;
+        c->w_msgs++;
+        if (si->full) g_st.w_fulls++;
+        if (si->tick) {
+            g_st.w_ticks++;
+            c->w_ticks++;
+        } else {
+            g_st.w_changes++;
+        }
+        if (c->w_seen && seq > c->last_seq + 1) {
+            c->w_gaps += (uint32_t)(seq - c->last_seq - 1);
+            g_st.w_gaps += seq - c->last_seq - 1;
+        }
+        c->w_seen = true;
+        hist_add(g_hist_tick, now - si->ts_us);
+        g_st.lat_n++;
+        if (si->bench_us > 0) {
+            hist_add(g_hist_ing, now - si->bench_us);
+            g_st.ing_n++;
+        }
+    }
+    if (seq > c->last_seq) c->last_seq = seq;
+}
+
+/* ---- connections ---------------------------------------------------------------------------- */
+
+static void conn_close(fconn_t *c, bool by_server) {
+    if (c->fd >= 0) {
+        epoll_ctl(g_ep, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+    }
+    if (c->state == S_OPEN || c->state == S_HANDSHAKE || c->state == S_CONNECTING) {
+        g_inflight--;
+        g_st.failed++;
+    }
+    if (c->state == S_SUBSCRIBED) g_subscribed--;
+    if (by_server) g_st.closed_by_server++;
+    c->fd = -1;
+    c->state = S_CLOSED;
+    free(c->part);
+    c->part = NULL;
+    c->partlen = c->partcap = 0;
+}
+
+static int send_all(int fd, const void *p, size_t n) {
+    size_t off = 0;
+    for (int tries = 0; off < n && tries < 1000; tries++) {
+        ssize_t w = send(fd, (const char *)p + off, n - off, MSG_NOSIGNAL);
+        if (w > 0) off += (size_t)w;
+        else if (w < 0 && errno != EAGAIN && errno != EINTR) return -1;
+        else sleep_us(100);
+    }
+    return off == n ? 0 : -1;
+}
+
+/* A masked client frame (RFC 6455 §5.3). */
+static int send_client_frame(fconn_t *c, int opcode, const void *payload, size_t len) {
+    uint8_t f[512];
+    if (len > sizeof f - 8) return -1;
+    size_t o = 0;
+    f[o++] = (uint8_t)(0x80 | opcode);
+    if (len < 126) {
+        f[o++] = (uint8_t)(0x80 | len);
+    } else {
+        f[o++] = 0x80 | 126;
+        f[o++] = (uint8_t)(len >> 8);
+        f[o++] = (uint8_t)len;
+    }
+    uint32_t r = (uint32_t)random();
+    uint8_t mask[4] = {(uint8_t)r, (uint8_t)(r >> 8), (uint8_t)(r >> 16), (uint8_t)(r >> 24)};
+    memcpy(f + o, mask, 4);
+    o += 4;
+    for (size_t i = 0; i < len; i++) f[o + i] = ((const uint8_t *)payload)[i] ^ mask[i & 3];
+    return send_all(c->fd, f, o + len);
+}
+
+static void start_connect(fconn_t *c) {
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    c->state = S_CONNECTING;
+    c->last_seq = 0;
+    c->w_ticks = c->w_msgs = c->w_gaps = 0;
+    c->w_seen = false;
+    g_inflight++;
+    if (c->fd < 0) {
+        snprintf(g_first_error, sizeof g_first_error, "socket: %s", strerror(errno));
+        conn_close(c, false);
+        return;
+    }
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(c->fd, (struct sockaddr *)&a, sizeof a) != 0 && errno != EINPROGRESS) {
+        snprintf(g_first_error, sizeof g_first_error, "connect: %s", strerror(errno));
+        conn_close(c, false);
+        return;
+    }
+    struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
+    epoll_ctl(g_ep, EPOLL_CTL_ADD, c->fd, &ev);
+}
+
+static void on_connected(fconn_t *c) {
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0) {
+        snprintf(g_first_error, sizeof g_first_error, "connect: %s", strerror(soerr));
+        conn_close(c, false);
+        return;
+    }
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char key[25];
+    for (int k = 0; k < 21; k++) key[k] = b64[random() & 63];
+    key[21] = b64[(random() & 3) << 4];
+    key[22] = key[23] = '=';
+    key[24] = '\0';
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                     "Sec-WebSocket-Key: %s\r\n\r\n",
+                     g_port, key);
+    if (send_all(c->fd, req, (size_t)n) < 0) {
+        snprintf(g_first_error, sizeof g_first_error, "send handshake: %s", strerror(errno));
+        conn_close(c, false);
+        return;
+    }
+    c->state = S_HANDSHAKE;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    epoll_ctl(g_ep, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Parses frames in buf[0..len); returns the bytes consumed, or -1 when c was closed. */
+static long parse_frames(fconn_t *c, uint8_t *buf, size_t len, int64_t now) {
+    size_t off = 0;
+    if (c->state == S_HANDSHAKE) {
+        uint8_t *e = memmem(buf, len, "\r\n\r\n", 4);
+        if (!e) {
+            if (len > 4096) {
+                snprintf(g_first_error, sizeof g_first_error, "handshake answer too long");
+                conn_close(c, false);
+                return -1;
+            }
+            return 0;
+        }
+        if (len < 12 || memcmp(buf, "HTTP/1.1 101", 12) != 0) {
+            snprintf(g_first_error, sizeof g_first_error, "handshake answered: %.40s",
+                     (char *)buf);
+            conn_close(c, false);
+            return -1;
+        }
+        off = (size_t)(e - buf) + 4;
+        c->state = S_OPEN;
+        if (send_client_frame(c, 0x1, g_subscribe_msg, g_subscribe_len) < 0) {
+            snprintf(g_first_error, sizeof g_first_error, "send subscribe: %s",
+                     strerror(errno));
+            conn_close(c, false);
+            return -1;
+        }
+    }
+    while (len - off >= 2) {
+        const uint8_t *p = buf + off;
+        size_t avail = len - off, hl = 2;
+        uint64_t pl = p[1] & 0x7f;
+        if (pl == 126) {
+            if (avail < 4) break;
+            pl = (uint64_t)p[2] << 8 | p[3];
+            hl = 4;
+        } else if (pl == 127) {
+            if (avail < 10) break;
+            pl = 0;
+            for (int i = 0; i < 8; i++) pl = pl << 8 | p[2 + i];
+            hl = 10;
+        }
+        if (p[1] & 0x80) { /* servers must not mask */
+            snprintf(g_first_error, sizeof g_first_error, "masked server frame");
+            conn_close(c, false);
+            return -1;
+        }
+        if (pl > (64u << 20)) {
+            snprintf(g_first_error, sizeof g_first_error, "server frame of %llu bytes",
+                     (unsigned long long)pl);
+            conn_close(c, false);
+            return -1;
+        }
+        if (avail < hl + pl) {
+            /* make sure the shared buffer can hold the whole frame next time */
+            while (g_rcap < hl + pl + 65536) g_rcap *= 2;
+            break;
+        }
+        int op = p[0] & 0x0f;
+        const char *m = (const char *)p + hl;
+        off += hl + (size_t)pl;
+        if (op == 0x1) {
+            static const char pre[] = "{\"type\":\"metrics:update\",\"seq\":";
+            if (pl > sizeof pre && memcmp(m, pre, sizeof pre - 1) == 0) {
+                on_update(c, m, (size_t)pl, now);
+            } else if (memmem(m, pl < 64 ? pl : 64, "\"type\":\"status\"", 15)) {
+                g_st.status_msgs++;
+            } else if (memmem(m, pl < 64 ? pl : 64, "\"type\":\"error\"", 14)) {
+                if (!g_st.error_msgs)
+                    fprintf(stderr, "bench_ws_fanout: server error message: %.*s\n",
+                            (int)(pl < 200 ? pl : 200), m);
+                g_st.error_msgs++;
+            } else {
+                g_st.other_msgs++;
+            }
+        } else if (op == 0x9) {
+            g_st.pings++;
+            send_client_frame(c, 0xA, m, (size_t)pl);
+        } else if (op == 0x8) {
+            conn_close(c, true);
+            return -1;
+        }
+    }
+    return (long)off;
+}
+
+static void on_readable(fconn_t *c) {
+    for (;;) {
+        if (g_rcap < (size_t)c->partlen + 65536) {
+            while (g_rcap < (size_t)c->partlen + 65536) g_rcap *= 2;
+        }
+        static size_t have;
+        if (have < g_rcap) {
+            free(g_rbuf);
+            g_rbuf = malloc(g_rcap);
+            if (!g_rbuf) {
+                fprintf(stderr, "bench_ws_fanout: out of memory\n");
+                exit(1);
+            }
+            have = g_rcap;
+        }
+        size_t pre = c->partlen;
+        if (pre) memcpy(g_rbuf, c->part, pre);
+        ssize_t n = recv(c->fd, g_rbuf + pre, have - pre, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) return;
+        if (n <= 0) {
+            conn_close(c, true);
+            return;
+        }
+        int64_t now = realtime_us();
+        size_t len = pre + (size_t)n;
+        long used = parse_frames(c, g_rbuf, len, now);
+        if (used < 0) return;
+        size_t left = len - (size_t)used;
+        if (left > c->partcap) {
+            uint32_t nc = c->partcap ? c->partcap : 256;
+            while (nc < left) nc *= 2;
+            free(c->part);
+            c->part = malloc(nc);
+            if (!c->part) {
+                fprintf(stderr, "bench_ws_fanout: out of memory\n");
+                exit(1);
+            }
+            c->partcap = nc;
+        }
+        if (left) memcpy(c->part, g_rbuf + used, left);
+        c->partlen = (uint32_t)left;
+        if (!left && c->partcap > 4096) {
+            free(c->part);
+            c->part = NULL;
+            c->partcap = 0;
+        }
+        if ((size_t)n < have - pre) return;
+    }
+}
+
+/* Runs the event loop until deadline (monotonic ms) or until done() says so. */
+static void run_loop(double deadline, bool (*done)(void)) {
+    struct epoll_event evs[1024];
+    while (now_ms() < deadline && !(done && done())) {
+        int t = (int)(deadline - now_ms());
+        int n = epoll_wait(g_ep, evs, 1024, t < 0 ? 0 : t > 10 ? 10 : t);
+        for (int i = 0; i < n; i++) {
+            fconn_t *c = evs[i].data.ptr;
+            if (c->fd < 0) continue;
+            if (c->state == S_CONNECTING) {
+                if (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) on_connected(c);
+            } else {
+                on_readable(c);
+            }
+        }
+    }
+}
+
+static uint32_t g_open_target, g_open_next;
+static bool all_subscribed(void) {
+    /* keep CONNECT_INFLIGHT handshakes going */
+    while (g_open_next < g_open_target && g_inflight < CONNECT_INFLIGHT) {
+        fconn_t *c = &g_conns[g_open_next];
+        c->id = g_open_next++;
+        start_connect(c);
+    }
+    return g_open_next == g_open_target && g_inflight == 0;
+}
+
+/* Opens conns [from, to) and waits until each got its first update (or failed). */
+static double open_subscribers(uint32_t from, uint32_t to) {
+    double t0 = now_ms();
+    g_open_next = from;
+    g_open_target = to;
+    run_loop(t0 + SUBSCRIBE_PHASE_MS, all_subscribed);
+    return now_ms() - t0;
+}
+
+static void close_conns(uint32_t from, uint32_t to) {
+    for (uint32_t i = from; i < to; i++)
+        if (g_conns[i].fd >= 0 && g_conns[i].state != S_CLOSED) conn_close(&g_conns[i], false);
+}
+
+/* ---- the sender ----------------------------------------------------------------------------- */
+
+static atomic_int g_sender_stop;
+static atomic_ullong g_sender_sent;
+static int g_statsd_port;
+
+static void *sender_main(void *arg) {
+    (void)arg;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_statsd_port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) return NULL;
+    while (!atomic_load(&g_sender_stop)) {
+        char line[64];
+        int n = snprintf(line, sizeof line, "bench_ts:%lld|g", (long long)realtime_us());
+        if (send(fd, line, (size_t)n, 0) == n) atomic_fetch_add(&g_sender_sent, 1);
+        sleep_us(1000);
+    }
+    close(fd);
+    return NULL;
+}
+
+/* ---- /proc ------------------------------------------------------------------------------------ */
+
+static double proc_cpu_s(pid_t pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f) return NAN;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (!p) return NAN;
+    /* after ") ": state(3) ... utime(14) stime(15) */
+    unsigned long ut = 0, st = 0;
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return NAN;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double self_cpu_s(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
+/* ---- one run ---------------------------------------------------------------------------------- */
+
+typedef struct scenario {
+    const char *name;
+    long subs;
+    double tick, duration;
+    bool idle;
+} scenario_t;
+
+typedef struct result {
+    bool ok, ran;
+    long subs, subscribed;
+    double tick, duration;
+    double msgs_per_s, delivered_pct, produced_pct;
+    uint64_t msgs, ticks, expected, gaps, closed;
+    double p50, p99, max, ing_p50, ing_p99, ing_max;
+    uint64_t ing_n;
+    double cpu_pct, harness_cpu_pct;
+    long rss0, rss1, rss_end;
+    double kib_per_sub;
+    double open_ms;
+    uint32_t msg_bytes;
+    double dropped;
+} result_t;
+
+static const char *g_daemon, *g_ceiling;
+static char **g_extra;
+static int g_nextra;
+static const char *g_filter;
+static long g_frame_bytes = 600;
+static const char *g_ceiling_threads = "0";
+
+static int run_one(const scenario_t *sc, bool ceiling, double tick, result_t *r) {
+    memset(r, 0, sizeof *r);
+    memset(&g_st, 0, sizeof g_st);
+    memset(g_cache, 0, sizeof g_cache);
+    memset(g_hist_tick, 0, HIST_MAX * sizeof *g_hist_tick);
+    memset(g_hist_ing, 0, HIST_MAX * sizeof *g_hist_ing);
+    g_win_start_us = g_win_end_us = 0;
+    g_subscribed = g_inflight = 0;
+    g_first_error[0] = '\0';
+    r->subs = sc->subs;
+    r->tick = tick;
+    r->duration = sc->idle ? 0 : sc->duration;
+
+    char tick_s[32], fb[32];
+    snprintf(tick_s, sizeof tick_s, "%g", tick);
+    snprintf(fb, sizeof fb, "%ld", g_frame_bytes);
+    char *argv[64];
+    int ac = 0;
+    argv[ac++] = (char *)(ceiling ? g_ceiling : g_daemon);
+    argv[ac++] = "--listen";
+    argv[ac++] = "127.0.0.1:0";
+    argv[ac++] = "--statsd";
+    argv[ac++] = ceiling ? "off" : "127.0.0.1:0";
+    argv[ac++] = "--tick";
+    argv[ac++] = tick_s;
+    if (ceiling) {
+        argv[ac++] = "--frame-bytes";
+        argv[ac++] = fb;
+        argv[ac++] = "--threads";
+        argv[ac++] = (char *)g_ceiling_threads;
+    } else {
+        for (int i = 0; i < g_nextra && ac < 60; i++) argv[ac++] = g_extra[i];
+    }
+    argv[ac] = NULL;
+
+    daemon_cmd_t cmd;
+    daemon_run_t run = {.pidfd = -1};
+    char err[512];
+    if (daemon_cmd_init(&cmd, ac, argv, err, sizeof err) < 0) {
+        fprintf(stderr, "bench_ws_fanout: %s\n", err);
+        return -1;
+    }
+    double ready;
+    if (daemon_start(&cmd, &run) < 0) {
+        daemon_cmd_free(&cmd);
+        return -1;
+    }
+    if (daemon_wait_healthy(&cmd, &run, 10000, &ready) != 0) {
+        fprintf(stderr, "bench_ws_fanout: %s not healthy within 10 s\n", argv[0]);
+        daemon_kill(&run);
+        daemon_log_tail(&cmd, 10);
+        daemon_cmd_free(&cmd);
+        return -1;
+    }
+    pid_t pid = run.pid;
+    g_port = run.port;
+    g_statsd_port = 0;
+    if (!ceiling) {
+        for (double dl = now_ms() + 2000; !g_statsd_port && now_ms() < dl; sleep_us(1000))
+            g_statsd_port = daemon_log_port(&cmd, "statsd listening");
+    }
+
+    int rc = 0;
+    pthread_t sender;
+    bool sender_on = false;
+    /* warm-up subscribers: first-use allocations are not charged to subscribers */
+    uint32_t w0 = (uint32_t)sc->subs; /* warm-up conns live after the N real ones */
+    open_subscribers(w0, w0 + WARMUP_SUBS);
+    close_conns(w0, w0 + WARMUP_SUBS);
+    run_loop(now_ms() + 500, NULL);
+    r->rss0 = proc_status_kib(pid, "VmRSS");
+
+    r->open_ms = open_subscribers(0, (uint32_t)sc->subs);
+    r->subscribed = g_subscribed;
+    if (g_subscribed < (uint32_t)sc->subs) {
+        fprintf(stderr, "bench_ws_fanout: only %u of %ld subscribers got their snapshot (%s)\n",
+                g_subscribed, sc->subs, g_first_error[0] ? g_first_error : "timeout");
+        rc = -1;
+        goto stop;
+    }
+    run_loop(now_ms() + 500, NULL);
+    r->rss1 = proc_status_kib(pid, "VmRSS");
+    r->kib_per_sub = (double)(r->rss1 - r->rss0) / (double)sc->subs;
+
+    if (!sc->idle) {
+        if (g_statsd_port > 0) {
+            atomic_store(&g_sender_stop, 0);
+            sender_on = pthread_create(&sender, NULL, sender_main, NULL) == 0;
+        }
+        double warm = 2 * tick * 1000;
+        if (warm < 1000) warm = 1000;
+        run_loop(now_ms() + warm, NULL);
+        double cpu0 = proc_cpu_s(pid), self0 = self_cpu_s(), m0 = now_ms();
+        g_win_start_us = realtime_us();
+        g_win_end_us = g_win_start_us + (int64_t)(sc->duration * 1e6);
+        run_loop(m0 + sc->duration * 1000, NULL);
+        double cpu1 = proc_cpu_s(pid), self1 = self_cpu_s(), m1 = now_ms();
+        r->cpu_pct = (cpu1 - cpu0) / ((m1 - m0) / 1000) * 100;
+        r->harness_cpu_pct = (self1 - self0) / ((m1 - m0) / 1000) * 100;
+        run_loop(now_ms() + GRACE_MS, NULL); /* updates pushed in the window, still in flight */
+        r->rss_end = proc_status_kib(pid, "VmRSS");
+        if (sender_on) {
+            atomic_store(&g_sender_stop, 1);
+            pthread_join(sender, NULL);
+        }
+        r->msgs = g_st.w_msgs;
+        r->ticks = g_st.w_ticks;
+        r->gaps = g_st.w_gaps;
+        r->expected = (uint64_t)llround((double)sc->subs * sc->duration / tick);
+        r->msgs_per_s = (double)g_st.w_msgs / sc->duration;
+        r->delivered_pct = r->expected ? 100.0 * (double)r->ticks / (double)r->expected : 0;
+        r->produced_pct = 100.0 * (double)r->msgs / (double)(r->msgs + r->gaps ? r->msgs + r->gaps : 1);
+        r->p50 = hist_pct(g_hist_tick, g_st.lat_n, 50);
+        r->p99 = hist_pct(g_hist_tick, g_st.lat_n, 99);
+        r->max = hist_pct(g_hist_tick, g_st.lat_n, 100);
+        r->ing_n = g_st.ing_n;
+        r->ing_p50 = hist_pct(g_hist_ing, g_st.ing_n, 50);
+        r->ing_p99 = hist_pct(g_hist_ing, g_st.ing_n, 99);
+        r->ing_max = hist_pct(g_hist_ing, g_st.ing_n, 100);
+        r->msg_bytes = g_st.last_tick_len;
+        r->dropped = NAN;
+        if (!ceiling) {
+            int status = 0;
+            char *body = NULL;
+            size_t bl = 0;
+            if (http_get(g_port, "/metrics", 5000, &status, &body, &bl) == 0) {
+                if (status != 200 || prom_find(body, "metricast_ws_dropped_total", &r->dropped) < 0)
+                    r->dropped = NAN;
+                free(body);
+            }
+        }
+    }
+    r->closed = g_st.closed_by_server;
+    r->ran = true;
+stop:
+    close_conns(0, (uint32_t)sc->subs + WARMUP_SUBS);
+    {
+        double stop_ms = 0;
+        int wst = 0;
+        if (daemon_stop(&run, 10000, &stop_ms, &wst) != 0) {
+            char b[32];
+            fprintf(stderr, "bench_ws_fanout: %s shutdown failed (%s)\n", argv[0],
+                    wst == -1 ? "timeout" : wstatus_str(wst, b, sizeof b));
+            daemon_log_tail(&cmd, 10);
+            rc = -1;
+        }
+    }
+    daemon_cmd_free(&cmd);
+    r->ok = rc == 0;
+    return rc;
+}
+
+static void print_result(const scenario_t *sc, const char *target, const result_t *r) {
+    printf("\n== %s / %s: %ld subscribers, tick %g s%s\n", sc->name, target, r->subs, r->tick,
+           sc->idle ? " (idle)" : "");
+    printf("  %-34s %ld/%ld in %.0f ms\n", "subscribed (got full snapshot)", r->subscribed,
+           r->subs, r->open_ms);
+    printf("  %-34s %ld -> %ld KiB  = %.2f KiB per subscriber\n", "target RSS before/after subscribe",
+           r->rss0, r->rss1, r->kib_per_sub);
+    if (sc->idle || !r->ran) return;
+    printf("  %-34s %.1f s\n", "measurement window", r->duration);
+    printf("  %-34s %llu  (%.0f msgs/s, %u-byte tick messages)\n", "updates delivered",
+           (unsigned long long)r->msgs, r->msgs_per_s, r->msg_bytes);
+    printf("  %-34s %llu of %llu expected = %.2f %%\n", "tick updates delivered",
+           (unsigned long long)r->ticks, (unsigned long long)r->expected, r->delivered_pct);
+    printf("  %-34s %llu missing (%.2f %% of produced delivered)\n", "seq gaps",
+           (unsigned long long)r->gaps, r->produced_pct);
+    printf("  %-34s p50 %.3f  p99 %.3f  max %.3f ms\n", "tick->receipt (timestamp, ms res.)",
+           r->p50, r->p99, r->max);
+    if (r->ing_n)
+        printf("  %-34s p50 %.3f  p99 %.3f  max %.3f ms  (n=%llu)\n", "ingest->receipt (bench_ts)",
+               r->ing_p50, r->ing_p99, r->ing_max, (unsigned long long)r->ing_n);
+    printf("  %-34s %.0f %% of one core (harness: %.0f %%)\n", "target CPU in window", r->cpu_pct,
+           r->harness_cpu_pct);
+    printf("  %-34s %ld KiB at end\n", "target RSS", r->rss_end);
+    printf("  %-34s %llu", "closed by server", (unsigned long long)r->closed);
+    if (!isnan(r->dropped)) printf("; metricast_ws_dropped_total %.0f", r->dropped);
+    printf("\n");
+}
+
+static double ratio(double a, double b) { return b > 0 ? a / b : NAN; }
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: bench_ws_fanout [--scenario onesec|fast|saturate|idle|all] "
+            "[--target hub|ceiling|both]\n"
+            "         [--subs N] [--tick S] [--duration S] [--ceiling-tick S] [--short]\n"
+            "         [--ceiling PATH] [--frame-bytes N] [--filter GLOB] [--timeout S]\n"
+            "         -- METRICASTD [extra daemon flags]\n");
+}
+
+int main(int argc, char **argv) {
+    const char *scen = "all", *target = "both";
+    long subs = -1, timeout_s = 900;
+    double tick = -1, duration = -1, ceiling_tick = -1;
+    bool shrt = false;
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        } else if (strcmp(a, "--scenario") == 0 && v) scen = v, i++;
+        else if (strcmp(a, "--target") == 0 && v) target = v, i++;
+        else if (strcmp(a, "--subs") == 0 && v) {
+            if ((subs = parse_long(v, 1, MAX_SUBS)) < 0) return usage(stderr), 2;
+            i++;
+        } else if (strcmp(a, "--tick") == 0 && v) tick = strtod(v, NULL), i++;
+        else if (strcmp(a, "--ceiling-tick") == 0 && v) ceiling_tick = strtod(v, NULL), i++;
+        else if (strcmp(a, "--duration") == 0 && v) duration = strtod(v, NULL), i++;
+        else if (strcmp(a, "--ceiling") == 0 && v) g_ceiling = v, i++;
+        else if (strcmp(a, "--filter") == 0 && v) g_filter = v, i++;
+        else if (strcmp(a, "--ceiling-threads") == 0 && v) g_ceiling_threads = v, i++;
+        else if (strcmp(a, "--frame-bytes") == 0 && v) {
+            if ((g_frame_bytes = parse_long(v, 64, 1 << 20)) < 0) return usage(stderr), 2;
+            i++;
+        } else if (strcmp(a, "--timeout") == 0 && v) {
+            if ((timeout_s = parse_long(v, 1, 86400)) < 0) return usage(stderr), 2;
+            i++;
+        } else if (strcmp(a, "--short") == 0) shrt = true;
+        else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) return usage(stdout), 0;
+        else return usage(stderr), 2;
+    }
+    if (i >= argc || (tick != -1 && tick <= 0) || (duration != -1 && duration <= 0) ||
+        (ceiling_tick != -1 && ceiling_tick <= 0)) {
+        usage(stderr);
+        return 2;
+    }
+    g_daemon = argv[i];
+    g_extra = argv + i + 1;
+    g_nextra = argc - i - 1;
+    bool do_hub = strcmp(target, "hub") == 0 || strcmp(target, "both") == 0;
+    bool do_ceiling = strcmp(target, "ceiling") == 0 || strcmp(target, "both") == 0;
+    if (!do_hub && !do_ceiling) return usage(stderr), 2;
+    static char ceil_path[PATH_MAX];
+    if (!g_ceiling) { /* next to this program */
+        snprintf(ceil_path, sizeof ceil_path, "%s", argv[0]);
+        char *slash = strrchr(ceil_path, '/');
+        if (slash) snprintf(slash + 1, sizeof ceil_path - (size_t)(slash + 1 - ceil_path), "bench_ws_ceiling");
+        else snprintf(ceil_path, sizeof ceil_path, "./bench_ws_ceiling");
+        g_ceiling = ceil_path;
+    }
+    if (do_ceiling && access(g_ceiling, X_OK) != 0) {
+        fprintf(stderr, "bench_ws_fanout: %s is not executable (--ceiling PATH)\n", g_ceiling);
+        return 2;
+    }
+
+    scenario_t all[] = {
+        {"onesec", shrt ? 2000 : 10000, 1, shrt ? 4 : 10, false},
+        {"fast", 1000, 0.01, shrt ? 3 : 10, false},
+        {"saturate", 1000, 0.01, shrt ? 3 : 10, false},
+        {"idle", shrt ? 2000 : 10000, 3600, 0, true},
+    };
+    scenario_t runs[4];
+    int nruns = 0;
+    for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) {
+        if (strcmp(scen, "all") != 0 && strcmp(scen, all[k].name) != 0) continue;
+        runs[nruns] = all[k];
+        if (subs > 0) runs[nruns].subs = subs;
+        if (tick > 0) runs[nruns].tick = tick;
+        if (duration > 0) runs[nruns].duration = duration;
+        nruns++;
+    }
+    if (!nruns) return usage(stderr), 2;
+
+    long maxsubs = 0;
+    for (int k = 0; k < nruns; k++)
+        if (runs[k].subs > maxsubs) maxsubs = runs[k].subs;
+    struct rlimit rl;
+    rlim_t want = (rlim_t)maxsubs + WARMUP_SUBS + 256;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
+        rl.rlim_cur = want <= rl.rlim_max ? want : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < want) {
+        fprintf(stderr, "bench_ws_fanout: RLIMIT_NOFILE hard limit %llu is below %llu\n",
+                (unsigned long long)rl.rlim_max, (unsigned long long)want);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    alarm((unsigned)timeout_s); /* a hard bound on the whole program */
+    srandom((unsigned)getpid());
+
+    g_conns = calloc((size_t)maxsubs + WARMUP_SUBS, sizeof *g_conns);
+    g_hist_tick = calloc(HIST_MAX, sizeof *g_hist_tick);
+    g_hist_ing = calloc(HIST_MAX, sizeof *g_hist_ing);
+    g_ep = epoll_create1(EPOLL_CLOEXEC);
+    if (!g_conns || !g_hist_tick || !g_hist_ing || g_ep < 0) {
+        fprintf(stderr, "bench_ws_fanout: out of memory\n");
+        return 1;
+    }
+    for (long k = 0; k < maxsubs + WARMUP_SUBS; k++) g_conns[k].fd = -1;
+    if (g_filter)
+        g_subscribe_len = (size_t)snprintf(
+            g_subscribe_msg, sizeof g_subscribe_msg,
+            "{\"type\":\"subscribe\",\"topics\":[\"metrics\"],\"filter\":{\"match\":\"%s\"}}",
+            g_filter);
+    else
+        g_subscribe_len = (size_t)snprintf(g_subscribe_msg, sizeof g_subscribe_msg,
+                                           "{\"type\":\"subscribe\",\"topics\":[\"metrics\"]}");
+
+    printf("bench_ws_fanout: %s vs %s, %d scenario(s), %ld CPUs shared by harness and target\n",
+           g_daemon, do_ceiling ? g_ceiling : "-", nruns, sysconf(_SC_NPROCESSORS_ONLN));
+    result_t hub_r[4], ceil_r[4];
+    memset(hub_r, 0, sizeof hub_r);
+    memset(ceil_r, 0, sizeof ceil_r);
+    int failed = 0;
+    for (int k = 0; k < nruns; k++) {
+        scenario_t *sc = &runs[k];
+        if (do_hub) {
+            if (run_one(sc, false, sc->tick, &hub_r[k]) < 0) failed++;
+            print_result(sc, "hub", &hub_r[k]);
+            fflush(stdout);
+            if (hub_r[k].msg_bytes > 64) g_frame_bytes = hub_r[k].msg_bytes; /* same size */
+        }
+        if (do_ceiling) {
+            double ct = ceiling_tick > 0 && strcmp(sc->name, "saturate") == 0 ? ceiling_tick
+                                                                               : sc->tick;
+            if (run_one(sc, true, ct, &ceil_r[k]) < 0) failed++;
+            print_result(sc, "ceiling", &ceil_r[k]);
+            fflush(stdout);
+        }
+    }
+
+    printf("\n== summary (latency: tick->receipt; hub/ceiling: >1 = hub slower/bigger, <1 = hub "
+           "delivers less)\n");
+    printf("%-9s %-8s %6s %7s %11s %8s %8s %8s %8s %7s %9s\n", "scenario", "target", "subs",
+           "tick_s", "msgs/s", "deliv%", "p50_ms", "p99_ms", "max_ms", "cpu%", "KiB/sub");
+    for (int k = 0; k < nruns; k++) {
+        for (int t = 0; t < 2; t++) {
+            result_t *r = t ? &ceil_r[k] : &hub_r[k];
+            if (!(t ? do_ceiling : do_hub)) continue;
+            printf("%-9s %-8s %6ld %7g %11.0f %8.2f %8.3f %8.3f %8.3f %7.0f %9.2f\n",
+                   runs[k].name, t ? "ceiling" : "hub", r->subs, r->tick, r->msgs_per_s,
+                   r->delivered_pct, r->p50, r->p99, r->max, r->cpu_pct, r->kib_per_sub);
+        }
+        if (do_hub && do_ceiling)
+            printf("%-9s %-8s %6s %7s %11.3f %8.3f %8.2f %8.2f %8.2f %7.2f %9.2f\n", runs[k].name,
+                   "ratio", "", "", ratio(hub_r[k].msgs_per_s, ceil_r[k].msgs_per_s),
+                   ratio(hub_r[k].delivered_pct, ceil_r[k].delivered_pct),
+                   ratio(hub_r[k].p50, ceil_r[k].p50), ratio(hub_r[k].p99, ceil_r[k].p99),
+                   ratio(hub_r[k].max, ceil_r[k].max), ratio(hub_r[k].cpu_pct, ceil_r[k].cpu_pct),
+                   ratio(hub_r[k].kib_per_sub, ceil_r[k].kib_per_sub));
+    }
+    /* one machine-readable line (bench/run_all.sh keeps the last `key=value` line) */
+    printf("ws_fanout_runs=%d", nruns);
+    for (int k = 0; k < nruns; k++) {
+        const char *n = runs[k].name;
+        if (do_hub) {
+            result_t *r = &hub_r[k];
+            if (runs[k].idle)
+                printf(" %s_kib_per_sub=%.2f", n, r->kib_per_sub);
+            else
+                printf(" %s_subs=%ld %s_msgs_per_s=%.0f %s_delivered_pct=%.2f %s_p99_ms=%.3f", n,
+                       r->subs, n, r->msgs_per_s, n, r->delivered_pct, n, r->p99);
+        }
+        if (do_hub && do_ceiling) {
+            if (runs[k].idle)
+                printf(" %s_mem_ratio=%.2f", n, ratio(hub_r[k].kib_per_sub, ceil_r[k].kib_per_sub));
+            else
+                printf(" %s_p99_ratio=%.2f %s_rate_ratio=%.3f", n,
+                       ratio(hub_r[k].p99, ceil_r[k].p99), n,
+                       ratio(hub_r[k].msgs_per_s, ceil_r[k].msgs_per_s));
+        }
+    }
+    printf("\n");
+    return failed ? 1 : 0;
+}
