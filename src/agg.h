@@ -53,8 +53,15 @@ typedef struct agg_batch {
 
 typedef struct agg_entry agg_entry_t;
 
+/* A table slot keeps the hash beside the pointer: a probe compares hashes without
+ * touching the entry, so a lookup costs one cache miss for the hit, not one per probe. */
+typedef struct agg_slot {
+    uint64_t hash;
+    agg_entry_t *e; /* NULL: empty */
+} agg_slot_t;
+
 typedef struct agg {
-    agg_entry_t **slots; /* linear probing on the raw key hash */
+    agg_slot_t *slots; /* linear probing on the raw key hash */
     uint32_t cap, n;
     agg_entry_t **dirty; /* touched since the last flush */
     uint32_t ndirty, dirty_cap;
@@ -70,6 +77,21 @@ void agg_free(agg_t *a);
  * as rejected (BAD_NAME/BAD_TAGS from the key, TOO_LONG when the producer's key table is
  * full), or -ENOMEM. */
 int agg_add(agg_t *a, const statsd_line_t *line);
+
+/* The same, in three steps, so that a producer with many lines can overlap the memory
+ * latency of one line's lookup with the parsing of the next ones:
+ *   agg_probe_start  hashes the line's identity and prefetches its table slot;
+ *   agg_probe_slot   (a line or two later) reads the slot and prefetches the entry;
+ *   agg_add_probed   (a line or two later) confirms the entry and folds the sample in.
+ * Any interleaving with other adds is correct: a stale candidate is only a missed
+ * shortcut. The line must stay valid (same bytes) from start to add. */
+typedef struct agg_probe {
+    uint64_t hash;
+    agg_entry_t *cand;
+} agg_probe_t;
+void agg_probe_start(const agg_t *a, const statsd_line_t *line, agg_probe_t *p);
+void agg_probe_slot(const agg_t *a, agg_probe_t *p);
+int agg_add_probed(agg_t *a, const statsd_line_t *line, const agg_probe_t *p);
 
 /* Moves every accumulator touched since the last flush into a new batch (NULL: nothing
  * touched, or -ENOMEM in *err). Keys untouched for evict_after flushes are forgotten. */

@@ -120,10 +120,11 @@ size_t jsonw_fmt_double(double v, char *out) {
      * fewest decimals k with v * 10^k an integer that reads back as v, and print that
      * integer with a point inserted. Same text as the shortest round-trip form, without
      * snprintf's cost (this runs once per series on every /metrics and update). */
-    static const double p10[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+    static const double p10[] = {1,    1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                 1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
     double a = fabs(v);
     if (a < 1e15 && (a >= 1e-4 || a == 0)) {
-        for (int k = 0; k < 10; k++) {
+        for (int k = 0; k < 16; k++) {
             double m = a * p10[k];
             if (m >= 9007199254740992.0) break; /* 2^53: not exact any more */
             if (m != floor(m) || m / p10[k] != a) continue;
@@ -155,8 +156,9 @@ size_t jsonw_fmt_double(double v, char *out) {
             return n;
         }
     }
-    int n = snprintf(out, 32, "%.15g", v);
-    if (strtod(out, NULL) != v) n = snprintf(out, 32, "%.17g", v);
+    /* full precision: 17 significant digits always read back exactly (one snprintf; the
+     * values that reach here rarely have a shorter exact form) */
+    int n = snprintf(out, 32, "%.17g", v);
     return (size_t)n;
 }
 

@@ -40,7 +40,7 @@ static void series_free(series_t *s) {
 
 void registry_free(registry_t *r) {
     for (uint32_t i = 0; i < r->cap; i++)
-        if (r->slots[i]) series_free(r->slots[i]);
+        if (r->slots[i].s) series_free(r->slots[i].s);
     for (uint32_t i = 0; i < r->nfam; i++) {
         free(r->fams[i]->name);
         free(r->fams[i]->v);
@@ -78,8 +78,9 @@ void registry_push_window(registry_t *r) {
 
 series_t *registry_find(const registry_t *r, const series_key_t *key) {
     if (!r->cap) return NULL;
-    for (uint32_t j = (uint32_t)key->hash & (r->cap - 1); r->slots[j]; j = (j + 1) & (r->cap - 1))
-        if (skey_equal(r->slots[j]->key, key)) return r->slots[j];
+    for (uint32_t j = (uint32_t)key->hash & (r->cap - 1); r->slots[j].s; j = (j + 1) & (r->cap - 1))
+        if (r->slots[j].hash == key->hash && skey_equal(r->slots[j].s->key, key))
+            return r->slots[j].s;
     return NULL;
 }
 
@@ -93,14 +94,13 @@ family_t *registry_family(const registry_t *r, const char *name) {
 
 static int grow_series_table(registry_t *r) {
     uint32_t ncap = r->cap ? r->cap * 2 : 256;
-    series_t **ns = calloc(ncap, sizeof *ns);
+    reg_slot_t *ns = calloc(ncap, sizeof *ns);
     if (!ns) return -ENOMEM;
     for (uint32_t i = 0; i < r->cap; i++) {
-        series_t *s = r->slots[i];
-        if (!s) continue;
-        uint32_t j = (uint32_t)s->key->hash & (ncap - 1);
-        while (ns[j]) j = (j + 1) & (ncap - 1);
-        ns[j] = s;
+        if (!r->slots[i].s) continue;
+        uint32_t j = (uint32_t)r->slots[i].hash & (ncap - 1);
+        while (ns[j].s) j = (j + 1) & (ncap - 1);
+        ns[j] = r->slots[i];
     }
     free(r->slots);
     r->slots = ns;
@@ -261,8 +261,9 @@ static series_t *series_get(registry_t *r, series_key_t *key, metric_kind_t kind
     s->value = kind == METRIC_TIMER ? NAN : 0;
     history_init(&s->hist, r->history_points);
     uint32_t j = (uint32_t)key->hash & (r->cap - 1);
-    while (r->slots[j]) j = (j + 1) & (r->cap - 1);
-    r->slots[j] = s;
+    while (r->slots[j].s) j = (j + 1) & (r->cap - 1);
+    r->slots[j].hash = key->hash;
+    r->slots[j].s = s;
     r->n++;
     f->v[f->n++] = s;
     return s;

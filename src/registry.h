@@ -72,8 +72,14 @@ typedef struct family {
     uint32_t n, cap;
 } family_t;
 
+/* The key's hash beside the pointer: probes compare hashes without touching series. */
+typedef struct reg_slot {
+    uint64_t hash;
+    series_t *s; /* NULL: empty */
+} reg_slot_t;
+
 typedef struct registry {
-    series_t **slots; /* by key hash, linear probing */
+    reg_slot_t *slots; /* by key hash, linear probing */
     uint32_t cap, n;
     family_t **fslots; /* by name hash */
     uint32_t fcap;

@@ -209,7 +209,7 @@ static inline int is_space(unsigned char c) {
 /* The text after "|#": key[:value] items separated by ','. An empty item (",," or a
  * trailing ',' or "|#" alone) is an empty key. */
 static statsd_reason_t parse_tags(const char *s, size_t n, statsd_line_t *out) {
-    const char *end = s + n;
+    const char *start = s, *end = s + n;
     int nt = 0;
     for (;;) {
         const char *comma = memchr(s, ',', (size_t)(end - s));
@@ -229,6 +229,8 @@ static statsd_reason_t parse_tags(const char *s, size_t n, statsd_line_t *out) {
         s = comma + 1;
     }
     out->ntags = nt;
+    out->tags_raw = start;
+    out->tags_raw_len = n;
     return STATSD_OK;
 }
 
@@ -293,6 +295,8 @@ statsd_reason_t statsd_parse_line(const char *p, size_t n, statsd_line_t *out) {
     out->member = NULL;
     out->member_len = 0;
     out->ntags = 0;
+    out->tags_raw = NULL;
+    out->tags_raw_len = 0;
 
     if (kind == METRIC_SET) {
         /* the member is opaque text (':' included: no multi-value for sets) */

@@ -62,6 +62,11 @@ typedef struct statsd_line {
     size_t member_len;
     int ntags;
     statsd_tag_t tags[STATSD_MAX_TAGS];
+    /* The tag section as one span of the input ("k:v,k2:v2"), when the tags came from
+     * StatsD text; NULL (len 0) otherwise (JSON labels are not contiguous). Lets the
+     * aggregation key a line by its bytes without rebuilding them. */
+    const char *tags_raw;
+    size_t tags_raw_len;
 } statsd_line_t;
 
 /* Parses one line (without its '\n'). */
