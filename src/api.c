@@ -10,6 +10,9 @@
 #include "agg.h"
 #include "buf.h"
 #include "clock.h"
+#include "event.h"
+#include "eventlog.h"
+#include <fnmatch.h>
 #include "conn.h"
 #include "health.h"
 #include "http.h"
@@ -49,6 +52,9 @@ struct api_job {
     double window, from, to;
     agg_batch_t *batch; /* POST /api/v1/ingest */
     ingest_counts_t parsed;
+    event_t *event;     /* POST /api/v1/events */
+    uint64_t since;
+    uint32_t limit;
     /* the answer */
     int status;
     const char *ctype;
@@ -71,6 +77,7 @@ static void job_done(void *arg, int cancelled) {
                               j->body.len);
     }
     agg_batch_free(j->batch);
+    if (j->event) event_unref(j->event);
     buf_free(&j->body);
     free(j);
 }
@@ -90,6 +97,7 @@ static void job_submit(http_req_t *r, api_job_t *j) {
     j->d = http_defer(r);
     if (!j->d) {
         agg_batch_free(j->batch);
+        if (j->event) event_unref(j->event);
         free(j);
         http_respond_error(r, 503, "out_of_memory", "request state");
         return;
@@ -345,7 +353,107 @@ static void h_health(http_req_t *r) {
     buf_free(&b);
 }
 
+/* POST /api/v1/events: validated and completed here, sequenced on the hub; 202 {id, seq} */
+static void hub_event_publish(hub_t *hub, api_job_t *j) {
+    int rc = hub_publish(hub, event_ref(j->event));
+    if (rc) {
+        job_error(j, 503, "publish_failed", "the hub could not store the event");
+        return;
+    }
+    buf_printf(&j->body, "{\"id\":\"%s\",\"seq\":%llu}\n", j->event->id,
+               (unsigned long long)j->event->seq);
+    j->status = 202;
+    j->ctype = "application/json";
+}
+
+static void h_events_post(http_req_t *r) {
+    char rnd[6], err[EVENT_ERR_LEN];
+    event_random6(&r->conn->w->rng, rnd);
+    event_t *e = event_prepare(r->body, r->body_len, clk_unix(), rnd, err);
+    if (!e) {
+        http_respond_error(r, 400, "bad_event", err);
+        return;
+    }
+    api_job_t *j = job_new(hub_event_publish);
+    if (!j) {
+        event_unref(e);
+        http_respond_error(r, 503, "out_of_memory", "request state");
+        return;
+    }
+    j->event = e;
+    job_submit(r, j);
+}
+
+/* GET /api/v1/events?since=SEQ&type=pattern&limit=N: oldest first, as WebSocket sends them */
+static void hub_events_get(hub_t *hub, api_job_t *j) {
+    uint64_t oldest = elog_oldest(&hub->events), latest = elog_latest(&hub->events);
+    uint64_t from = j->since + 1;
+    bool resync = false;
+    if (from < oldest) {
+        resync = j->since > 0 || oldest > 1;
+        from = oldest;
+    }
+    jsonw_t w;
+    jsonw_init(&w, &j->body);
+    jsonw_obj_open(&w);
+    jsonw_key(&w, "events");
+    jsonw_arr_open(&w);
+    uint32_t n = 0;
+    uint64_t last = j->since;
+    for (uint64_t q = from; q <= latest && n < j->limit; q++) {
+        event_t *e = elog_get(&hub->events, q);
+        last = q;
+        if (!e || (j->match[0] && fnmatch(j->match, e->type, 0) != 0)) continue;
+        jsonw_obj_open(&w);
+        jsonw_kv_str(&w, "type", "event");
+        jsonw_kv_uint(&w, "seq", e->seq);
+        jsonw_key(&w, "data");
+        jsonw_raw(&w, e->envelope, e->envelope_len);
+        jsonw_obj_close(&w);
+        n++;
+    }
+    jsonw_arr_close(&w);
+    jsonw_kv_uint(&w, "count", n);
+    jsonw_kv_uint(&w, "next_since", last > j->since ? last : j->since);
+    jsonw_kv_uint(&w, "oldest_seq", oldest);
+    jsonw_kv_uint(&w, "latest_seq", latest);
+    jsonw_kv_bool(&w, "resync", resync);
+    jsonw_obj_close(&w);
+    buf_putc(&j->body, '\n');
+    if (jsonw_error(&w)) {
+        job_error(j, 503, "out_of_memory", "rendering events");
+        return;
+    }
+    j->status = 200;
+    j->ctype = "application/json";
+}
+
+static void h_events_get(http_req_t *r) {
+    bool has;
+    double since = 0, limit = 100;
+    if (query_number(r, "since", &since, &has) < 0 || query_number(r, "limit", &limit, &has) < 0 ||
+        since != floor(since) || limit != floor(limit) || limit < 1) {
+        http_respond_error(r, 400, "bad_request", "since and limit must be whole numbers (limit >= 1)");
+        return;
+    }
+    api_job_t *j = job_new(hub_events_get);
+    if (j) {
+        j->since = (uint64_t)since;
+        j->limit = limit > 1000 ? 1000 : (uint32_t)limit;
+        http_query_param(r->query, "type", j->match, sizeof j->match);
+    }
+    job_submit(r, j);
+}
+
+static void h_events(http_req_t *r) {
+    if (r->method == HM_POST)
+        h_events_post(r);
+    else
+        h_events_get(r);
+}
+
 static const route_t routes[] = {
+    {"/api/v1/events", false, HM_GET | HM_HEAD | HM_POST, h_events},
     {"/api/v1/health", false, HM_GET | HM_HEAD, h_health},
     {"/health", false, HM_GET | HM_HEAD, h_health},
     {"/metrics", false, HM_GET | HM_HEAD, h_prom},

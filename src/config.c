@@ -81,6 +81,8 @@ static const cfg_opt_t options[] = {
      "a subscriber overloaded this long is closed with 1008"},
     {"ws", "max_subscriptions", "ws-max-subscriptions", "N", CFG_T_INT, OFF(ws_max_subscriptions),
      "64", 1, 100000, "topics one WebSocket connection may subscribe to"},
+    {"events", "retain", "events-retain", "N", CFG_T_U32, OFF(events_retain), "10000", 1,
+     10000000, "events kept for replay (since=) and polling; older ones answer resync"},
     {"series", "history_points", "history-points", "N", CFG_T_INT, OFF(history_points), "3600",
      1, 86400, "1 s points of in-memory history kept per series"},
 };

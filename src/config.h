@@ -50,6 +50,7 @@ typedef struct config {
     size_t ws_queue_bytes;
     double ws_overload_timeout;
     int ws_max_subscriptions;
+    uint32_t events_retain;
 } config_t;
 
 typedef enum {

@@ -53,6 +53,7 @@ int conn_accept(worker_t *w, uv_stream_t *server) {
     }
     c->w = w;
     c->id = ++w->next_conn_id;
+    c->evslot = -1;
     rc = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (rc) {
         /* another worker won the race for this connection: normal with a shared socket */

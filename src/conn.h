@@ -37,6 +37,7 @@ typedef struct conn {
     struct ws_session *sess; /* ws_msg.c's protocol state once upgraded; owned */
     uint32_t mgroup;         /* live-metrics group this connection is listed in (0: none) */
     uint32_t mslot;          /* its index in the worker's list for that group */
+    int32_t evslot;          /* index in the worker's event subscribers, -1: not listed */
 
     /* outbound queue: ring of frames, each holding one reference */
     frame_t **q;

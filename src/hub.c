@@ -63,6 +63,35 @@ int hub_submit_batch(hub_t *hub, agg_batch_t *b) {
 
 static int udp_sink(void *ctx, agg_batch_t *b) { return hub_submit_batch(ctx, b); }
 
+/* ---- events -------------------------------------------------------------------------- */
+
+int hub_publish(hub_t *hub, event_t *e) {
+    int rc = elog_append(&hub->events, e);
+    if (rc) {
+        log_error("event not published", "type=%s error=\"%s\"", e->type, strerror(-rc));
+        event_unref(e);
+        return rc;
+    }
+    atomic_fetch_add_explicit(&hub->events_total, 1, memory_order_relaxed);
+    for (int i = 0; i < hub->nworkers; i++) {
+        /* a worker that cannot take it (shutting down) has no subscribers left */
+        if (worker_broadcast_event(&hub->workers[i], event_ref(e)) < 0) event_unref(e);
+    }
+    event_unref(e);
+    return 0;
+}
+
+void hub_emit(hub_t *hub, const char *type, const char *payload_json) {
+    char rnd[6];
+    event_random6(&hub->rng, rnd);
+    event_t *e = event_make(type, payload_json, NULL, clk_unix(), rnd);
+    if (!e) {
+        log_error("built-in event lost", "type=%s error=\"out of memory\"", type);
+        return;
+    }
+    hub_publish(hub, e);
+}
+
 /* ---- calls from workers -------------------------------------------------------------- */
 
 typedef struct hub_call_job {
@@ -182,6 +211,7 @@ void hub_self_snapshot(hub_t *hub, hub_self_t *o) {
         o->loop_lag_s[o->nloops++] = l;
         if (l > o->loop_lag_max_s) o->loop_lag_max_s = l;
     }
+    o->events_total = atomic_load(&hub->events_total);
     o->proc = hub->proc;
     if (o->proc.start_time == 0) procstat_read(&o->proc); /* before the first roll */
     o->cpu_percent = hub->cpu_percent;
@@ -206,9 +236,9 @@ static int bind_listener(const cfg_addr_t *a, int *fd_out, char *actual, size_t 
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
     int one = 1;
-    /* SO_REUSEADDR only skips TIME_WAIT leftovers; it never lets two servers share the
-     * port on Linux, so "address already in use" is still reported. */
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    /* SO_REUSEADDR only skips TIME_WAIT leftovers of a fixed port (a restart); it never
+     * lets two servers share the port on Linux. A kernel-chosen port (0) needs none. */
+    if (a->port != 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (bind(fd, (struct sockaddr *)&ss, slen) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
         int e = errno;
@@ -314,6 +344,11 @@ int hub_open(hub_t *hub, const config_t *cfg, char err[HUB_ERR_LEN]) {
     hub->sigint.data = hub->sigterm.data = hub->probe_timer.data = hub;
     hub->roll_timer.data = hub;
     registry_init(&hub->reg, (uint32_t)cfg->max_series, (uint32_t)cfg->history_points);
+    if (elog_init(&hub->events, cfg->events_retain) < 0) {
+        rc = UV_ENOMEM;
+        goto fail_uv;
+    }
+    hub->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ULL;
     if ((rc = stream_init(&hub->stream, hub, &hub->reg, &hub->loop, cfg->tick))) goto fail_uv;
 
     if (!cfg->statsd.off) {
@@ -417,6 +452,7 @@ void hub_close(hub_t *hub) {
         hub->loop.data = NULL;
     }
     registry_free(&hub->reg);
+    elog_free(&hub->events);
 }
 
 void hub_health_input(hub_t *hub, health_input_t *in) {

@@ -23,6 +23,7 @@
 #include "registry.h"
 #include "selfstats.h"
 #include "stream.h"
+#include "eventlog.h"
 #include "worker.h"
 
 struct config;
@@ -60,6 +61,9 @@ typedef struct hub {
     double lines_rate, rejected_rate, dropped_rate, cpu_percent;
     procstat_t proc; /* read once per second, at the roll */
     stream_t stream; /* live metrics: groups, tick, change pushes */
+    eventlog_t events;             /* retained window; seq (hub thread) */
+    _Atomic uint64_t events_total; /* published */
+    uint64_t rng;                  /* event id suffixes (hub thread) */
 } hub_t;
 
 /* Binds the listening socket and prepares the workers. On failure returns -1 with one
@@ -80,6 +84,13 @@ int hub_call(hub_t *hub, worker_t *w, hub_call_fn fn, hub_done_fn done, void *ar
 
 /* Any thread: hands an ingest batch to the registry (ownership passes). 0 or -ESHUTDOWN. */
 int hub_submit_batch(hub_t *hub, agg_batch_t *b);
+
+/* Hub thread: gives e its seq, keeps it in the retained window and delivers it to every
+ * worker's subscribers. Takes over the caller's reference. 0 or -ENOMEM (then the event
+ * is not published and is freed). */
+int hub_publish(hub_t *hub, event_t *e);
+/* Hub thread: builds and publishes a built-in event (type, payload object JSON). */
+void hub_emit(hub_t *hub, const char *type, const char *payload_json);
 
 /* Hub thread: the figures /metrics and /api/v1/summary show. */
 void hub_self_snapshot(hub_t *hub, hub_self_t *out);

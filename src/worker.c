@@ -10,6 +10,7 @@
 #include "hub.h"
 #include "log.h"
 #include "stream.h"
+#include "event.h"
 #include "ws.h"
 #include "ws_msg.h"
 
@@ -193,6 +194,54 @@ void worker_group_remove(worker_t *w, conn_t *c) {
     }
 }
 
+/* ---- event subscribers -------------------------------------------------------------- */
+
+int worker_evsub_add(worker_t *w, conn_t *c) {
+    if (c->evslot >= 0) return 0;
+    if (w->nevsubs == w->evsubs_cap) {
+        uint32_t ncap = w->evsubs_cap ? w->evsubs_cap * 2 : 64;
+        conn_t **nv = realloc(w->evsubs, ncap * sizeof *nv);
+        if (!nv) return -ENOMEM;
+        w->evsubs = nv;
+        w->evsubs_cap = ncap;
+    }
+    c->evslot = (int32_t)w->nevsubs;
+    w->evsubs[w->nevsubs++] = c;
+    return 0;
+}
+
+void worker_evsub_remove(worker_t *w, conn_t *c) {
+    if (c->evslot < 0) return;
+    uint32_t i = (uint32_t)c->evslot;
+    conn_t *last = w->evsubs[--w->nevsubs];
+    w->evsubs[i] = last;
+    last->evslot = (int32_t)i;
+    c->evslot = -1;
+}
+
+typedef struct event_job {
+    worker_t *w;
+    event_t *e;
+} event_job_t;
+
+static void event_task(void *arg, int cancelled) {
+    event_job_t *j = arg;
+    if (!cancelled)
+        for (uint32_t i = 0; i < j->w->nevsubs; i++) ws_msg_deliver_event(j->w->evsubs[i], j->e);
+    event_unref(j->e);
+    free(j);
+}
+
+int worker_broadcast_event(worker_t *w, event_t *e) {
+    event_job_t *j = malloc(sizeof *j);
+    if (!j) return -ENOMEM;
+    j->w = w;
+    j->e = e;
+    int rc = inbox_post(&w->inbox, event_task, j);
+    if (rc) free(j);
+    return rc;
+}
+
 typedef struct bcast_job {
     worker_t *w;
     stream_bcast_t *b;
@@ -257,6 +306,7 @@ int worker_init(worker_t *w, int id, hub_t *hub, const config_t *cfg, int listen
     w->id = id;
     w->hub = hub;
     w->cfg = cfg;
+    w->rng = uv_hrtime() ^ ((uint64_t)(id + 1) * 0x9e3779b97f4a7c15ULL);
     w->rbuf = malloc(WORKER_RBUF_SIZE);
     if (!w->rbuf) return UV_ENOMEM;
     int rc = uv_loop_init(&w->loop);
@@ -369,6 +419,8 @@ void worker_join(worker_t *w) {
     free_groups(w);
     free(w->flushq);
     w->flushq = NULL;
+    free(w->evsubs);
+    w->evsubs = NULL;
     uv_loop_close(&w->loop);
     free(w->rbuf);
     w->rbuf = NULL;

@@ -77,6 +77,9 @@ typedef struct worker {
     worker_stats_t stats;
     wgroup_t **groups; /* live-metrics groups with members here */
     uint32_t ngroups, gcap;
+    struct conn **evsubs; /* connections subscribed to any event topic */
+    uint32_t nevsubs, evsubs_cap;
+    uint64_t rng; /* event id suffixes for events published through this worker */
     uv_check_t flush_check;   /* after each poll: write what the pass queued */
     struct conn **flushq;     /* connections with frames queued in this pass */
     uint32_t nflush, flush_cap;
@@ -94,6 +97,13 @@ int worker_request_stop(worker_t *w);
 void worker_join(worker_t *w);
 
 struct stream_bcast;
+struct event;
+/* Any thread: deliver a published event to this worker's event subscribers (takes the
+ * reference). 0 or -ESHUTDOWN / -ENOMEM (the caller still owns it). */
+int worker_broadcast_event(worker_t *w, struct event *e);
+/* Worker thread: list c among the event subscribers / take it out. */
+int worker_evsub_add(worker_t *w, struct conn *c);
+void worker_evsub_remove(worker_t *w, struct conn *c);
 /* Any thread: queue one push's frames on this worker's subscribers (takes one reference
  * to b). 0 or -ESHUTDOWN (the caller still owns its reference). */
 int worker_broadcast(worker_t *w, struct stream_bcast *b);

@@ -204,8 +204,40 @@ int ws_enqueue(conn_t *c, frame_t *f) {
     return rc;
 }
 
+int ws_enqueue_event(conn_t *c, frame_t *f) {
+    ws_state_t *ws = c->ws;
+    if (!ws || ws->close_queued || c->closing) {
+        frame_unref(f);
+        return -EPIPE;
+    }
+    const config_t *cfg = c->w->cfg;
+#define FITS() (c->qlen + 1 <= cfg->ws_queue_messages && c->qbytes + f->len <= cfg->ws_queue_bytes)
+    if (!FITS()) {
+        uint32_t n = conn_drop_unsent(c, FRAME_CONFLATE, 0, NULL);
+        if (n) {
+            count_drops(c, n);
+            ws_msg_metrics_gap(c);
+        }
+    }
+    while (!FITS() && conn_drop_unsent(c, FRAME_DROPPABLE, 1, NULL) == 1) count_drops(c, 1);
+    if (!FITS()) {
+        frame_unref(f);
+        update_flow(c, false);
+        return -ENOBUFS;
+    }
+#undef FITS
+    int rc = conn_send(c, f);
+    if (rc == 0) {
+        atomic_fetch_add_explicit(&c->w->stats.ws_sent_total, 1, memory_order_relaxed);
+        worker_flush_later(c->w, c);
+    }
+    update_flow(c, false);
+    return rc;
+}
+
 void ws_on_drain(conn_t *c) {
     if (c->ws && c->ws->flow != WS_STREAMING) update_flow(c, true);
+    if (c->ws && ws_fill_ratio(c) < FLOW_RECOVERED) ws_msg_drained(c);
 }
 
 int ws_send_frame(conn_t *c, frame_t *f) {

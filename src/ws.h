@@ -60,6 +60,11 @@ const char *ws_flow_name(ws_flow_t s);
  * The write happens at the end of the worker's loop pass (worker_flush_later), batched
  * with everything else queued for c in that pass. Takes over one reference to f. */
 int ws_enqueue(struct conn *c, frame_t *f);
+/* Queues an event frame: never dropped. Makes room the way ws_enqueue does (conflating
+ * updates, dropping droppable frames); if the queue is still full, returns -ENOBUFS
+ * without queueing (the reference is released) and the caller owes the subscriber a
+ * replay from its last event (ws_msg.c). */
+int ws_enqueue_event(struct conn *c, frame_t *f);
 /* conn.c: a write finished; re-evaluates the flow state. */
 void ws_on_drain(struct conn *c);
 /* Fill ratio of c's outbound queue: max(messages, bytes) against the limits. */

@@ -9,6 +9,8 @@
 #include "buf.h"
 #include "clock.h"
 #include "config.h"
+#include "event.h"
+#include "eventlog.h"
 #include "conn.h"
 #include "http.h"
 #include "hub.h"
@@ -43,7 +45,22 @@ struct ws_session {
     bool full_requested; /* asked the hub for it already */
     bool subscriber;     /* counted in ws_subscribers */
     sub_job_t *pending;  /* metrics subscription on its way to the hub */
+    /* events: position in the global stream, and the replay machinery */
+    uint64_t last_seq;           /* last event seq processed (sent, or not for us) */
+    bool replaying;              /* a replay is on its way from the hub */
+    bool event_gap;              /* an event did not fit: replay once the queue drains */
+    struct replay_job *replay;   /* the replay in flight */
+    struct publish_job *pubs;    /* publishes awaiting their seq, to detach on close */
 };
+
+typedef struct replay_job {
+    conn_t *c; /* NULL once the connection is gone */
+    uint64_t since;
+    uint64_t oldest, latest;
+    bool resync;
+    event_t **ev; /* references, seq since+1 (or oldest) .. latest */
+    uint32_t n;
+} replay_job_t;
 
 static void send_json(conn_t *c, buf_t *b) {
     if (b->data) ws_send_text(c, b->data, b->len);
@@ -200,6 +217,202 @@ void ws_msg_metrics_gap(conn_t *c) {
     if (c->sess) c->sess->needs_full = true;
 }
 
+/* ---- events ---------------------------------------------------------------------------- */
+
+static bool wants_event(const struct ws_session *s, const event_t *e) {
+    for (uint32_t i = 0; i < s->ntopics; i++)
+        if (topic_matches_event(s->topics[i].kind, s->topics[i].name, e->type)) return true;
+    return false;
+}
+
+/* Sends e if it is for us; false when it did not fit (the gap is recorded). */
+static bool deliver_one(conn_t *c, event_t *e) {
+    struct ws_session *s = c->sess;
+    if (wants_event(s, e)) {
+        int rc = ws_enqueue_event(c, frame_ref(e->frame));
+        if (rc == -ENOBUFS) {
+            s->event_gap = true;
+            return false;
+        }
+    }
+    s->last_seq = e->seq;
+    return true;
+}
+
+void ws_msg_deliver_event(conn_t *c, event_t *e) {
+    struct ws_session *s = c->sess;
+    if (!s || c->closing || s->replaying || s->event_gap) return; /* the replay brings it */
+    if (e->seq <= s->last_seq) return;
+    deliver_one(c, e);
+}
+
+static void replay_on_hub(hub_t *hub, void *arg) {
+    replay_job_t *j = arg;
+    j->oldest = elog_oldest(&hub->events);
+    j->latest = elog_latest(&hub->events);
+    uint64_t from = j->since + 1;
+    if (from < j->oldest) {
+        j->resync = j->since > 0 || j->oldest > 1;
+        from = j->oldest;
+    }
+    if (j->latest < from) return;
+    uint64_t n = j->latest - from + 1;
+    j->ev = malloc(n * sizeof *j->ev);
+    if (!j->ev) { /* cannot list them: tell the client to resync from the newest */
+        j->resync = true;
+        j->oldest = j->latest + 1;
+        return;
+    }
+    for (uint64_t q = from; q <= j->latest; q++) {
+        event_t *e = elog_get(&hub->events, q);
+        if (e) j->ev[j->n++] = event_ref(e);
+    }
+}
+
+static void send_resync(conn_t *c, uint64_t oldest) {
+    char msg[96];
+    int n = snprintf(msg, sizeof msg, "{\"type\":\"resync\",\"oldest_seq\":%llu}",
+                     (unsigned long long)oldest);
+    ws_send_text(c, msg, (size_t)n);
+}
+
+static void replay_done(void *arg, int cancelled) {
+    replay_job_t *j = arg;
+    conn_t *c = cancelled ? NULL : j->c;
+    if (c) {
+        struct ws_session *s = c->sess;
+        s->replay = NULL;
+        s->replaying = false;
+        if (j->resync) send_resync(c, j->oldest);
+        uint64_t start = j->n ? j->ev[0]->seq - 1 : j->latest;
+        if (start > s->last_seq || j->resync) s->last_seq = start;
+        bool ok = true;
+        for (uint32_t i = 0; i < j->n && ok; i++)
+            if (j->ev[i]->seq > s->last_seq) ok = deliver_one(c, j->ev[i]);
+        if (ok && j->latest > s->last_seq) s->last_seq = j->latest;
+    }
+    for (uint32_t i = 0; i < j->n; i++) event_unref(j->ev[i]);
+    free(j->ev);
+    free(j);
+}
+
+/* Asks the hub for every retained event after `since`; live events wait meanwhile. */
+static int start_replay(conn_t *c, uint64_t since) {
+    struct ws_session *s = c->sess;
+    if (s->replaying) return 0;
+    replay_job_t *j = calloc(1, sizeof *j);
+    if (!j) return -ENOMEM;
+    j->c = c;
+    j->since = since;
+    if (hub_call(c->w->hub, c->w, replay_on_hub, replay_done, j) < 0) {
+        free(j);
+        return -ESHUTDOWN;
+    }
+    s->replay = j;
+    s->replaying = true;
+    s->event_gap = false;
+    return 0;
+}
+
+void ws_msg_drained(conn_t *c) {
+    struct ws_session *s = c->sess;
+    if (s && s->event_gap && !s->replaying && !c->closing) start_replay(c, s->last_seq);
+}
+
+static bool has_event_topics(const struct ws_session *s) {
+    for (uint32_t i = 0; i < s->ntopics; i++)
+        if (s->topics[i].kind == TOPIC_EVENTS || s->topics[i].kind == TOPIC_ALERTS ||
+            s->topics[i].kind == TOPIC_PATTERN)
+            return true;
+    return false;
+}
+
+static void update_evsub(conn_t *c) {
+    if (has_event_topics(c->sess)) {
+        if (worker_evsub_add(c->w, c) < 0) ws_msg_error(c, "internal", "out of memory");
+    } else {
+        worker_evsub_remove(c->w, c);
+    }
+}
+
+/* {"type":"publish","data":{...envelope...}} → {"type":"ack","id":..,"seq":N} */
+typedef struct publish_job {
+    conn_t *c; /* NULL once the connection is gone */
+    struct publish_job *prev, *next;
+    event_t *e;
+    int rc;
+} publish_job_t;
+
+static void pub_unlink(struct ws_session *s, publish_job_t *j) {
+    if (j->prev)
+        j->prev->next = j->next;
+    else if (s->pubs == j)
+        s->pubs = j->next;
+    if (j->next) j->next->prev = j->prev;
+    j->prev = j->next = NULL;
+}
+
+static void publish_on_hub(hub_t *hub, void *arg) {
+    publish_job_t *j = arg;
+    j->rc = hub_publish(hub, event_ref(j->e));
+}
+
+static void publish_done(void *arg, int cancelled) {
+    publish_job_t *j = arg;
+    conn_t *c = j->c;
+    if (c) pub_unlink(c->sess, j);
+    if (!cancelled && c && !c->closing) {
+        if (j->rc == 0) {
+            char msg[160];
+            int n = snprintf(msg, sizeof msg, "{\"type\":\"ack\",\"id\":\"%s\",\"seq\":%llu}",
+                             j->e->id, (unsigned long long)j->e->seq);
+            ws_send_text(c, msg, (size_t)n);
+        } else {
+            ws_msg_error(c, "publish_failed", "the hub could not store the event");
+        }
+    }
+    event_unref(j->e);
+    free(j);
+}
+
+static void handle_publish(conn_t *c, json_t *root) {
+    json_t *data = json_object_get(root, "data");
+    if (!json_is_object(data)) {
+        ws_msg_error(c, "bad_message", "\"data\" must be the event envelope (an object)");
+        return;
+    }
+    char *text = json_dumps(data, JSON_COMPACT);
+    if (!text) {
+        ws_msg_error(c, "internal", "out of memory");
+        return;
+    }
+    char rnd[6], err[EVENT_ERR_LEN];
+    event_random6(&c->w->rng, rnd);
+    event_t *e = event_prepare(text, strlen(text), clk_unix(), rnd, err);
+    free(text);
+    if (!e) {
+        ws_msg_error(c, "bad_event", err);
+        return;
+    }
+    publish_job_t *j = calloc(1, sizeof *j);
+    if (!j) {
+        event_unref(e);
+        ws_msg_error(c, "internal", "out of memory");
+        return;
+    }
+    j->c = c;
+    j->e = e;
+    if (hub_call(c->w->hub, c->w, publish_on_hub, publish_done, j) < 0) {
+        event_unref(e);
+        free(j);
+        ws_msg_error(c, "unavailable", "the hub is shutting down");
+        return;
+    }
+    j->next = c->sess->pubs;
+    if (j->next) j->next->prev = j;
+    c->sess->pubs = j;
+}
+
 /* ---- topics ---------------------------------------------------------------------------- */
 
 static bool has_topic(const struct ws_session *s, const char *t) {
@@ -279,6 +492,7 @@ static void handle_subscription(conn_t *c, json_t *root, bool subscribe) {
         if (subscribe && kind != TOPIC_METRICS && !has_topic(s, json_string_value(t))) adding++;
     }
     const char *match = NULL, *source = NULL;
+    int64_t since_seq = -1;
     if (subscribe) {
         json_t *filter = json_object_get(root, "filter");
         if (filter && !json_is_null(filter) && !json_is_object(filter)) {
@@ -295,6 +509,7 @@ static void handle_subscription(conn_t *c, json_t *root, bool subscribe) {
             ws_msg_error(c, "bad_message", "\"since\" must be a non-negative integer seq");
             return;
         }
+        if (json_is_integer(since)) since_seq = (int64_t)json_integer_value(since);
         if (bad) return;
         if (s->ntopics + adding > (uint32_t)c->w->cfg->ws_max_subscriptions) {
             char detail[96];
@@ -324,6 +539,10 @@ static void handle_subscription(conn_t *c, json_t *root, bool subscribe) {
         }
     }
     recount(c);
+    update_evsub(c);
+    /* since: replay every retained event after it (then live), or resync */
+    if (subscribe && since_seq >= 0 && has_event_topics(s) && start_replay(c, (uint64_t)since_seq) < 0)
+        ws_msg_error(c, "unavailable", "the hub is shutting down");
 }
 
 void ws_msg_handle(conn_t *c, const char *msg, size_t len) {
@@ -345,6 +564,8 @@ void ws_msg_handle(conn_t *c, const char *msg, size_t len) {
         handle_subscription(c, root, true);
     } else if (strcmp(type, "unsubscribe") == 0) {
         handle_subscription(c, root, false);
+    } else if (strcmp(type, "publish") == 0) {
+        handle_publish(c, root);
     } else {
         char detail[TOPIC_MAX_LEN + 64];
         snprintf(detail, sizeof detail, "unknown message type: %.*s", TOPIC_MAX_LEN, type);
@@ -374,6 +595,13 @@ void ws_msg_close(conn_t *c) {
     struct ws_session *s = c->sess;
     if (!s) return;
     leave_group(c);
+    worker_evsub_remove(c->w, c);
+    if (s->replay) s->replay->c = NULL; /* its answer only frees itself */
+    for (publish_job_t *j = s->pubs, *next; j; j = next) {
+        next = j->next;
+        j->c = NULL;
+        j->prev = j->next = NULL;
+    }
     s->ntopics = 0;
     recount(c);
     free(s->topics);

@@ -36,4 +36,13 @@ void ws_msg_deliver(struct conn *c, uint32_t gid, frame_t *delta, frame_t *full)
 /* Updates were conflated or dropped: the next push should bring a full snapshot. */
 void ws_msg_metrics_gap(struct conn *c);
 
+struct event;
+/* A published event reached this worker (borrowed): sends it if the connection's topics
+ * match. Events are never dropped silently: one that does not fit the queue stops live
+ * delivery, and once the queue drains the connection replays from its last event (or
+ * gets `resync` when that fell out of the retained window). */
+void ws_msg_deliver_event(struct conn *c, struct event *e);
+/* The outbound queue drained below the recovery mark. */
+void ws_msg_drained(struct conn *c);
+
 #endif

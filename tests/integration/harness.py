@@ -350,15 +350,27 @@ class Hub:
         """One request on a fresh connection; returns (status, headers, body_bytes).
 
         `headers` of the response is an http.client.HTTPMessage (case-insensitive get()).
+
+        A refused connection while the daemon is alive is retried twice (and reported on
+        stderr): seen about once in a few hundred runs under sanitizers on a loaded
+        machine, not yet explained; see the closing notes of the data-plane issue.
         """
-        conn = self.connection(timeout)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            data = resp.read()
-            return resp.status, resp.headers, data
-        finally:
-            conn.close()
+        for attempt in range(3):
+            conn = self.connection(timeout)
+            try:
+                conn.request(method, path, body=body, headers=headers or {})
+                resp = conn.getresponse()
+                data = resp.read()
+                return resp.status, resp.headers, data
+            except ConnectionRefusedError:
+                alive = self.proc is not None and self.proc.poll() is None
+                if attempt == 2 or not alive:
+                    raise
+                sys.stderr.write("harness: connection to %s refused while the daemon runs; "
+                                 "retrying\n" % self.port)
+                time.sleep(0.2)
+            finally:
+                conn.close()
 
     def get(self, path, headers=None, timeout=10.0):
         return self.request("GET", path, headers=headers, timeout=timeout)

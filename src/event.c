@@ -1,0 +1,254 @@
+#include "event.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "jsonw.h"
+#include "ws.h"
+
+static bool word_char(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; }
+
+bool event_type_valid(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > EVENT_TYPE_MAX) return false;
+    const char *dot = strchr(s, '.');
+    if (!dot || dot == s || dot[1] == '\0' || strchr(dot + 1, '.')) return false;
+    for (const char *p = s; *p; p++)
+        if (*p != '.' && !word_char(*p)) return false;
+    return true;
+}
+
+void event_random6(uint64_t *state, char out[6]) {
+    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    for (int i = 0; i < 6; i++) {
+        uint64_t x = *state; /* xorshift64 */
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *state = x;
+        out[i] = alphabet[(x >> 32) % 36];
+    }
+}
+
+/* evt_<module>_<unix_ms>_<6 [a-z0-9]> with the module of the type */
+static void make_id(const char *type, double now, const char rnd6[6], char out[64]) {
+    const char *dot = strchr(type, '.');
+    int ml = dot ? (int)(dot - type) : (int)strlen(type);
+    if (ml > 32) ml = 32;
+    snprintf(out, 64, "evt_%.*s_%lld_%.6s", ml, type, (long long)floor(now * 1000.0), rnd6);
+}
+
+/* The id pattern, for ids a publisher supplies. */
+static bool id_valid(const char *id) {
+    if (strncmp(id, "evt_", 4) != 0) return false;
+    const char *last = strrchr(id, '_');
+    if (!last || strlen(last + 1) != 6) return false;
+    for (const char *p = last + 1; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))) return false;
+    const char *p = last - 1; /* the unix ms before it */
+    int digits = 0;
+    while (p > id + 4 && *p >= '0' && *p <= '9') p--, digits++;
+    if (digits < 10 || *p != '_' || p <= id + 4) return false;
+    for (const char *q = id + 4; q < p; q++)
+        if (!word_char(*q)) return false;
+    return true;
+}
+
+static event_t *event_alloc(void) {
+    event_t *e = calloc(1, sizeof *e);
+    if (e) atomic_init(&e->refs, 1);
+    return e;
+}
+
+/* Writes the envelope in its canonical key order. */
+static int encode(event_t *e, json_t *source, json_t *target, json_t *payload, json_t *meta) {
+    buf_t b = BUF_INIT;
+    jsonw_t w;
+    jsonw_init(&w, &b);
+    jsonw_obj_open(&w);
+    jsonw_kv_str(&w, "id", e->id);
+    jsonw_kv_str(&w, "type", e->type);
+    jsonw_kv_str(&w, "source", json_string_value(source));
+    jsonw_key(&w, "target");
+    if (json_is_string(target))
+        jsonw_str(&w, json_string_value(target));
+    else
+        jsonw_null(&w);
+    jsonw_kv_num(&w, "timestamp", e->timestamp);
+    char *p = json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *m = json_dumps(meta, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!p || !m) {
+        free(p), free(m);
+        buf_free(&b);
+        return -ENOMEM;
+    }
+    jsonw_key(&w, "payload");
+    jsonw_raw(&w, p, strlen(p));
+    jsonw_key(&w, "meta");
+    jsonw_raw(&w, m, strlen(m));
+    free(p), free(m);
+    jsonw_obj_close(&w);
+    if (jsonw_error(&w)) {
+        buf_free(&b);
+        return -ENOMEM;
+    }
+    e->envelope = buf_steal(&b, &e->envelope_len);
+    return 0;
+}
+
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        snprintf(err, EVENT_ERR_LEN, __VA_ARGS__);                                                 \
+        goto fail;                                                                                 \
+    } while (0)
+
+event_t *event_prepare(const char *json, size_t len, double now, const char rnd6[6],
+                       char err[EVENT_ERR_LEN]) {
+    event_t *e = NULL;
+    json_t *meta_out = NULL, *source_out = NULL;
+    if (len > EVENT_MAX_BYTES) {
+        snprintf(err, EVENT_ERR_LEN, "the event is larger than %d bytes", EVENT_MAX_BYTES);
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        snprintf(err, EVENT_ERR_LEN, "invalid JSON at position %d: %s", jerr.position, jerr.text);
+        return NULL;
+    }
+    if (!json_is_object(root)) FAIL("an event is a JSON object");
+    static const char *const allowed[] = {"id",      "type",    "source", "target",
+                                          "timestamp", "payload", "meta"};
+    const char *k;
+    json_t *v;
+    json_object_foreach(root, k, v) {
+        bool ok = false;
+        for (size_t i = 0; i < sizeof allowed / sizeof *allowed && !ok; i++)
+            ok = strcmp(k, allowed[i]) == 0;
+        if (!ok) FAIL("unknown envelope field \"%.64s\" (id, type, source, target, timestamp, "
+                      "payload, meta)", k);
+    }
+    json_t *type = json_object_get(root, "type");
+    if (!json_is_string(type) || !event_type_valid(json_string_value(type)))
+        FAIL("\"type\" must be \"<module>.<event>\" in [a-z0-9_] (e.g. tasks.created)");
+    e = event_alloc();
+    if (!e) FAIL("out of memory");
+    snprintf(e->type, sizeof e->type, "%s", json_string_value(type));
+
+    json_t *id = json_object_get(root, "id");
+    if (id && !json_is_null(id)) {
+        if (!json_is_string(id) || json_string_length(id) >= sizeof e->id ||
+            !id_valid(json_string_value(id)))
+            FAIL("\"id\" must look like evt_<module>_<unix_ms>_<6 [a-z0-9]>");
+        snprintf(e->id, sizeof e->id, "%s", json_string_value(id));
+    }
+    json_t *ts = json_object_get(root, "timestamp");
+    if (ts && !json_is_null(ts)) {
+        if (!json_is_number(ts) || !isfinite(json_number_value(ts)) || json_number_value(ts) < 0)
+            FAIL("\"timestamp\" must be unix seconds as a number");
+        e->timestamp = json_number_value(ts);
+    } else {
+        e->timestamp = floor(now * 1000.0) / 1000.0;
+    }
+    if (!e->id[0]) make_id(e->type, e->timestamp, rnd6, e->id);
+
+    json_t *source = json_object_get(root, "source");
+    if (source && !json_is_null(source)) {
+        if (!json_is_string(source) || json_string_length(source) == 0 ||
+            json_string_length(source) > 128)
+            FAIL("\"source\" must be a non-empty string (e.g. tasks_service)");
+        source_out = json_incref(source);
+    } else {
+        char def[EVENT_TYPE_MAX + 16];
+        const char *dot = strchr(e->type, '.');
+        snprintf(def, sizeof def, "%.*s_service", (int)(dot - e->type), e->type);
+        source_out = json_string(def);
+    }
+    json_t *target = json_object_get(root, "target");
+    if (target && !json_is_null(target) && !json_is_string(target))
+        FAIL("\"target\" must be a string or null");
+    json_t *payload = json_object_get(root, "payload");
+    if (payload && !json_is_null(payload) && !json_is_object(payload))
+        FAIL("\"payload\" must be an object");
+    json_t *meta = json_object_get(root, "meta");
+    if (meta && !json_is_null(meta)) {
+        if (!json_is_object(meta)) FAIL("\"meta\" must be an object");
+        json_t *cid = json_object_get(meta, "correlation_id");
+        if (cid && !json_is_null(cid) && !json_is_string(cid))
+            FAIL("\"meta.correlation_id\" must be a string or null");
+        json_t *ver = json_object_get(meta, "version");
+        if (ver && (!json_is_string(ver) || strcmp(json_string_value(ver), "1.0") != 0))
+            FAIL("\"meta.version\" must be \"1.0\"");
+        json_object_foreach(meta, k, v) {
+            if (strcmp(k, "correlation_id") && strcmp(k, "version"))
+                FAIL("unknown meta field \"%.64s\" (correlation_id, version)", k);
+        }
+        meta_out = json_pack("{s:O,s:s}", "correlation_id", cid ? cid : json_null(), "version",
+                             "1.0");
+    } else {
+        meta_out = json_pack("{s:n,s:s}", "correlation_id", "version", "1.0");
+    }
+    json_t *empty = json_object();
+    int rc = meta_out && source_out && empty
+                 ? encode(e, source_out, target, payload && json_is_object(payload) ? payload : empty,
+                          meta_out)
+                 : -ENOMEM;
+    json_decref(empty);
+    if (rc) FAIL("out of memory");
+    json_decref(meta_out);
+    json_decref(source_out);
+    json_decref(root);
+    return e;
+fail:
+    json_decref(meta_out);
+    json_decref(source_out);
+    json_decref(root);
+    if (e) event_unref(e);
+    return NULL;
+}
+
+event_t *event_make(const char *type, const char *payload_json, const char *correlation_id,
+                    double now, const char rnd6[6]) {
+    buf_t b = BUF_INIT;
+    jsonw_t w;
+    jsonw_init(&w, &b);
+    jsonw_obj_open(&w);
+    jsonw_kv_str(&w, "type", type);
+    jsonw_key(&w, "payload");
+    jsonw_raw(&w, payload_json, strlen(payload_json));
+    jsonw_key(&w, "meta");
+    jsonw_obj_open(&w);
+    jsonw_kv_str(&w, "correlation_id", correlation_id);
+    jsonw_kv_str(&w, "version", "1.0");
+    jsonw_obj_close(&w);
+    jsonw_obj_close(&w);
+    char err[EVENT_ERR_LEN];
+    event_t *e = jsonw_error(&w) ? NULL : event_prepare(b.data, b.len, now, rnd6, err);
+    buf_free(&b);
+    return e;
+}
+
+int event_seal(event_t *e, uint64_t seq) {
+    e->seq = seq;
+    buf_t b = BUF_INIT;
+    buf_printf(&b, "{\"type\":\"event\",\"seq\":%llu,\"data\":", (unsigned long long)seq);
+    buf_append(&b, e->envelope, e->envelope_len);
+    buf_putc(&b, '}');
+    if (!b.data) return -ENOMEM;
+    /* never dropped by backpressure: a subscriber that cannot take it gets a resync */
+    e->frame = ws_frame_text(b.data, b.len, 0);
+    buf_free(&b);
+    return e->frame ? 0 : -ENOMEM;
+}
+
+void event_unref(event_t *e) {
+    if (!e || atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1) return;
+    frame_unref(e->frame);
+    free(e->envelope);
+    free(e);
+}

@@ -1,0 +1,46 @@
+#include "eventlog.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int elog_init(eventlog_t *l, uint32_t retain) {
+    memset(l, 0, sizeof *l);
+    l->cap = retain ? retain : 1;
+    l->ring = calloc(l->cap, sizeof *l->ring);
+    l->next_seq = 1;
+    return l->ring ? 0 : -ENOMEM;
+}
+
+void elog_free(eventlog_t *l) {
+    for (uint32_t i = 0; i < l->len; i++) event_unref(l->ring[(l->head + i) % l->cap]);
+    free(l->ring);
+    memset(l, 0, sizeof *l);
+}
+
+int elog_append(eventlog_t *l, event_t *e) {
+    int rc = event_seal(e, l->next_seq);
+    if (rc) return rc;
+    l->next_seq++;
+    if (l->len == l->cap) { /* full: the oldest leaves the window */
+        event_unref(l->ring[l->head]);
+        l->ring[l->head] = event_ref(e);
+        l->head = (l->head + 1) % l->cap;
+    } else {
+        l->ring[(l->head + l->len) % l->cap] = event_ref(e);
+        l->len++;
+    }
+    return 0;
+}
+
+uint64_t elog_oldest(const eventlog_t *l) {
+    return l->len ? l->ring[l->head]->seq : l->next_seq;
+}
+
+uint64_t elog_latest(const eventlog_t *l) { return l->next_seq - 1; }
+
+event_t *elog_get(const eventlog_t *l, uint64_t seq) {
+    uint64_t oldest = elog_oldest(l);
+    if (!l->len || seq < oldest || seq > elog_latest(l)) return NULL;
+    return l->ring[(l->head + (uint32_t)(seq - oldest)) % l->cap];
+}
