@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "event.h"
 #include "eventlog.h"
+#include "sources.h"
 #include <fnmatch.h>
 #include "conn.h"
 #include "health.h"
@@ -452,7 +453,98 @@ static void h_events(http_req_t *r) {
         h_events_get(r);
 }
 
+/* GET /api/v1/sources */
+static void hub_sources(hub_t *hub, api_job_t *j) {
+    if (sources_json(&hub->sources, &j->body) < 0) {
+        job_error(j, 503, "out_of_memory", "rendering sources");
+        return;
+    }
+    j->status = 200;
+    j->ctype = "application/json";
+}
+
+static void h_sources(http_req_t *r) { job_submit(r, job_new(hub_sources)); }
+
+/* GET /api/v1/sources/{id}/metrics (alias /api/telemetry/robots/{id}/metrics): the latest
+ * value of every series of that source; publishes telemetry.metrics_published. */
+static void hub_source_metrics(hub_t *hub, api_job_t *j) {
+    const source_info_t *si = sources_find(&hub->sources, j->source);
+    buf_t metrics = BUF_INIT, series = BUF_INIT;
+    jsonw_t wm, ws;
+    jsonw_init(&wm, &metrics);
+    jsonw_init(&ws, &series);
+    jsonw_obj_open(&wm);
+    jsonw_arr_open(&ws);
+    uint32_t n = 0, nf;
+    family_t *const *fams = registry_families(&hub->reg, &nf);
+    for (uint32_t i = 0; i < nf; i++)
+        for (uint32_t k = 0; k < fams[i]->n; k++) {
+            const series_t *se = fams[i]->v[k];
+            if (!se->source || strcmp(se->source, j->source) != 0) continue;
+            if (se->key->nlabels == 1) jsonw_kv_num(&wm, skey_name(se->key), se->value);
+            view_series_json(&ws, se);
+            n++;
+        }
+    jsonw_obj_close(&wm);
+    jsonw_arr_close(&ws);
+    if (!si && n == 0) {
+        char detail[QPARAM_MAX + 32];
+        snprintf(detail, sizeof detail, "no source %s", j->source);
+        job_error(j, 404, "not_found", detail);
+        buf_free(&metrics), buf_free(&series);
+        return;
+    }
+    double now = clk_unix();
+    char ts[CLK_ISO_LEN];
+    clk_iso8601(now, ts);
+    jsonw_t w;
+    jsonw_init(&w, &j->body);
+    jsonw_obj_open(&w);
+    jsonw_kv_str(&w, "source", j->source);
+    jsonw_kv_bool(&w, "online", si && si->online);
+    jsonw_key(&w, "metrics");
+    jsonw_raw(&w, metrics.data, metrics.len);
+    jsonw_key(&w, "series");
+    jsonw_raw(&w, series.data, series.len);
+    jsonw_kv_str(&w, "timestamp", ts);
+    jsonw_obj_close(&w);
+    buf_putc(&j->body, '\n');
+    /* telemetry.metrics_published {robot_id, metrics, published_at} */
+    buf_t p = BUF_INIT;
+    jsonw_t wp;
+    jsonw_init(&wp, &p);
+    jsonw_obj_open(&wp);
+    jsonw_kv_str(&wp, "robot_id", j->source);
+    jsonw_key(&wp, "metrics");
+    jsonw_raw(&wp, metrics.data, metrics.len);
+    jsonw_kv_str(&wp, "published_at", ts);
+    jsonw_obj_close(&wp);
+    if (!jsonw_error(&wp)) hub_emit(hub, "telemetry.metrics_published", p.data);
+    buf_free(&p), buf_free(&metrics), buf_free(&series);
+    j->status = jsonw_error(&w) ? 503 : 200;
+    j->ctype = "application/json";
+}
+
+static void h_source_metrics(http_req_t *r) {
+    const char *p = r->path;
+    const char *prefix = strncmp(p, "/api/v1/sources/", 16) == 0 ? "/api/v1/sources/"
+                                                                  : "/api/telemetry/robots/";
+    const char *id = p + strlen(prefix);
+    const char *slash = strchr(id, '/');
+    if (!slash || strcmp(slash, "/metrics") != 0 || slash == id ||
+        (size_t)(slash - id) >= QPARAM_MAX) {
+        http_respond_error(r, 404, "not_found", "use /api/v1/sources/{id}/metrics");
+        return;
+    }
+    api_job_t *j = job_new(hub_source_metrics);
+    if (j) snprintf(j->source, sizeof j->source, "%.*s", (int)(slash - id), id);
+    job_submit(r, j);
+}
+
 static const route_t routes[] = {
+    {"/api/v1/sources", false, HM_GET | HM_HEAD, h_sources},
+    {"/api/v1/sources/", true, HM_GET | HM_HEAD, h_source_metrics},
+    {"/api/telemetry/robots/", true, HM_GET | HM_HEAD, h_source_metrics},
     {"/api/v1/events", false, HM_GET | HM_HEAD | HM_POST, h_events},
     {"/api/v1/health", false, HM_GET | HM_HEAD, h_health},
     {"/health", false, HM_GET | HM_HEAD, h_health},

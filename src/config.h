@@ -51,6 +51,9 @@ typedef struct config {
     double ws_overload_timeout;
     int ws_max_subscriptions;
     uint32_t events_retain;
+    uint32_t src_queue_messages;
+    size_t src_queue_bytes;
+    int debug_session_metrics_fail_every;
 } config_t;
 
 typedef enum {

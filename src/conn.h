@@ -35,6 +35,7 @@ typedef struct conn {
     struct http_state *http; /* while proto == CONN_HTTP; owned */
     struct ws_state *ws;     /* once upgraded; owned */
     struct ws_session *sess; /* ws_msg.c's protocol state once upgraded; owned */
+    struct src_session *src; /* source_session.c's state when a source; owned */
     uint32_t mgroup;         /* live-metrics group this connection is listed in (0: none) */
     uint32_t mslot;          /* its index in the worker's list for that group */
     int32_t evslot;          /* index in the worker's event subscribers, -1: not listed */

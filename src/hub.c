@@ -212,6 +212,7 @@ void hub_self_snapshot(hub_t *hub, hub_self_t *o) {
         if (l > o->loop_lag_max_s) o->loop_lag_max_s = l;
     }
     o->events_total = atomic_load(&hub->events_total);
+    o->sources_online = hub->sources.online;
     o->proc = hub->proc;
     if (o->proc.start_time == 0) procstat_read(&o->proc); /* before the first roll */
     o->cpu_percent = hub->cpu_percent;
@@ -349,6 +350,7 @@ int hub_open(hub_t *hub, const config_t *cfg, char err[HUB_ERR_LEN]) {
         goto fail_uv;
     }
     hub->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ULL;
+    sources_init(&hub->sources);
     if ((rc = stream_init(&hub->stream, hub, &hub->reg, &hub->loop, cfg->tick))) goto fail_uv;
 
     if (!cfg->statsd.off) {
@@ -453,6 +455,7 @@ void hub_close(hub_t *hub) {
     }
     registry_free(&hub->reg);
     elog_free(&hub->events);
+    sources_free(&hub->sources);
 }
 
 void hub_health_input(hub_t *hub, health_input_t *in) {

@@ -24,6 +24,7 @@
 #include "selfstats.h"
 #include "stream.h"
 #include "eventlog.h"
+#include "sources.h"
 #include "worker.h"
 
 struct config;
@@ -64,6 +65,7 @@ typedef struct hub {
     eventlog_t events;             /* retained window; seq (hub thread) */
     _Atomic uint64_t events_total; /* published */
     uint64_t rng;                  /* event id suffixes (hub thread) */
+    sources_t sources;             /* every source seen (hub thread) */
 } hub_t;
 
 /* Binds the listening socket and prepares the workers. On failure returns -1 with one

@@ -9,7 +9,7 @@
 #include "agg.h"
 #include "registry.h"
 
-typedef enum { DROP_UDP_BUFFER = 0, DROP_REASON_COUNT } drop_reason_t;
+typedef enum { DROP_UDP_BUFFER = 0, DROP_SOURCE_SHED, DROP_REASON_COUNT } drop_reason_t;
 
 typedef struct ingest_stats {
     _Atomic uint64_t lines[INGEST_TRANSPORT_COUNT]; /* samples merged into the registry */
@@ -20,7 +20,7 @@ typedef struct ingest_stats {
 } ingest_stats_t;
 
 static inline const char *drop_reason_name(int r) {
-    return r == DROP_UDP_BUFFER ? "udp_buffer" : "unknown";
+    return r == DROP_UDP_BUFFER ? "udp_buffer" : r == DROP_SOURCE_SHED ? "source_shed" : "unknown";
 }
 
 #endif

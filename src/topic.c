@@ -28,6 +28,7 @@ bool topic_matches_event(topic_kind_t kind, const char *topic, const char *type)
     switch (kind) {
     case TOPIC_EVENTS: return true;
     case TOPIC_ALERTS: return strncmp(type, "alert.", 6) == 0;
+    case TOPIC_SOURCES: return strncmp(type, "telemetry.connection_", 21) == 0;
     case TOPIC_PATTERN: return fnmatch(topic, type, 0) == 0;
     default: return false;
     }

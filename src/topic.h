@@ -1,7 +1,7 @@
 /* topic — what a WebSocket client can subscribe to. Pure.
  *
  *   metrics   live metrics:update messages (with an optional filter)
- *   sources   source sessions coming and going
+ *   sources   source sessions coming and going (telemetry.connection_* events)
  *   alerts    alert.firing / alert.resolved
  *   events    every event
  *   <module>.<event>   an event-type pattern: exact ("tasks.created") or a glob

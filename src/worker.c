@@ -10,6 +10,7 @@
 #include "hub.h"
 #include "log.h"
 #include "stream.h"
+#include "source_session.h"
 #include "event.h"
 #include "ws.h"
 #include "ws_msg.h"
@@ -318,6 +319,7 @@ int worker_init(worker_t *w, int id, hub_t *hub, const config_t *cfg, int listen
     if ((rc = uv_timer_init(&w->loop, &w->grace))) goto fail;
     w->grace.data = w;
     if ((rc = loop_lag_start(&w->lag, &w->loop))) goto fail;
+    if ((rc = srcs_worker_init(w))) goto fail;
     if ((rc = uv_check_init(&w->loop, &w->flush_check))) goto fail;
     w->flush_check.data = w;
     if ((rc = uv_check_start(&w->flush_check, on_flush_check))) goto fail;
@@ -361,6 +363,7 @@ static void maybe_finish(worker_t *w) {
     close_handle((uv_handle_t *)&w->grace);
     close_handle((uv_handle_t *)&w->lag.timer);
     close_handle((uv_handle_t *)&w->flush_check);
+    srcs_worker_close(w);
     if (!uv_is_closing((uv_handle_t *)&w->inbox.async)) inbox_close(&w->inbox, NULL);
 }
 

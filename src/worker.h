@@ -80,6 +80,11 @@ typedef struct worker {
     struct conn **evsubs; /* connections subscribed to any event topic */
     uint32_t nevsubs, evsubs_cap;
     uint64_t rng; /* event id suffixes for events published through this worker */
+    struct conn **srcs; /* source sessions (source_session.c) */
+    uint32_t nsrcs, srcs_cap;
+    uv_idle_t src_idle;   /* folds queued samples while there are any */
+    uv_timer_t src_timer; /* 100 ms hand-over, 1 s session metrics */
+    uint64_t src_ticks;
     uv_check_t flush_check;   /* after each poll: write what the pass queued */
     struct conn **flushq;     /* connections with frames queued in this pass */
     uint32_t nflush, flush_cap;

@@ -16,6 +16,7 @@
 #include "version.h"
 #include "worker.h"
 #include "ws_msg.h"
+#include "source_session.h"
 
 /* A peer that does not answer our close frame within this is cut off. */
 #define WS_CLOSE_WAIT_MS 2000
@@ -31,6 +32,7 @@ typedef struct ws_state {
     bool in_recv;      /* inside wslay_event_recv: defer wslay_event_send */
     bool close_queued; /* our close frame is queued: send no more data */
     ws_flow_t flow;
+    const char *close_reason; /* why we closed, for source lifecycle events */
     uint64_t overloaded_since_ms;
     uint64_t dropped;
     char session_id[32];
@@ -414,6 +416,12 @@ void ws_close(conn_t *c, uint16_t code, const char *reason) {
     if (!ws || ws->close_queued || c->closing) return;
     ws->close_queued = true;
     ws->close_started_ms = uv_now(&c->w->loop);
+    if (code == WS_CLOSE_GOING_AWAY)
+        ws->close_reason = reason && strstr(reason, "idle") ? "timeout" : "server_shutdown";
+    else if (code == WS_CLOSE_POLICY && reason && strstr(reason, "too slow"))
+        ws->close_reason = "overloaded";
+    else if (code != WS_CLOSE_NORMAL)
+        ws->close_reason = "protocol_error";
     size_t rlen = reason ? strlen(reason) : 0;
     if (rlen > 123) rlen = 123; /* control frame payload: 125 bytes with the code */
     log_debug("ws close", "conn=%llu code=%u", (unsigned long long)c->id, (unsigned)code);
@@ -476,6 +484,14 @@ void ws_sweep(conn_t *c, uint64_t now_ms) {
 void ws_detach(conn_t *c) {
     ws_state_t *ws = c->ws;
     if (!ws) return;
+    if (srcs_is_source(c)) {
+        const char *reason = ws->close_reason;
+        uint16_t sent = wslay_event_get_close_sent(ws->ctx) ? wslay_event_get_status_code_sent(ws->ctx) : 0;
+        if (!reason && (sent == WSLAY_CODE_PROTOCOL_ERROR || sent == WSLAY_CODE_MESSAGE_TOO_BIG ||
+                        sent == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA))
+            reason = "protocol_error";
+        srcs_end(c, reason ? reason : "client_disconnect");
+    }
     ws_msg_close(c);
     wslay_event_context_free(ws->ctx);
     free(ws);

@@ -17,6 +17,8 @@
 #include "jsonw.h"
 #include "log.h"
 #include "stream.h"
+#include "source_session.h"
+#include "sources.h"
 #include "topic.h"
 #include "worker.h"
 #include "ws.h"
@@ -322,7 +324,7 @@ void ws_msg_drained(conn_t *c) {
 static bool has_event_topics(const struct ws_session *s) {
     for (uint32_t i = 0; i < s->ntopics; i++)
         if (s->topics[i].kind == TOPIC_EVENTS || s->topics[i].kind == TOPIC_ALERTS ||
-            s->topics[i].kind == TOPIC_PATTERN)
+            s->topics[i].kind == TOPIC_PATTERN || s->topics[i].kind == TOPIC_SOURCES)
             return true;
     return false;
 }
@@ -545,7 +547,40 @@ static void handle_subscription(conn_t *c, json_t *root, bool subscribe) {
         ws_msg_error(c, "unavailable", "the hub is shutting down");
 }
 
+/* {"type":"hello","source":"robot_001","attrs":{...}} */
+static void handle_hello(conn_t *c, json_t *root) {
+    json_t *src = json_object_get(root, "source");
+    json_t *attrs = json_object_get(root, "attrs");
+    if (!json_is_string(src) || !sources_id_valid(json_string_value(src))) {
+        ws_msg_error(c, "bad_message", "\"source\" must be 1-128 of [A-Za-z0-9_.:-]");
+        return;
+    }
+    if (attrs && !json_is_null(attrs) && !json_is_object(attrs)) {
+        ws_msg_error(c, "bad_message", "\"attrs\" must be an object");
+        return;
+    }
+    char *a = attrs && json_is_object(attrs) ? json_dumps(attrs, JSON_COMPACT) : NULL;
+    if (a && strlen(a) > 4096) {
+        free(a);
+        ws_msg_error(c, "bad_message", "\"attrs\" larger than 4096 bytes");
+        return;
+    }
+    int rc = srcs_start(c, json_string_value(src), a);
+    free(a);
+    if (rc == -EEXIST)
+        ws_msg_error(c, "bad_message", "this connection is already a source session");
+    else if (rc < 0)
+        ws_msg_error(c, "internal", "out of memory");
+}
+
 void ws_msg_handle(conn_t *c, const char *msg, size_t len) {
+    /* a source may send StatsD text frames: anything that does not start like JSON */
+    size_t i = 0;
+    while (i < len && (msg[i] == ' ' || msg[i] == '\t' || msg[i] == '\r' || msg[i] == '\n')) i++;
+    if (srcs_is_source(c) && (i == len || msg[i] != '{')) {
+        srcs_enqueue(c, SRC_MSG_STATSD, msg, len);
+        return;
+    }
     json_error_t jerr;
     json_t *root = json_loadb(msg, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
@@ -566,6 +601,19 @@ void ws_msg_handle(conn_t *c, const char *msg, size_t len) {
         handle_subscription(c, root, false);
     } else if (strcmp(type, "publish") == 0) {
         handle_publish(c, root);
+    } else if (strcmp(type, "hello") == 0) {
+        handle_hello(c, root);
+    } else if (strcmp(type, "sample") == 0 || strcmp(type, "client_metrics") == 0) {
+        bool sample = type[0] == 's';
+        if (sample && !srcs_is_source(c))
+            ws_msg_error(c, "not_a_source", "send hello (or connect with ?source=ID) first");
+        else if (!json_is_object(json_object_get(root, "metrics")) &&
+                 !json_is_array(json_object_get(root, "samples")))
+            ws_msg_error(c, "bad_message", "\"metrics\" must be an object of name: number");
+        else if (!srcs_is_source(c)) /* client_metrics from a plain subscriber */
+            srcs_client_metrics(c, msg, len);
+        else
+            srcs_enqueue(c, sample ? SRC_MSG_SAMPLE : SRC_MSG_CLIENT_METRICS, msg, len);
     } else {
         char detail[TOPIC_MAX_LEN + 64];
         snprintf(detail, sizeof detail, "unknown message type: %.*s", TOPIC_MAX_LEN, type);
@@ -577,6 +625,13 @@ void ws_msg_handle(conn_t *c, const char *msg, size_t len) {
 int ws_msg_open(conn_t *c, const char *query) {
     c->sess = calloc(1, sizeof *c->sess);
     if (!c->sess) return -ENOMEM;
+    char source[SOURCE_ID_MAX + 2];
+    if (http_query_param(query, "source", source, sizeof source) && *source) {
+        if (!sources_id_valid(source))
+            ws_msg_error(c, "bad_source", "source must be 1-128 of [A-Za-z0-9_.:-]");
+        else if (srcs_start(c, source, NULL) < 0)
+            return -ENOMEM;
+    }
     char topics[1024];
     if (!http_query_param(query, "topics", topics, sizeof topics) || !*topics) return 0;
     /* same rules as a subscribe message without a filter */
