@@ -268,6 +268,17 @@ static void on_probe(uv_timer_t *t) {
         log_info("data directory writable again", "dir=%s", hub->cfg->data_dir);
 }
 
+/* The last step of a stop: with the handles closed, uv_run in hub_run returns. */
+static void close_handles(hub_t *hub) {
+    uv_close((uv_handle_t *)&hub->sigint, NULL);
+    uv_close((uv_handle_t *)&hub->sigterm, NULL);
+    uv_close((uv_handle_t *)&hub->probe_timer, NULL);
+    uv_close((uv_handle_t *)&hub->roll_timer, NULL);
+    uv_close((uv_handle_t *)&hub->lag.timer, NULL);
+    stream_close(&hub->stream);
+    inbox_close(&hub->inbox, NULL);
+}
+
 static void begin_stop(hub_t *hub, const char *why) {
     if (hub->stopping) return;
     hub->stopping = true;
@@ -280,15 +291,7 @@ static void begin_stop(hub_t *hub, const char *why) {
     ingest_udp_close(hub->udp);
     hub->udp = NULL;
     for (int i = 0; i < hub->workers_started; i++) worker_request_stop(&hub->workers[i]);
-    if (hub->workers_started == 0) {
-        uv_close((uv_handle_t *)&hub->sigint, NULL);
-        uv_close((uv_handle_t *)&hub->sigterm, NULL);
-        uv_close((uv_handle_t *)&hub->probe_timer, NULL);
-        uv_close((uv_handle_t *)&hub->roll_timer, NULL);
-        uv_close((uv_handle_t *)&hub->lag.timer, NULL);
-        stream_close(&hub->stream);
-        inbox_close(&hub->inbox, NULL);
-    }
+    if (hub->workers_started == 0) close_handles(hub);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -302,13 +305,7 @@ static void worker_done_task(void *arg, int cancelled) {
     hub->workers_done++;
     if (hub->workers_done < hub->workers_started) return;
     for (int i = 0; i < hub->workers_started; i++) worker_join(&hub->workers[i]);
-    uv_close((uv_handle_t *)&hub->sigint, NULL);
-    uv_close((uv_handle_t *)&hub->sigterm, NULL);
-    uv_close((uv_handle_t *)&hub->probe_timer, NULL);
-    uv_close((uv_handle_t *)&hub->roll_timer, NULL);
-    uv_close((uv_handle_t *)&hub->lag.timer, NULL);
-    stream_close(&hub->stream);
-    inbox_close(&hub->inbox, NULL);
+    close_handles(hub);
 }
 
 void hub_worker_done(hub_t *hub, worker_t *w) {

@@ -169,23 +169,42 @@ static void count_drops(conn_t *c, uint64_t n) {
     atomic_fetch_add_explicit(&c->w->stats.ws_dropped_total, n, memory_order_relaxed);
 }
 
+static bool fits(const conn_t *c, const frame_t *f) {
+    const config_t *cfg = c->w->cfg;
+    return c->qlen + 1 <= cfg->ws_queue_messages && c->qbytes + f->len <= cfg->ws_queue_bytes;
+}
+
+/* Makes room for f when the queue is full: conflates unsent updates (the subscriber is
+ * then owed a full snapshot), then drops the oldest droppable frames. Whether f fits. */
+static bool make_room(conn_t *c, const frame_t *f) {
+    if (fits(c, f)) return true;
+    uint32_t n = conn_drop_unsent(c, FRAME_CONFLATE, 0, NULL);
+    if (n) {
+        count_drops(c, n);
+        ws_msg_metrics_gap(c);
+    }
+    while (!fits(c, f) && conn_drop_unsent(c, FRAME_DROPPABLE, 1, NULL) == 1) count_drops(c, 1);
+    return fits(c, f);
+}
+
+/* Queues f for the end-of-pass write: one writev for many frames is the fan-out lever. */
+static int queue_broadcast(conn_t *c, frame_t *f) {
+    int rc = conn_send(c, f);
+    if (rc == 0) {
+        atomic_fetch_add_explicit(&c->w->stats.ws_sent_total, 1, memory_order_relaxed);
+        worker_flush_later(c->w, c);
+    }
+    update_flow(c, false);
+    return rc;
+}
+
 int ws_enqueue(conn_t *c, frame_t *f) {
     ws_state_t *ws = c->ws;
     if (!ws || ws->close_queued || c->closing) {
         frame_unref(f);
         return -EPIPE;
     }
-    const config_t *cfg = c->w->cfg;
-#define FITS() (c->qlen + 1 <= cfg->ws_queue_messages && c->qbytes + f->len <= cfg->ws_queue_bytes)
-    if (!FITS() && (f->flags & FRAME_CONFLATE)) {
-        uint32_t n = conn_drop_unsent(c, FRAME_CONFLATE, 0, NULL);
-        if (n) {
-            count_drops(c, n);
-            ws_msg_metrics_gap(c); /* the replaced deltas' series are owed in a full one */
-        }
-    }
-    while (!FITS() && conn_drop_unsent(c, FRAME_DROPPABLE, 1, NULL) == 1) count_drops(c, 1);
-    if (!FITS() && (f->flags & (FRAME_CONFLATE | FRAME_DROPPABLE))) {
+    if (!make_room(c, f) && (f->flags & (FRAME_CONFLATE | FRAME_DROPPABLE))) {
         /* even after conflation this does not fit (a lone update larger than the limit,
          * or everything queued is already being written): drop the newcomer */
         if (f->flags & FRAME_CONFLATE) ws_msg_metrics_gap(c);
@@ -194,16 +213,7 @@ int ws_enqueue(conn_t *c, frame_t *f) {
         update_flow(c, false);
         return -ENOBUFS;
     }
-#undef FITS
-    int rc = conn_send(c, f);
-    if (rc == 0) {
-        atomic_fetch_add_explicit(&c->w->stats.ws_sent_total, 1, memory_order_relaxed);
-        /* written at the end of this loop pass, together with whatever else the pass
-         * queues for c: one writev for many frames is the fan-out lever */
-        worker_flush_later(c->w, c);
-    }
-    update_flow(c, false);
-    return rc;
+    return queue_broadcast(c, f);
 }
 
 int ws_enqueue_event(conn_t *c, frame_t *f) {
@@ -212,29 +222,12 @@ int ws_enqueue_event(conn_t *c, frame_t *f) {
         frame_unref(f);
         return -EPIPE;
     }
-    const config_t *cfg = c->w->cfg;
-#define FITS() (c->qlen + 1 <= cfg->ws_queue_messages && c->qbytes + f->len <= cfg->ws_queue_bytes)
-    if (!FITS()) {
-        uint32_t n = conn_drop_unsent(c, FRAME_CONFLATE, 0, NULL);
-        if (n) {
-            count_drops(c, n);
-            ws_msg_metrics_gap(c);
-        }
-    }
-    while (!FITS() && conn_drop_unsent(c, FRAME_DROPPABLE, 1, NULL) == 1) count_drops(c, 1);
-    if (!FITS()) {
+    if (!make_room(c, f)) { /* never dropped: the caller records a gap and replays */
         frame_unref(f);
         update_flow(c, false);
         return -ENOBUFS;
     }
-#undef FITS
-    int rc = conn_send(c, f);
-    if (rc == 0) {
-        atomic_fetch_add_explicit(&c->w->stats.ws_sent_total, 1, memory_order_relaxed);
-        worker_flush_later(c->w, c);
-    }
-    update_flow(c, false);
-    return rc;
+    return queue_broadcast(c, f);
 }
 
 void ws_on_drain(conn_t *c) {
