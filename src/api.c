@@ -41,7 +41,8 @@ typedef struct route {
 #define QPARAM_MAX 256
 
 typedef struct api_job api_job_t;
-typedef void (*api_job_fn)(hub_t *hub, api_job_t *j);
+/* Returns HUB_CALL_DONE, or HUB_CALL_LATER after arranging hub_call_finish(j->call). */
+typedef int (*api_job_fn)(hub_t *hub, api_job_t *j);
 
 struct api_job {
     http_deferred_t *d;
@@ -56,15 +57,17 @@ struct api_job {
     event_t *event;     /* POST /api/v1/events */
     uint64_t since;
     uint32_t limit;
+    hub_call_t *call; /* while on the hub */
     /* the answer */
     int status;
     const char *ctype;
     buf_t body;
 };
 
-static void job_run(hub_t *hub, void *arg) {
+static int job_run(hub_t *hub, void *arg, hub_call_t *call) {
     api_job_t *j = arg;
-    j->fn(hub, j);
+    j->call = call;
+    return j->fn(hub, j);
 }
 
 static void job_done(void *arg, int cancelled) {
@@ -125,28 +128,30 @@ static void job_error(api_job_t *j, int status, const char *error, const char *d
 }
 
 /* GET /metrics */
-static void hub_prom(hub_t *hub, api_job_t *j) {
+static int hub_prom(hub_t *hub, api_job_t *j) {
     hub_self_t self;
     hub_self_snapshot(hub, &self);
     if (prom_render(&hub->reg, &self, &j->body) < 0) {
         job_error(j, 503, "out_of_memory", "rendering /metrics");
-        return;
+        return HUB_CALL_DONE;
     }
     j->status = 200;
     j->ctype = PROM_CONTENT_TYPE;
+    return HUB_CALL_DONE;
 }
 
 static void h_prom(http_req_t *r) { job_submit(r, job_new(hub_prom)); }
 
 /* GET /api/v1/metrics?match=&source= */
-static void hub_metrics(hub_t *hub, api_job_t *j) {
+static int hub_metrics(hub_t *hub, api_job_t *j) {
     view_filter_t f = {j->match, j->source};
     if (view_metrics_json(&hub->reg, &f, clk_unix(), &j->body) < 0) {
         job_error(j, 503, "out_of_memory", "rendering metrics");
-        return;
+        return HUB_CALL_DONE;
     }
     j->status = 200;
     j->ctype = "application/json";
+    return HUB_CALL_DONE;
 }
 
 static void h_metrics(http_req_t *r) {
@@ -159,21 +164,22 @@ static void h_metrics(http_req_t *r) {
 }
 
 /* GET /api/v1/summary */
-static void hub_summary(hub_t *hub, api_job_t *j) {
+static int hub_summary(hub_t *hub, api_job_t *j) {
     hub_self_t self;
     hub_self_snapshot(hub, &self);
     if (view_summary_json(&self, clk_unix(), &j->body) < 0) {
         job_error(j, 503, "out_of_memory", "rendering the summary");
-        return;
+        return HUB_CALL_DONE;
     }
     j->status = 200;
     j->ctype = "application/json";
+    return HUB_CALL_DONE;
 }
 
 static void h_summary(http_req_t *r) { job_submit(r, job_new(hub_summary)); }
 
 /* GET /api/v1/series/{name}?source=&window=SECONDS (from the in-memory history) */
-static void hub_series(hub_t *hub, api_job_t *j) {
+static int hub_series(hub_t *hub, api_job_t *j) {
     double now = clk_unix();
     uint32_t to = j->to > 0 ? (uint32_t)j->to : (uint32_t)now;
     uint32_t from = j->from > 0 ? (uint32_t)j->from : (uint32_t)(now - j->window);
@@ -183,14 +189,39 @@ static void hub_series(hub_t *hub, api_job_t *j) {
         snprintf(detail, sizeof detail, "no series named %s%s%s", j->name,
                  j->source[0] ? " with source " : "", j->source);
         job_error(j, 404, "not_found", detail);
-        return;
+        return HUB_CALL_DONE;
     }
     if (rc < 0) {
         job_error(j, 503, "out_of_memory", "rendering history");
-        return;
+        return HUB_CALL_DONE;
     }
     j->status = 200;
     j->ctype = "application/json";
+    return HUB_CALL_DONE;
+}
+
+/* GET /api/v1/series/{name}?from=&to=&step=60|3600: from the store's rollups */
+static void rollups_done(void *ctx, int status, buf_t *body) {
+    api_job_t *j = ctx;
+    j->status = status;
+    j->ctype = "application/json";
+    buf_t tmp = j->body;
+    j->body = *body; /* take the body over */
+    buf_init(body);
+    buf_free(&tmp);
+    hub_call_finish(j->call);
+}
+
+static int hub_rollups(hub_t *hub, api_job_t *j) {
+    double now = clk_unix();
+    uint32_t to = j->to > 0 ? (uint32_t)j->to : (uint32_t)now;
+    uint32_t from = j->from > 0 ? (uint32_t)j->from : (uint32_t)(now - (j->limit == 60 ? 86400 : 86400 * 7));
+    if (!hub->store ||
+        store_query(hub->store, j->name, j->source, from, to, j->limit, rollups_done, j) < 0) {
+        job_error(j, 503, "store_unavailable", "the store cannot take queries");
+        return HUB_CALL_DONE;
+    }
+    return HUB_CALL_LATER;
 }
 
 static int query_number(http_req_t *r, const char *name, double *out, bool *present) {
@@ -223,10 +254,8 @@ static void h_series(http_req_t *r) {
                            "window, from, to and step must be non-negative numbers");
         return;
     }
-    if (has_step) {
-        http_respond_error(r, 501, "not_implemented",
-                           "rollups (step=60|3600) are answered from the store, which this "
-                           "build does not have yet; use window= for the in-memory history");
+    if (has_step && step != 60 && step != 3600) {
+        http_respond_error(r, 400, "bad_request", "step must be 60 or 3600 (seconds)");
         return;
     }
     if (has_window && window <= 0) {
@@ -237,8 +266,9 @@ static void h_series(http_req_t *r) {
         http_respond_error(r, 400, "bad_request", "to must not be before from");
         return;
     }
-    api_job_t *j = job_new(hub_series);
+    api_job_t *j = job_new(has_step ? hub_rollups : hub_series);
     if (j) {
+        j->limit = (uint32_t)step;
         snprintf(j->name, sizeof j->name, "%s", name);
         http_query_param(r->query, "source", j->source, sizeof j->source);
         j->window = window;
@@ -258,7 +288,7 @@ static int ingest_cb(void *ud, const statsd_line_t *l) {
     return rc < 0 ? STATSD_TOO_LONG : rc; /* out of memory: refused like an oversized one */
 }
 
-static void hub_ingest(hub_t *hub, api_job_t *j) {
+static int hub_ingest(hub_t *hub, api_job_t *j) {
     registry_result_t res;
     memset(&res, 0, sizeof res);
     if (j->batch) {
@@ -290,6 +320,7 @@ static void hub_ingest(hub_t *hub, api_job_t *j) {
     buf_putc(&j->body, '\n');
     j->status = 202;
     j->ctype = "application/json";
+    return HUB_CALL_DONE;
 }
 
 static bool looks_like_json(const http_req_t *r) {
@@ -355,16 +386,27 @@ static void h_health(http_req_t *r) {
 }
 
 /* POST /api/v1/events: validated and completed here, sequenced on the hub; 202 {id, seq} */
-static void hub_event_publish(hub_t *hub, api_job_t *j) {
-    int rc = hub_publish(hub, event_ref(j->event));
-    if (rc) {
-        job_error(j, 503, "publish_failed", "the hub could not store the event");
-        return;
+/* the event is on disk (or the disk failed and it was delivered anyway): answer */
+static void event_published(hub_t *hub, event_t *e, int rc, void *arg) {
+    (void)hub;
+    api_job_t *j = arg;
+    if (rc == -ESHUTDOWN) {
+        job_error(j, 503, "shutting_down", "the hub stopped before the event was stored");
+    } else {
+        buf_printf(&j->body, "{\"id\":\"%s\",\"seq\":%llu%s}\n", e->id,
+                   (unsigned long long)e->seq, rc ? ",\"stored\":false" : "");
+        j->status = 202;
+        j->ctype = "application/json";
     }
-    buf_printf(&j->body, "{\"id\":\"%s\",\"seq\":%llu}\n", j->event->id,
-               (unsigned long long)j->event->seq);
-    j->status = 202;
-    j->ctype = "application/json";
+    hub_call_finish(j->call);
+}
+
+static int hub_event_publish(hub_t *hub, api_job_t *j) {
+    if (hub_publish(hub, event_ref(j->event), event_published, j) < 0) {
+        job_error(j, 503, "publish_failed", "the hub could not take the event");
+        return HUB_CALL_DONE;
+    }
+    return HUB_CALL_LATER;
 }
 
 static void h_events_post(http_req_t *r) {
@@ -386,7 +428,7 @@ static void h_events_post(http_req_t *r) {
 }
 
 /* GET /api/v1/events?since=SEQ&type=pattern&limit=N: oldest first, as WebSocket sends them */
-static void hub_events_get(hub_t *hub, api_job_t *j) {
+static int hub_events_get(hub_t *hub, api_job_t *j) {
     uint64_t oldest = elog_oldest(&hub->events), latest = elog_latest(&hub->events);
     uint64_t from = j->since + 1;
     bool resync = false;
@@ -423,10 +465,11 @@ static void hub_events_get(hub_t *hub, api_job_t *j) {
     buf_putc(&j->body, '\n');
     if (jsonw_error(&w)) {
         job_error(j, 503, "out_of_memory", "rendering events");
-        return;
+        return HUB_CALL_DONE;
     }
     j->status = 200;
     j->ctype = "application/json";
+    return HUB_CALL_DONE;
 }
 
 static void h_events_get(http_req_t *r) {
@@ -454,20 +497,21 @@ static void h_events(http_req_t *r) {
 }
 
 /* GET /api/v1/sources */
-static void hub_sources(hub_t *hub, api_job_t *j) {
+static int hub_sources(hub_t *hub, api_job_t *j) {
     if (sources_json(&hub->sources, &j->body) < 0) {
         job_error(j, 503, "out_of_memory", "rendering sources");
-        return;
+        return HUB_CALL_DONE;
     }
     j->status = 200;
     j->ctype = "application/json";
+    return HUB_CALL_DONE;
 }
 
 static void h_sources(http_req_t *r) { job_submit(r, job_new(hub_sources)); }
 
 /* GET /api/v1/sources/{id}/metrics (alias /api/telemetry/robots/{id}/metrics): the latest
  * value of every series of that source; publishes telemetry.metrics_published. */
-static void hub_source_metrics(hub_t *hub, api_job_t *j) {
+static int hub_source_metrics(hub_t *hub, api_job_t *j) {
     const source_info_t *si = sources_find(&hub->sources, j->source);
     buf_t metrics = BUF_INIT, series = BUF_INIT;
     jsonw_t wm, ws;
@@ -492,7 +536,7 @@ static void hub_source_metrics(hub_t *hub, api_job_t *j) {
         snprintf(detail, sizeof detail, "no source %s", j->source);
         job_error(j, 404, "not_found", detail);
         buf_free(&metrics), buf_free(&series);
-        return;
+        return HUB_CALL_DONE;
     }
     double now = clk_unix();
     char ts[CLK_ISO_LEN];
@@ -523,6 +567,7 @@ static void hub_source_metrics(hub_t *hub, api_job_t *j) {
     buf_free(&p), buf_free(&metrics), buf_free(&series);
     j->status = jsonw_error(&w) ? 503 : 200;
     j->ctype = "application/json";
+    return HUB_CALL_DONE;
 }
 
 static void h_source_metrics(http_req_t *r) {

@@ -91,6 +91,17 @@ static const cfg_opt_t options[] = {
     {"debug", "session_metrics_fail_every", "debug-session-metrics-fail-every", "N", CFG_T_INT,
      OFF(debug_session_metrics_fail_every), "0", 0, 1000000,
      "test hook: fail every Nth per-session metrics message (0: never)"},
+    {"store", "reset", "reset-store", NULL, CFG_T_BOOL, OFF(reset_store), "false", 0, 0,
+     "a data file that is not a healthy store is moved aside (not overwritten) and a new "
+     "one started; without it metricastd refuses to start (exit 2)"},
+    {"store", "raw_retention", "raw-retention", "SECONDS", CFG_T_SECONDS, OFF(raw_retention),
+     "2h", 60, 86400.0 * 365, "raw 1 s points kept in the store"},
+    {"store", "rollup_1m_retention", "rollup-1m-retention", "SECONDS", CFG_T_SECONDS,
+     OFF(r60_retention), "7d", 3600, 86400.0 * 3650, "1 minute rollups kept"},
+    {"store", "rollup_1h_retention", "rollup-1h-retention", "SECONDS", CFG_T_SECONDS,
+     OFF(r3600_retention), "90d", 3600, 86400.0 * 3650, "1 hour rollups kept"},
+    {"store", "events_keep", "events-keep", "N", CFG_T_U32, OFF(events_keep), "100000", 1,
+     100000000, "events kept in the store file (at least --events-retain are reloaded)"},
     {"series", "history_points", "history-points", "N", CFG_T_INT, OFF(history_points), "3600",
      1, 86400, "1 s points of in-memory history kept per series"},
 };
@@ -561,9 +572,138 @@ char *config_usage(const char *prog) {
     buf_puts(&b, "\nNotes for this build:\n"
                  "  --demo     starts the hub only; simulated sources are not built in yet.\n"
                  "  --nats     is validated; scale-out through NATS is not built in yet.\n"
-                 "  --aggregate-every  is validated; the aggregation job and the store\n"
-                 "             are not built in yet.\n"
+
                  "\nExit status: 0 after SIGINT/SIGTERM, 2 on a bad setting or unusable "
                  "port/directory.\n");
+    return buf_steal(&b, NULL);
+}
+
+/* ---- effective configuration --------------------------------------------------------- */
+
+bool config_is_secret(const cfg_opt_t *o) {
+    static const char *const words[] = {"secret", "token", "password", "passwd", "credential"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strstr(o->key, words[i]) || strstr(o->flag, words[i])) return true;
+    return false;
+}
+
+/* Masks the user:password@ (or token@) part of a URL with three asterisks. */
+static void mask_url(const char *in, char *out, size_t outlen) {
+    const char *scheme = strstr(in, "://");
+    const char *start = scheme ? scheme + 3 : in;
+    const char *slash = strchr(start, '/');
+    const char *at = strchr(start, '@');
+    if (!at || (slash && at > slash)) {
+        snprintf(out, outlen, "%s", in);
+        return;
+    }
+    snprintf(out, outlen, "%.*s***%s", (int)(start - in), in, at);
+}
+
+static void fmt_seconds(double v, char *out, size_t outlen) {
+    double ms = v * 1000;
+    if (v > 0 && v < 1 && ms == floor(ms))
+        snprintf(out, outlen, "%.15gms", ms);
+    else
+        snprintf(out, outlen, "%.15gs", v);
+}
+
+static void fmt_size(size_t v, char *out, size_t outlen) {
+    static const char suffix[] = "gmk";
+    for (int i = 0; i < 3; i++) {
+        size_t unit = (size_t)1 << (10 * (3 - i));
+        if (v && v % unit == 0) {
+            snprintf(out, outlen, "%zu%c", v / unit, suffix[i]);
+            return;
+        }
+    }
+    snprintf(out, outlen, "%zu", v);
+}
+
+const char *config_value_str(const config_t *c, const cfg_opt_t *o, bool mask, char *out,
+                             size_t outlen) {
+    const char *field = (const char *)c + o->offset;
+    out[0] = '\0';
+    switch (o->type) {
+    case CFG_T_ADDR:
+    case CFG_T_ADDR_OFF: {
+        cfg_addr_t a;
+        memcpy(&a, field, sizeof a);
+        config_addr_str(&a, out, outlen);
+        break;
+    }
+    case CFG_T_PATH:
+    case CFG_T_NATS_URL:
+        if (mask && o->type == CFG_T_NATS_URL)
+            mask_url(field, out, outlen);
+        else
+            snprintf(out, outlen, "%s", field);
+        break;
+    case CFG_T_SECONDS: {
+        double v;
+        memcpy(&v, field, sizeof v);
+        fmt_seconds(v, out, outlen);
+        break;
+    }
+    case CFG_T_SIZE: {
+        size_t v;
+        memcpy(&v, field, sizeof v);
+        fmt_size(v, out, outlen);
+        break;
+    }
+    case CFG_T_INT: {
+        int v;
+        memcpy(&v, field, sizeof v);
+        snprintf(out, outlen, "%d", v);
+        break;
+    }
+    case CFG_T_U32: {
+        uint32_t v;
+        memcpy(&v, field, sizeof v);
+        snprintf(out, outlen, "%u", (unsigned)v);
+        break;
+    }
+    case CFG_T_BOOL: {
+        bool v;
+        memcpy(&v, field, sizeof v);
+        snprintf(out, outlen, "%s", v ? "true" : "false");
+        break;
+    }
+    case CFG_T_LOG_LEVEL: {
+        int v;
+        memcpy(&v, field, sizeof v);
+        snprintf(out, outlen, "%s", log_level_name((log_level_t)v));
+        break;
+    }
+    }
+    if (mask && config_is_secret(o) && out[0]) snprintf(out, outlen, "********");
+    return out;
+}
+
+char *config_dump_ini(const config_t *c) {
+    size_t n;
+    const cfg_opt_t *o = config_options(&n);
+    config_t *d = calloc(1, sizeof *d);
+    if (!d) return NULL;
+    config_defaults(d);
+    buf_t b = BUF_INIT;
+    buf_puts(&b, "# metricastd effective configuration: defaults < config file < environment "
+                 "< flags.\n# Every setting is listed; secrets are masked as ********.\n");
+    if (c->config_file[0]) buf_printf(&b, "# config file: %s\n", c->config_file);
+    char val[1100], def[1100];
+    for (size_t i = 0; i < n; i++) {
+        bool first = true; /* print each section once, at its first option */
+        for (size_t j = 0; j < i && first; j++) first = strcmp(o[j].section, o[i].section) != 0;
+        if (!first) continue;
+        buf_printf(&b, "\n[%s]\n", o[i].section);
+        for (size_t k = i; k < n; k++) {
+            if (strcmp(o[k].section, o[i].section)) continue;
+            config_value_str(c, &o[k], true, val, sizeof val);
+            config_value_str(d, &o[k], true, def, sizeof def);
+            if (strcmp(val, def)) buf_printf(&b, "# default: %s\n", *def ? def : "(empty)");
+            buf_printf(&b, "%s =%s%s\n", o[k].key, *val ? " " : "", val);
+        }
+    }
+    free(d);
     return buf_steal(&b, NULL);
 }

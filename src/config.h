@@ -54,6 +54,9 @@ typedef struct config {
     uint32_t src_queue_messages;
     size_t src_queue_bytes;
     int debug_session_metrics_fail_every;
+    bool reset_store;
+    double raw_retention, r60_retention, r3600_retention;
+    uint32_t events_keep;
 } config_t;
 
 typedef enum {
@@ -111,5 +114,19 @@ int config_parse_addr(const char *s, cfg_addr_t *out); /* also accepts "[::1]:po
 int config_parse_bool(const char *s, bool *out);
 /* Formats an address as host:port ([v6]:port); out ≥ 80 bytes. */
 const char *config_addr_str(const cfg_addr_t *a, char *out, size_t outlen);
+
+/* ---- effective configuration (--check-config, reload diffs, generated docs) ---------- */
+
+/* True for options whose value must never be printed: the key or flag contains "secret",
+ * "token", "password", "passwd" or "credential". New secret options need no other change. */
+bool config_is_secret(const cfg_opt_t *o);
+/* Writes o's current value in c as text config_set() accepts back ("500ms", "64k",
+ * "127.0.0.1:9750", "true"). With mask, secret options print as "********" (when set) and
+ * a URL's user:password@ part as "***@". Returns out. */
+const char *config_value_str(const config_t *c, const cfg_opt_t *o, bool mask, char *out,
+                             size_t outlen);
+/* The whole effective configuration as an INI file that --config loads back: every option,
+ * grouped by section in table order, secrets masked. malloc'd; caller frees. */
+char *config_dump_ini(const config_t *c);
 
 #endif

@@ -18,10 +18,21 @@ void elog_free(eventlog_t *l) {
     memset(l, 0, sizeof *l);
 }
 
-int elog_append(eventlog_t *l, event_t *e) {
+int elog_seal(eventlog_t *l, event_t *e) {
     int rc = event_seal(e, l->next_seq);
+    if (rc == 0) l->next_seq++;
+    return rc;
+}
+
+int elog_append(eventlog_t *l, event_t *e) {
+    int rc = elog_seal(l, e);
     if (rc) return rc;
-    l->next_seq++;
+    elog_keep(l, e);
+    return 0;
+}
+
+void elog_keep(eventlog_t *l, event_t *e) {
+    l->last_kept = e->seq;
     if (l->len == l->cap) { /* full: the oldest leaves the window */
         event_unref(l->ring[l->head]);
         l->ring[l->head] = event_ref(e);
@@ -30,14 +41,13 @@ int elog_append(eventlog_t *l, event_t *e) {
         l->ring[(l->head + l->len) % l->cap] = event_ref(e);
         l->len++;
     }
-    return 0;
 }
 
 uint64_t elog_oldest(const eventlog_t *l) {
-    return l->len ? l->ring[l->head]->seq : l->next_seq;
+    return l->len ? l->ring[l->head]->seq : l->last_kept + 1;
 }
 
-uint64_t elog_latest(const eventlog_t *l) { return l->next_seq - 1; }
+uint64_t elog_latest(const eventlog_t *l) { return l->last_kept; }
 
 event_t *elog_get(const eventlog_t *l, uint64_t seq) {
     uint64_t oldest = elog_oldest(l);

@@ -28,6 +28,14 @@ void health_eval(const health_input_t *in, health_result_t *out) {
         snprintf(dir->detail, sizeof dir->detail, "%s is not writable: %s", in->data_dir,
                  strerror(in->data_dir_errno));
 
+    health_check_t *st = &out->checks[out->n++];
+    st->name = "store";
+    st->ok = in->store_ok;
+    if (st->ok)
+        snprintf(st->detail, sizeof st->detail, "the last write to the store succeeded");
+    else
+        snprintf(st->detail, sizeof st->detail, "store writes are failing: %.120s", in->store_msg);
+
     out->healthy = true;
     for (int i = 0; i < out->n; i++) out->healthy &= out->checks[i].ok;
 }

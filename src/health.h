@@ -21,6 +21,8 @@ typedef struct health_input {
     bool data_dir_ok;
     int data_dir_errno;
     const char *data_dir;
+    bool store_ok;
+    char store_msg[256];
     double uptime_s;
     const char *version;
     unsigned long long connections, ws_connections;

@@ -12,6 +12,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "jsonw.h"
 #include "log.h"
 #include "procstat.h"
 #include "version.h"
@@ -65,19 +66,59 @@ static int udp_sink(void *ctx, agg_batch_t *b) { return hub_submit_batch(ctx, b)
 
 /* ---- events -------------------------------------------------------------------------- */
 
-int hub_publish(hub_t *hub, event_t *e) {
-    int rc = elog_append(&hub->events, e);
-    if (rc) {
-        log_error("event not published", "type=%s error=\"%s\"", e->type, strerror(-rc));
-        event_unref(e);
-        return rc;
-    }
+typedef struct pending_event {
+    struct pending_event *next;
+    event_t *e;
+    hub_publish_cb cb;
+    void *arg;
+} pending_event_t;
+
+/* The event is on disk (or the disk failed): now everyone may see it. */
+static void release_event(hub_t *hub, event_t *e, int rc, hub_publish_cb cb, void *arg) {
+    elog_keep(&hub->events, e);
     atomic_fetch_add_explicit(&hub->events_total, 1, memory_order_relaxed);
     for (int i = 0; i < hub->nworkers; i++) {
         /* a worker that cannot take it (shutting down) has no subscribers left */
         if (worker_broadcast_event(&hub->workers[i], event_ref(e)) < 0) event_unref(e);
     }
+    if (cb) cb(hub, e, rc, arg);
     event_unref(e);
+}
+
+/* store hook: events up to seq are written (rc 0) or failed (rc < 0) */
+static void events_done(void *ctx, uint64_t seq, int rc) {
+    hub_t *hub = ctx;
+    while (hub->pend_head && hub->pend_head->e->seq <= seq) {
+        pending_event_t *p = hub->pend_head;
+        hub->pend_head = p->next;
+        if (!hub->pend_head) hub->pend_tail = NULL;
+        release_event(hub, p->e, rc, p->cb, p->arg);
+        free(p);
+    }
+}
+
+int hub_publish(hub_t *hub, event_t *e, hub_publish_cb cb, void *arg) {
+    int rc = elog_seal(&hub->events, e);
+    pending_event_t *p = rc == 0 && hub->store ? malloc(sizeof *p) : NULL;
+    if (rc || (hub->store && !p)) {
+        log_error("event not published", "type=%s error=\"out of memory\"", e->type);
+        event_unref(e);
+        free(p);
+        return -ENOMEM;
+    }
+    if (!hub->store) { /* no store (tests of the registry alone): visible at once */
+        release_event(hub, e, 0, cb, arg);
+        return 0;
+    }
+    /* kept in seq order: the store commits in that order, and events_done releases a
+     * prefix of this list */
+    *p = (pending_event_t){NULL, e, cb, arg};
+    if (hub->pend_tail)
+        hub->pend_tail->next = p;
+    else
+        hub->pend_head = p;
+    hub->pend_tail = p;
+    store_put_event(hub->store, event_ref(e));
     return 0;
 }
 
@@ -89,38 +130,101 @@ void hub_emit(hub_t *hub, const char *type, const char *payload_json) {
         log_error("built-in event lost", "type=%s error=\"out of memory\"", type);
         return;
     }
-    hub_publish(hub, e);
+    hub_publish(hub, e, NULL, NULL);
+}
+
+/* store hook: an aggregation job's lifecycle → metrics.aggregation_* events */
+static void aggregation_news(void *ctx, int phase, const char *job_id, uint64_t entries,
+                             double duration_ms, const char *error_message,
+                             const char *error_type) {
+    hub_t *hub = ctx;
+    char ts[CLK_ISO_LEN];
+    clk_iso8601(clk_unix(), ts);
+    buf_t b = BUF_INIT;
+    jsonw_t w;
+    jsonw_init(&w, &b);
+    jsonw_obj_open(&w);
+    jsonw_kv_str(&w, "job_id", job_id);
+    if (phase == 0) {
+        jsonw_kv_str(&w, "started_at", ts);
+    } else if (phase == 1) {
+        jsonw_kv_uint(&w, "entries_processed", entries);
+        jsonw_kv_num(&w, "duration_ms", (double)(int64_t)(duration_ms * 1000) / 1000);
+        jsonw_kv_str(&w, "completed_at", ts);
+    } else {
+        jsonw_kv_str(&w, "error_message", error_message);
+        jsonw_kv_str(&w, "error_type", error_type);
+        jsonw_kv_str(&w, "failed_at", ts);
+    }
+    jsonw_obj_close(&w);
+    static const char *const types[] = {"metrics.aggregation_started",
+                                        "metrics.aggregation_completed",
+                                        "metrics.aggregation_failed"};
+    if (!jsonw_error(&w)) hub_emit(hub, types[phase], b.data);
+    if (phase == 2)
+        log_error("aggregation failed", "job=%s error=\"%s\" type=%s", job_id, error_message,
+                  error_type);
+    buf_free(&b);
+}
+
+static void on_aggregate(uv_timer_t *t) {
+    hub_t *hub = t->data;
+    char job_id[64];
+    snprintf(job_id, sizeof job_id, "agg_%lld_%llu", (long long)clk_unix(),
+             (unsigned long long)++hub->aggregate_jobs);
+    store_aggregate(hub->store, job_id);
+}
+
+/* registry hook: every point a roll appends goes to the store */
+static void on_point(void *ctx, const series_t *s, uint32_t t, double v) {
+    hub_t *hub = ctx;
+    if (hub->npts == hub->pts_cap) {
+        size_t ncap = hub->pts_cap ? hub->pts_cap * 2 : 1024;
+        store_point_t *np = realloc(hub->pts, ncap * sizeof *np);
+        if (!np) return; /* this second of this series is not stored: the ring has it */
+        hub->pts = np;
+        hub->pts_cap = ncap;
+    }
+    hub->pts[hub->npts++] = (store_point_t){skey_ref(s->key), s->kind, t, v};
 }
 
 /* ---- calls from workers -------------------------------------------------------------- */
 
-typedef struct hub_call_job {
+struct hub_call_job {
     hub_t *hub;
     worker_t *w;
     hub_call_fn fn;
     hub_done_fn done;
     void *arg;
-} hub_call_job_t;
+};
 
 static void call_on_worker(void *arg, int cancelled) {
-    hub_call_job_t *j = arg;
+    hub_call_t *j = arg;
     j->done(j->arg, cancelled);
     free(j);
 }
 
-static void call_on_hub(void *arg, int cancelled) {
-    hub_call_job_t *j = arg;
-    if (!cancelled) j->fn(j->hub, j->arg);
-    if (cancelled || inbox_post(&j->w->inbox, call_on_worker, j) < 0) {
+void hub_call_finish(hub_call_t *j) {
+    if (inbox_post(&j->w->inbox, call_on_worker, j) < 0) {
         j->done(j->arg, 1);
         free(j);
     }
 }
 
+static void call_on_hub(void *arg, int cancelled) {
+    hub_call_t *j = arg;
+    if (cancelled) {
+        j->done(j->arg, 1);
+        free(j);
+        return;
+    }
+    if (j->fn(j->hub, j->arg, j) == HUB_CALL_DONE) hub_call_finish(j);
+}
+
 int hub_call(hub_t *hub, worker_t *w, hub_call_fn fn, hub_done_fn done, void *arg) {
-    hub_call_job_t *j = malloc(sizeof *j);
+    hub_call_t *j = malloc(sizeof *j);
     if (!j) return -ENOMEM;
-    *j = (hub_call_job_t){hub, w, fn, done, arg};
+    *j = (hub_call_t){hub, w, fn, done, arg};
     int rc = inbox_post(&hub->inbox, call_on_hub, j);
     if (rc) free(j);
     return rc;
@@ -147,6 +251,11 @@ static void on_roll(uv_timer_t *t) {
     }
     hub->last_roll_sec = boundary;
     registry_roll(&hub->reg, boundary);
+    if (hub->npts && hub->store) {
+        store_put_points(hub->store, hub->pts, hub->npts);
+        hub->pts = NULL;
+        hub->npts = hub->pts_cap = 0;
+    }
 
     /* rates for the summary, over the second just closed */
     uint64_t lines = 0, rejected = 0, dropped = 0;
@@ -274,6 +383,7 @@ static void close_handles(hub_t *hub) {
     uv_close((uv_handle_t *)&hub->sigterm, NULL);
     uv_close((uv_handle_t *)&hub->probe_timer, NULL);
     uv_close((uv_handle_t *)&hub->roll_timer, NULL);
+    uv_close((uv_handle_t *)&hub->aggregate_timer, NULL);
     uv_close((uv_handle_t *)&hub->lag.timer, NULL);
     stream_close(&hub->stream);
     inbox_close(&hub->inbox, NULL);
@@ -287,6 +397,7 @@ static void begin_stop(hub_t *hub, const char *why) {
     uv_timer_stop(&hub->roll_timer);
     uv_timer_stop(&hub->stream.tick);
     uv_timer_stop(&hub->stream.change);
+    uv_timer_stop(&hub->aggregate_timer);
     /* the StatsD threads hand over what they hold; the inbox applies it before closing */
     ingest_udp_close(hub->udp);
     hub->udp = NULL;
@@ -349,6 +460,24 @@ int hub_open(hub_t *hub, const config_t *cfg, char err[HUB_ERR_LEN]) {
     hub->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ULL;
     sources_init(&hub->sources);
     if ((rc = stream_init(&hub->stream, hub, &hub->reg, &hub->loop, cfg->tick))) goto fail_uv;
+    if ((rc = uv_timer_init(&hub->loop, &hub->aggregate_timer))) goto fail_uv;
+    hub->aggregate_timer.data = hub;
+
+    store_limits_t lim = {(uint32_t)cfg->raw_retention, (uint32_t)cfg->r60_retention,
+                          (uint32_t)cfg->r3600_retention, cfg->events_keep};
+    char serr[STORE_ERR_LEN];
+    if (store_open(&hub->store, cfg->data_dir, cfg->reset_store, &lim, serr) < 0) {
+        snprintf(err, HUB_ERR_LEN, "--data %.100s: %.300s; refusing to overwrite it (move it "
+                                   "away, or start with --reset-store)", cfg->data_dir, serr);
+        hub->store = NULL;
+        return -1;
+    }
+    if (store_load(hub->store, &hub->events, &hub->reg, (uint32_t)cfg->history_points, serr) < 0) {
+        snprintf(err, HUB_ERR_LEN, "--data %.100s: %.380s", cfg->data_dir, serr);
+        return -1;
+    }
+    hub->reg.on_point = on_point;
+    hub->reg.point_ctx = hub;
 
     if (!cfg->statsd.off) {
         int nt = cfg->statsd_threads > 0 ? cfg->statsd_threads : (int)uv_available_parallelism();
@@ -405,6 +534,13 @@ int hub_run(hub_t *hub) {
     hub->last_roll_sec = (uint32_t)floor(clk_unix());
     uv_timer_start(&hub->roll_timer, on_roll, ms_until_after(hub->last_roll_sec), 0);
     stream_start(&hub->stream);
+    store_hooks_t hooks = {&hub->inbox, hub, events_done, aggregation_news};
+    if (store_start(hub->store, &hooks) < 0) {
+        log_error("cannot start the store thread", "error=\"%s\"", "thread");
+        begin_stop(hub, "start-up failure");
+    }
+    uint64_t agg_ms = (uint64_t)(cfg->aggregate_every * 1000);
+    uv_timer_start(&hub->aggregate_timer, on_aggregate, agg_ms, agg_ms);
     if (hub->udp && !hub->stopping) {
         int rc = ingest_udp_start(hub->udp);
         if (rc) {
@@ -438,6 +574,20 @@ static void close_any(uv_handle_t *h, void *arg) {
 void hub_close(hub_t *hub) {
     ingest_udp_close(hub->udp);
     hub->udp = NULL;
+    /* after the loops: the store writes what is queued (the last second's points, events
+     * still on their way) and closes the file */
+    store_close(hub->store);
+    hub->store = NULL;
+    while (hub->pend_head) { /* never confirmed: their publishers are told it failed */
+        pending_event_t *p = hub->pend_head;
+        hub->pend_head = p->next;
+        if (p->cb) p->cb(hub, p->e, -ESHUTDOWN, p->arg);
+        event_unref(p->e);
+        free(p);
+    }
+    for (size_t i = 0; i < hub->npts; i++) skey_unref(hub->pts[i].key);
+    free(hub->pts);
+    hub->pts = NULL;
     /* workers that were initialised but never started still own loops and handles */
     for (int i = hub->workers_started; i < hub->nworkers; i++) worker_discard(&hub->workers[i]);
     free(hub->workers);
@@ -475,6 +625,7 @@ void hub_health_input(hub_t *hub, health_input_t *in) {
     in->data_dir_ok = e == 0;
     in->data_dir_errno = e;
     in->data_dir = hub->cfg->data_dir;
+    in->store_ok = store_status(hub->store, in->store_msg, sizeof in->store_msg) == 0;
     in->uptime_s = (double)(now - hub->started_ns) / 1e9;
     in->version = MC_VERSION;
 }

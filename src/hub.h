@@ -25,6 +25,7 @@
 #include "stream.h"
 #include "eventlog.h"
 #include "sources.h"
+#include "store.h"
 #include "worker.h"
 
 struct config;
@@ -66,6 +67,12 @@ typedef struct hub {
     _Atomic uint64_t events_total; /* published */
     uint64_t rng;                  /* event id suffixes (hub thread) */
     sources_t sources;             /* every source seen (hub thread) */
+    store_t *store;                /* SQLite: points, rollups, events */
+    struct pending_event *pend_head, *pend_tail; /* sealed, on their way to disk */
+    store_point_t *pts;            /* the points of the roll in progress */
+    size_t npts, pts_cap;
+    uv_timer_t aggregate_timer;
+    uint64_t aggregate_jobs;
 } hub_t;
 
 /* Binds the listening socket and prepares the workers. On failure returns -1 with one
@@ -76,21 +83,31 @@ int hub_run(hub_t *hub);
 /* Frees what hub_open allocated. */
 void hub_close(hub_t *hub);
 
-/* Work for the hub thread on behalf of a worker: fn(hub, arg) runs on the hub thread,
- * then done(arg, 0) back on worker w's thread. If either side is shutting down, done runs
- * with cancelled = 1 (possibly on the hub thread) and must then only free arg.
- * 0, or -ESHUTDOWN / -ENOMEM (nothing ran; the caller still owns arg). */
-typedef void (*hub_call_fn)(hub_t *hub, void *arg);
+/* Work for the hub thread on behalf of a worker: fn(hub, arg, call) runs on the hub
+ * thread, then done(arg, 0) back on worker w's thread. fn returns HUB_CALL_DONE, or
+ * HUB_CALL_LATER when it finishes asynchronously (an event on its way to disk, a store
+ * query): it then calls hub_call_finish(call) on the hub thread when ready. If either
+ * side is shutting down, done runs with cancelled = 1 (possibly on the hub thread) and
+ * must then only free arg. 0, or -ESHUTDOWN / -ENOMEM (nothing ran; the caller still
+ * owns arg). */
+typedef struct hub_call_job hub_call_t;
+enum { HUB_CALL_DONE = 0, HUB_CALL_LATER = 1 };
+typedef int (*hub_call_fn)(hub_t *hub, void *arg, hub_call_t *call);
 typedef void (*hub_done_fn)(void *arg, int cancelled);
 int hub_call(hub_t *hub, worker_t *w, hub_call_fn fn, hub_done_fn done, void *arg);
+void hub_call_finish(hub_call_t *call);
 
 /* Any thread: hands an ingest batch to the registry (ownership passes). 0 or -ESHUTDOWN. */
 int hub_submit_batch(hub_t *hub, agg_batch_t *b);
 
-/* Hub thread: gives e its seq, keeps it in the retained window and delivers it to every
- * worker's subscribers. Takes over the caller's reference. 0 or -ENOMEM (then the event
- * is not published and is freed). */
-int hub_publish(hub_t *hub, event_t *e);
+/* Hub thread: gives e its seq and hands it to the store; once it is on disk it enters
+ * the retained window, goes to every worker's subscribers and cb(hub, e, 0, arg) runs
+ * (the publisher's ack). If the store cannot write it, it is delivered all the same
+ * (rc < 0 to cb; the store keeps retrying) — availability over durability while the disk
+ * is failing, which health reports. Takes over the caller's reference. 0 or -ENOMEM
+ * (then nothing was published; cb is not called). */
+typedef void (*hub_publish_cb)(hub_t *hub, event_t *e, int rc, void *arg);
+int hub_publish(hub_t *hub, event_t *e, hub_publish_cb cb, void *arg);
 /* Hub thread: builds and publishes a built-in event (type, payload object JSON). */
 void hub_emit(hub_t *hub, const char *type, const char *payload_json);
 

@@ -125,9 +125,10 @@ size_t jsonw_fmt_double(double v, char *out) {
     double a = fabs(v);
     if (a < 1e15 && (a >= 1e-4 || a == 0)) {
         for (int k = 0; k < 16; k++) {
-            double m = a * p10[k];
+            /* round, then check the round trip: a*10^k itself may be off by an ulp */
+            double m = nearbyint(a * p10[k]);
             if (m >= 9007199254740992.0) break; /* 2^53: not exact any more */
-            if (m != floor(m) || m / p10[k] != a) continue;
+            if (m / p10[k] != a) continue;
             char tmp[40], *end = tmp + sizeof tmp;
             char *p = utoa_rev((uint64_t)m, end);
             size_t n = 0;

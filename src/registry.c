@@ -337,18 +337,23 @@ void registry_apply(registry_t *r, const agg_batch_t *b, double now, registry_re
     }
 }
 
-static void close_interval(series_t *s, uint32_t t) {
+static void point(registry_t *r, series_t *s, uint32_t t, double v, const double *x) {
+    history_push(&s->hist, t, v, x);
+    if (r->on_point) r->on_point(r->point_ctx, s, t, v);
+}
+
+static void close_interval(registry_t *r, series_t *s, uint32_t t) {
     bool had_data = s->dirty;
     s->dirty = false;
     switch (s->kind) {
     case METRIC_COUNTER:
         s->rate = s->interval_sum; /* the interval is one second */
-        if (had_data) history_push(&s->hist, t, s->interval_sum, NULL);
+        if (had_data) point(r, s, t, s->interval_sum, NULL);
         s->zero_pending = s->interval_sum != 0;
         s->interval_sum = 0;
         break;
     case METRIC_GAUGE:
-        if (had_data) history_push(&s->hist, t, s->value, NULL);
+        if (had_data) point(r, s, t, s->value, NULL);
         break;
     case METRIC_TIMER:
         if (s->cur && s->cur->count > 0) {
@@ -362,13 +367,13 @@ static void close_interval(series_t *s, uint32_t t) {
             l->p99 = sketch_quantile(s->cur, 0.99);
             s->value = l->sum / l->count;
             double x[HIST_EXTRAS] = {l->count, l->sum, l->min, l->max, l->p50, l->p90, l->p99};
-            history_push(&s->hist, t, s->value, x);
+            point(r, s, t, s->value, x);
             sketch_reset(s->cur);
         }
         break;
     case METRIC_SET:
         s->value = s->members.n;
-        if (had_data) history_push(&s->hist, t, s->value, NULL);
+        if (had_data) point(r, s, t, s->value, NULL);
         s->zero_pending = s->members.n != 0;
         /* keep the table's memory for the next interval: sets are usually steady */
         if (s->members.slots) memset(s->members.slots, 0, s->members.cap * sizeof(uint64_t));
@@ -388,12 +393,17 @@ void registry_roll(registry_t *r, uint32_t now_sec) {
     /* the interval just closed is [now_sec - 1, now_sec): its points carry now_sec - 1 */
     for (uint32_t i = 0; i < n; i++) {
         series_t *s = list[i];
-        close_interval(s, now_sec - 1);
+        close_interval(r, s, now_sec - 1);
         /* counters' rate, timers' statistics and sets' sizes change at the roll */
         if (s->kind != METRIC_GAUGE) note_change(r, s);
         if (s->zero_pending) mark(r, s); /* to show rate / cardinality 0 once idle */
     }
     free(list);
+}
+
+series_t *registry_restore(registry_t *r, series_key_t *key, metric_kind_t kind) {
+    int reason = 0;
+    return series_get(r, key, kind, &reason);
 }
 
 static int cmp_family(const void *a, const void *b) {

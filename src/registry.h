@@ -100,6 +100,9 @@ typedef struct registry {
     uint64_t push_gen;
     series_t **changed;
     uint32_t nchanged, changed_cap;
+    /* Every history point the roll appends is also offered here (the store writes it). */
+    void (*on_point)(void *ctx, const series_t *s, uint32_t t, double v);
+    void *point_ctx;
 } registry_t;
 
 typedef struct registry_result {
@@ -114,6 +117,9 @@ void registry_free(registry_t *r);
 void registry_apply(registry_t *r, const agg_batch_t *b, double now, registry_result_t *res);
 /* Closes the interval ending at unix second now_sec. */
 void registry_roll(registry_t *r, uint32_t now_sec);
+
+/* Finds or creates the series for key (loading history at start). NULL when refused. */
+series_t *registry_restore(registry_t *r, series_key_t *key, metric_kind_t kind);
 
 /* Forgets the `changed` list (after a push to every subscriber group). */
 void registry_push_window(registry_t *r);

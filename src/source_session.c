@@ -65,7 +65,8 @@ bool srcs_is_source(const conn_t *c) { return c->src != NULL; }
 
 /* ---- the hub side of coming and going -------------------------------------------------- */
 
-static void online_on_hub(hub_t *hub, void *arg) {
+static int online_on_hub(hub_t *hub, void *arg, hub_call_t *call) {
+    (void)call;
     online_job_t *j = arg;
     j->attempt = sources_online(&hub->sources, j->id, j->session_id, j->attrs, j->now);
     buf_t p = BUF_INIT;
@@ -80,6 +81,7 @@ static void online_on_hub(hub_t *hub, void *arg) {
     jsonw_obj_close(&w);
     if (p.data) hub_emit(hub, "telemetry.connection_established", p.data);
     buf_free(&p);
+    return HUB_CALL_DONE;
 }
 
 static void online_done(void *arg, int cancelled) {

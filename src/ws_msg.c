@@ -151,9 +151,11 @@ static void leave_group(conn_t *c) {
     s->needs_full = s->full_requested = false;
 }
 
-static void sub_on_hub(hub_t *hub, void *arg) {
+static int sub_on_hub(hub_t *hub, void *arg, hub_call_t *call) {
+    (void)call;
     sub_job_t *j = arg;
     j->gid = stream_subscribe(&hub->stream, j->match, j->source, &j->full);
+    return HUB_CALL_DONE;
 }
 
 static void sub_done(void *arg, int cancelled) {
@@ -248,7 +250,8 @@ void ws_msg_deliver_event(conn_t *c, event_t *e) {
     deliver_one(c, e);
 }
 
-static void replay_on_hub(hub_t *hub, void *arg) {
+static int replay_on_hub(hub_t *hub, void *arg, hub_call_t *call) {
+    (void)call;
     replay_job_t *j = arg;
     j->oldest = elog_oldest(&hub->events);
     j->latest = elog_latest(&hub->events);
@@ -257,18 +260,19 @@ static void replay_on_hub(hub_t *hub, void *arg) {
         j->resync = j->since > 0 || j->oldest > 1;
         from = j->oldest;
     }
-    if (j->latest < from) return;
+    if (j->latest < from) return HUB_CALL_DONE;
     uint64_t n = j->latest - from + 1;
     j->ev = malloc(n * sizeof *j->ev);
     if (!j->ev) { /* cannot list them: tell the client to resync from the newest */
         j->resync = true;
         j->oldest = j->latest + 1;
-        return;
+        return HUB_CALL_DONE;
     }
     for (uint64_t q = from; q <= j->latest; q++) {
         event_t *e = elog_get(&hub->events, q);
         if (e) j->ev[j->n++] = event_ref(e);
     }
+    return HUB_CALL_DONE;
 }
 
 static void send_resync(conn_t *c, uint64_t oldest) {
@@ -343,6 +347,7 @@ typedef struct publish_job {
     struct publish_job *prev, *next;
     event_t *e;
     int rc;
+    hub_call_t *call;
 } publish_job_t;
 
 static void pub_unlink(struct ws_session *s, publish_job_t *j) {
@@ -354,9 +359,19 @@ static void pub_unlink(struct ws_session *s, publish_job_t *j) {
     j->prev = j->next = NULL;
 }
 
-static void publish_on_hub(hub_t *hub, void *arg) {
+static void publish_stored(hub_t *hub, event_t *e, int rc, void *arg) {
+    (void)hub;
+    (void)e;
     publish_job_t *j = arg;
-    j->rc = hub_publish(hub, event_ref(j->e));
+    j->rc = rc == -ESHUTDOWN ? rc : 0; /* a failing disk still delivers: ack it */
+    hub_call_finish(j->call);
+}
+
+static int publish_on_hub(hub_t *hub, void *arg, hub_call_t *call) {
+    publish_job_t *j = arg;
+    j->call = call;
+    j->rc = hub_publish(hub, event_ref(j->e), publish_stored, j);
+    return j->rc < 0 ? HUB_CALL_DONE : HUB_CALL_LATER;
 }
 
 static void publish_done(void *arg, int cancelled) {

@@ -384,8 +384,10 @@ class TestSeriesHistory(HubTestCase):
         post(h, "herr:1|g")
         cases = [("/api/v1/series/no_such_series", 404),
                  ("/api/v1/series/", 404),
-                 ("/api/v1/series/herr?step=60", 501),
-                 ("/api/v1/series/herr?step=3600&window=60", 501),
+                 # rollups come from the store: none yet for a series a second old
+                 ("/api/v1/series/herr?step=60", 404),
+                 ("/api/v1/series/herr?step=3600&window=60", 404),
+                 ("/api/v1/series/herr?step=30", 400),
                  ("/api/v1/series/herr?window=abc", 400),
                  ("/api/v1/series/herr?window=-5", 400),
                  ("/api/v1/series/herr?window=1x", 400),

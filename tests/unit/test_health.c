@@ -19,6 +19,7 @@ static health_input_t good(void) {
     in.worst_loop = 0;
     in.max_loop_lag_limit_s = 0.5;
     in.data_dir_ok = true;
+    in.store_ok = true;
     in.data_dir = "/tmp/x";
     in.version = "test";
     return in;

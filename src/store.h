@@ -1,0 +1,91 @@
+/* store — the SQLite store (WAL) in the data directory: raw 1 s points, 1 min and 1 h
+ * rollups, the event log. Written by its own thread in batched transactions, so no loop
+ * ever waits on the disk.
+ *
+ * The hub hands it work through store_submit() (a queue and a condition variable; the
+ * store thread drains everything queued into one transaction) and hears back through
+ * its inbox: events committed (so that they are delivered and acknowledged only once on
+ * disk), rollup query answers, aggregation results.
+ *
+ * Schema version 1 (PRAGMA user_version):
+ *   series(id INTEGER PRIMARY KEY, key BLOB UNIQUE, name TEXT, labels TEXT, kind INTEGER)
+ *   points(series_id, t, v, PRIMARY KEY(series_id, t)) WITHOUT ROWID      raw 1 s points
+ *   rollup_60 / rollup_3600(series_id, t, count, sum, min, max, last, PRIMARY KEY(...))
+ *   events(seq INTEGER PRIMARY KEY, type TEXT, envelope TEXT)
+ *   meta(key TEXT PRIMARY KEY, value)                      rollup watermarks */
+#ifndef MC_STORE_H
+#define MC_STORE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "event.h"
+#include "eventlog.h"
+#include "inbox.h"
+#include "registry.h"
+#include "series_key.h"
+
+#define STORE_FILE "metricast.db"
+#define STORE_ERR_LEN 512
+
+typedef struct store store_t;
+
+/* One raw point of a series (the key is referenced). */
+typedef struct store_point {
+    series_key_t *key;
+    metric_kind_t kind;
+    uint32_t t;
+    double v;
+} store_point_t;
+
+/* What the store thread tells the hub (run on the hub thread through its inbox). */
+typedef struct store_hooks {
+    inbox_t *inbox;
+    void *ctx;
+    /* events up to seq are committed (rc 0) or could not be written (rc < 0: they are
+     * kept and retried) */
+    void (*events_done)(void *ctx, uint64_t seq, int rc);
+    /* an aggregation job's lifecycle: phase 0 started, 1 completed, 2 failed */
+    void (*aggregation)(void *ctx, int phase, const char *job_id, uint64_t entries,
+                        double duration_ms, const char *error_message, const char *error_type);
+} store_hooks_t;
+
+typedef struct store_limits {
+    uint32_t raw_retention_s;  /* raw points */
+    uint32_t r60_retention_s;  /* 1 min rollups: 7 days */
+    uint32_t r3600_retention_s; /* 1 h rollups: 90 days */
+    uint32_t events_keep;      /* events kept in the file */
+} store_limits_t;
+
+/* Opens (creating and migrating) dir/metricast.db. A file that is not a healthy metricast
+ * store is refused (-EINVAL, err says so) unless reset, which moves it aside first.
+ * Synchronous: called before any thread runs. */
+int store_open(store_t **out, const char *dir, bool reset, const store_limits_t *lim,
+               char err[STORE_ERR_LEN]);
+/* Reloads the retained events (seq survives a restart) and the recent history (charts
+ * do not go blank). Before store_start. */
+int store_load(store_t *s, eventlog_t *log, registry_t *reg, uint32_t history_seconds,
+               char err[STORE_ERR_LEN]);
+int store_start(store_t *s, const store_hooks_t *hooks);
+/* Flushes what is queued, stops the thread, closes the database. NULL allowed. */
+void store_close(store_t *s);
+
+/* Hub thread. Each takes over what it is given. */
+void store_put_points(store_t *s, store_point_t *pts, size_t n);
+void store_put_event(store_t *s, event_t *e);
+void store_aggregate(store_t *s, const char *job_id);
+
+/* Rollup query: the answer body (JSON) is produced on the store thread and handed to
+ * done(ctx, status, body) on the hub thread (through the hooks' inbox). */
+typedef void (*store_query_done)(void *ctx, int status, buf_t *body);
+int store_query(store_t *s, const char *name, const char *source, uint32_t from, uint32_t to,
+                uint32_t step, store_query_done done, void *ctx);
+
+/* Health: 0 when the last write succeeded, else the negative error; and its text. */
+int store_status(store_t *s, char *msg, size_t msglen);
+uint64_t store_write_errors(store_t *s);
+
+#endif
