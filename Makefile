@@ -7,6 +7,11 @@
 #                then the whole suite again in an ASan+UBSan build (build-asan/)
 #   make bench   build and run the benchmarks under bench/
 #   make fuzz    build the libFuzzer targets with clang and run each (FUZZ_SECONDS, 60)
+#   make install     install metricastd, its man page, unit and example configuration
+#                    under PREFIX (/usr/local) into DESTDIR (empty); make uninstall undoes it
+#   make deb         build dist/metricast_<version>_<arch>.deb (PREFIX=/usr) with dpkg-deb
+#   make config-doc  regenerate docs/CONFIG.md, man/metricastd.8, examples/metricastd.conf
+#                    from the option table (a CTest test fails while they are stale)
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -14,7 +19,13 @@ CMAKE_GEN  ?= -G Ninja
 CTEST_J    ?= 2
 RUN_ARGS   ?= --demo
 
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+DEB_BUILD  ?= build-deb
+DIST       ?= dist
+
 .PHONY: all build run test test-release test-asan deps deps-build asan bench fuzz clean
+.PHONY: install uninstall deb config-doc
 
 all: build
 
@@ -53,5 +64,27 @@ bench: deps build
 fuzz: deps
 	scripts/fuzz.sh
 
+# --- install / packaging --------------------------------------------------------------
+# install reconfigures $(BUILD) with CMAKE_INSTALL_PREFIX=$(PREFIX) (no rebuild of the
+# code); cmake --install writes $(BUILD)/install_manifest.txt (paths without DESTDIR, which
+# is recorded next to it), and uninstall removes exactly those files.
+install: build
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	cmake --build $(BUILD)
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD)
+	@printf '%s' "$(DESTDIR)" > $(BUILD)/install_manifest.txt.destdir
+
+uninstall:
+	@packaging/uninstall.sh $(BUILD)/install_manifest.txt
+
+deb: deps-build
+	cmake -S . -B $(DEB_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	      -DCMAKE_INSTALL_PREFIX=/usr -DMETRICAST_SYSTEMD_UNITDIR=/lib/systemd/system >/dev/null
+	cmake --build $(DEB_BUILD) --target metricastd config_doc
+	packaging/deb/build.sh $(DEB_BUILD) $(DIST)
+
+config-doc: build
+	cmake --build $(BUILD) --target config_doc_update
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(DEB_BUILD) $(DIST)

@@ -82,18 +82,21 @@ bench_argv() {
             argv=(--scenario all --target both --ceiling-tick 0.001 --short)
         fi
         argv+=(-- "$daemon" --data "$2") ;;
+    bench_ws_fanout:events)
+        # events: publisher -> hub -> subscribers, and source connect+close; ~35 s
+        argv=(--scenario events --target hub --short -- "$daemon" --data "$2") ;;
     bench_ws_ceiling) argv=() ;; # not run on its own: bench_ws_fanout starts it
     *) return 1 ;;
     esac
 }
 order=(bench_startup bench_ws_idle bench_statsd_ingest bench_exposition)
-order+=(bench_ws_fanout)
+order+=(bench_ws_fanout bench_ws_fanout:events)
 
 failed=()
 results=()
 found=0
 for name in "${order[@]}"; do
-    prog=$build/bench/$name
+    prog=$build/bench/${name%%:*}
     [[ -x $prog ]] || continue
     found=$((found + 1))
     data=$(mktemp -d "$tmp/$name-data.XXXXXX")

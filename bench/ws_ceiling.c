@@ -22,6 +22,15 @@
  * 4 MiB (metricastd's default queue limit) drops the new frame.
  * --data and --statsd are accepted and ignored, so the same command line fits both.
  *
+ * --events: the events ceiling (bench_ws_fanout --scenario events). No timer; the broadcast
+ * is driven by the harness's publisher, as the hub's is: a client text frame starting with
+ * {"type":"publish" is a publish: its "data" object is wrapped once as
+ * {"type":"event","seq":N,"data":DATA,"pad":"xx.."} (padded to --frame-bytes; seq from one
+ * counter over all loops), stored in a shared ring, answered with
+ * {"type":"ack","id":"evt_N","seq":N}, and every loop (woken by its eventfd) appends each
+ * new ring frame to each of its subscribers and writes once per pass. Any other data frame
+ * subscribes (no first update is sent). No validation, no id, no retained window.
+ *
  * Logs `msg="http listening" addr=127.0.0.1:PORT` on stderr; exits 0 on SIGTERM/SIGINT. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,12 +39,14 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -114,7 +125,9 @@ typedef struct cconn {
 } cconn_t;
 
 typedef struct loop {
-    int id, ep, lfd, tfd;
+    int id, ep, lfd, tfd, efd;
+    uint64_t ev_cursor; /* events mode: last ring seq appended to this loop's subscribers */
+    bool ev_pending;
     cconn_t **subs;
     uint32_t nsubs, subcap;
     cconn_t **dirty;
@@ -129,6 +142,21 @@ static int g_port, g_nthreads = 0;
 static double g_tick = 1.0;
 static size_t g_frame_bytes = 600;
 static struct timespec g_start;
+static bool g_events;
+static int g_nloops;
+static struct loop *g_loops;
+
+/* events mode: the shared ring of encoded event frames, seq-indexed */
+#define RING_SLOTS 16384u
+#define SLOT_BYTES 1024u
+typedef struct slot {
+    _Atomic uint64_t seq;
+    uint32_t len;
+    char buf[SLOT_BYTES];
+} slot_t;
+static slot_t *g_ring;
+static _Atomic uint64_t g_ring_head; /* last published seq */
+static pthread_mutex_t g_ring_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void die(const char *what) {
     fprintf(stderr, "level=error msg=\"%s\" error=\"%s\"\n", what, strerror(errno));
@@ -308,6 +336,82 @@ static void on_tick(loop_t *l) {
     l->last_k = k;
 }
 
+/* ---- events mode ---------------------------------------------------------------------------- */
+
+/* Wraps a publish's data object as an event frame in the ring; acks on c. */
+static void ev_publish(loop_t *l, cconn_t *c, const char *msg, size_t n) {
+    const char *d = memmem(msg, n, "\"data\":", 7);
+    if (!d || msg[n - 1] != '}') return;
+    d += 7;
+    size_t dl = (size_t)(msg + n - 1 - d); /* up to the outer closing brace */
+    char head[64];
+    pthread_mutex_lock(&g_ring_mu);
+    uint64_t seq = atomic_load_explicit(&g_ring_head, memory_order_relaxed) + 1;
+    slot_t *s = &g_ring[seq % RING_SLOTS];
+    int hl = snprintf(head, sizeof head, "{\"type\":\"event\",\"seq\":%llu,\"data\":",
+                      (unsigned long long)seq);
+    static const char padk[] = ",\"pad\":\"", tail[] = "\"}";
+    size_t plen = (size_t)hl + dl + sizeof padk - 1 + sizeof tail - 1;
+    size_t want = g_frame_bytes > 4 ? g_frame_bytes - 4 : 0; /* minus the frame header */
+    size_t pad = want > plen ? want - plen : 0;
+    if (plen + pad + 4 > SLOT_BYTES) pad = plen + 4 < SLOT_BYTES ? SLOT_BYTES - plen - 4 : 0;
+    size_t o = 0;
+    if (plen + pad + 4 <= SLOT_BYTES) {
+        o = frame_header((uint8_t *)s->buf, plen + pad);
+        memcpy(s->buf + o, head, (size_t)hl), o += (size_t)hl;
+        memcpy(s->buf + o, d, dl), o += dl;
+        memcpy(s->buf + o, padk, sizeof padk - 1), o += sizeof padk - 1;
+        memset(s->buf + o, 'x', pad), o += pad;
+        memcpy(s->buf + o, tail, sizeof tail - 1), o += sizeof tail - 1;
+    }
+    s->len = (uint32_t)o;
+    atomic_store_explicit(&s->seq, seq, memory_order_release);
+    atomic_store_explicit(&g_ring_head, seq, memory_order_release);
+    pthread_mutex_unlock(&g_ring_mu);
+    char ack[96];
+    uint8_t fh[4];
+    int al = snprintf(ack, sizeof ack, "{\"type\":\"ack\",\"id\":\"evt_%llu\",\"seq\":%llu}",
+                      (unsigned long long)seq, (unsigned long long)seq);
+    size_t fl = frame_header(fh, (size_t)al);
+    out_put(c, fh, fl);
+    out_put(c, ack, (size_t)al);
+    mark_dirty(l, c);
+    l->ev_pending = true; /* wake every loop once at the end of this read */
+}
+
+static void ev_wake_all(void) {
+    uint64_t one = 1;
+    for (int t = 0; t < g_nloops; t++)
+        if (write(g_loops[t].efd, &one, sizeof one) < 0) {
+        }
+}
+
+/* Appends every ring frame after this loop's cursor to each of its subscribers. */
+static void ev_drain(loop_t *l) {
+    uint64_t head = atomic_load_explicit(&g_ring_head, memory_order_acquire);
+    if (l->ev_cursor == 0 && l->nsubs == 0) {
+        l->ev_cursor = head; /* nobody to send to yet */
+        return;
+    }
+    if (head > l->ev_cursor + RING_SLOTS - 1) { /* overrun: skipped frames are dropped */
+        l->drops += head - (RING_SLOTS - 1) - l->ev_cursor;
+        l->ev_cursor = head - (RING_SLOTS - 1);
+    }
+    for (uint64_t q = l->ev_cursor + 1; q <= head; q++) {
+        slot_t *s = &g_ring[q % RING_SLOTS];
+        if (atomic_load_explicit(&s->seq, memory_order_acquire) != q || !s->len) continue;
+        for (uint32_t i = 0; i < l->nsubs; i++) {
+            cconn_t *c = l->subs[i];
+            if (out_put(c, s->buf, s->len) < 0) {
+                l->drops++;
+                continue;
+            }
+            mark_dirty(l, c);
+        }
+    }
+    l->ev_cursor = head;
+}
+
 /* ---- input: the handshake, then client frames -------------------------------------------- */
 
 static void subscribe(loop_t *l, cconn_t *c) {
@@ -319,6 +423,7 @@ static void subscribe(loop_t *l, cconn_t *c) {
     c->state = C_SUB;
     c->slot = l->nsubs;
     l->subs[l->nsubs++] = c;
+    if (g_events) return; /* events: no snapshot, the next event is the first message */
     encode(l, true, tick_now()); /* its own first update, like the hub's full snapshot */
     out_put(c, l->frame, l->flen);
     mark_dirty(l, c);
@@ -388,6 +493,15 @@ static int handle_input(loop_t *l, cconn_t *c) {
             conn_free(l, c);
             return -1;
         }
+        if (g_events && op == 0x1 && (p[1] & 0x80) && len >= 18) {
+            uint8_t *m = (uint8_t *)c->in + used - len; /* unmask in place */
+            const uint8_t *k = p + hl - 4;
+            for (uint64_t i = 0; i < len; i++) m[i] ^= k[i & 3];
+            if (memcmp(m, "{\"type\":\"publish\"", 17) == 0) {
+                ev_publish(l, c, (const char *)m, (size_t)len);
+                continue;
+            }
+        }
         if ((op == 0x1 || op == 0x2) && c->state == C_WS) subscribe(l, c);
     }
     memmove(c->in, c->in + used, c->inlen - used);
@@ -446,12 +560,21 @@ static void *loop_main(void *arg) {
                 on_accept(l);
             } else if (p == &l->tfd) {
                 on_tick(l);
+            } else if (p == &l->efd) {
+                uint64_t v;
+                if (read(l->efd, &v, sizeof v) < 0) {
+                }
+                ev_drain(l);
             } else {
                 cconn_t *c = p;
                 if (c->fd < 0) continue; /* freed earlier in this pass */
                 if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) on_readable(l, c);
                 else if ((evs[i].events & EPOLLOUT) && c->fd >= 0) mark_dirty(l, c);
             }
+        }
+        if (l->ev_pending) { /* this pass published: tell every loop (this one too) */
+            l->ev_pending = false;
+            ev_wake_all();
         }
         /* once per pass: one write per touched connection */
         for (uint32_t i = 0; i < l->ndirty; i++) {
@@ -503,11 +626,12 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--tick") == 0 && v) g_tick = strtod(v, NULL), i++;
         else if (strcmp(a, "--frame-bytes") == 0 && v) g_frame_bytes = strtoul(v, NULL, 10), i++;
         else if (strcmp(a, "--threads") == 0 && v) g_nthreads = atoi(v), i++;
+        else if (strcmp(a, "--events") == 0) g_events = true;
         else if ((strcmp(a, "--data") == 0 || strcmp(a, "--statsd") == 0) && v) i++;
         else {
             fprintf(stderr,
                     "usage: bench_ws_ceiling --listen 127.0.0.1:PORT [--tick S] "
-                    "[--frame-bytes N] [--threads N]\n");
+                    "[--frame-bytes N] [--threads N] [--events]\n");
             return 2;
         }
     }
@@ -526,6 +650,9 @@ int main(int argc, char **argv) {
     signal(SIGINT, on_term);
 
     static loop_t loops[MAX_THREADS];
+    g_loops = loops;
+    g_nloops = g_nthreads;
+    if (g_events && !(g_ring = calloc(RING_SLOTS, sizeof *g_ring))) die("calloc");
     clock_gettime(CLOCK_REALTIME, &g_start);
     g_start.tv_nsec = 0; /* ticks on whole multiples of --tick after a whole second */
     long tick_ns = (long)(g_tick * 1e9);
@@ -540,17 +667,21 @@ int main(int argc, char **argv) {
         if ((l->ep = epoll_create1(EPOLL_CLOEXEC)) < 0) die("epoll_create1");
         if ((l->tfd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC)) < 0)
             die("timerfd_create");
-        if (timerfd_settime(l->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0) die("timerfd_settime");
+        if (!g_events && timerfd_settime(l->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+            die("timerfd_settime");
+        if ((l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) die("eventfd");
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &l->lfd};
         epoll_ctl(l->ep, EPOLL_CTL_ADD, l->lfd, &ev);
         ev.data.ptr = &l->tfd;
         epoll_ctl(l->ep, EPOLL_CTL_ADD, l->tfd, &ev);
+        ev.data.ptr = &l->efd;
+        epoll_ctl(l->ep, EPOLL_CTL_ADD, l->efd, &ev);
     }
     for (int t = 0; t < g_nthreads; t++)
         if (pthread_create(&loops[t].th, NULL, loop_main, &loops[t]) != 0) die("pthread_create");
     fprintf(stderr,
             "level=info msg=\"http listening\" addr=127.0.0.1:%d threads=%d tick=%g "
-            "frame_bytes=%zu\n",
-            port, g_nthreads, g_tick, g_frame_bytes);
+            "frame_bytes=%zu events=%d\n",
+            port, g_nthreads, g_tick, g_frame_bytes, (int)g_events);
     for (;;) pause();
 }

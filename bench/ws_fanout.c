@@ -14,6 +14,16 @@
  *   idle      10,000 subscribed connections that receive nothing after their snapshot
  *              (--tick 3600): resident memory per subscriber
  *
+ * --scenario events (each also by name; --rate, --publishers, --pad, --topic, --cycles):
+ *   ev1k       1,000 subscribers of `events`, 1,000 events/s from one WebSocket publisher
+ *   ev5k       5,000 subscribers, 100 events/s
+ *   evsat      5,000 subscribers, 1,000 events/s (saturation: receive rate, gaps)
+ *   srccycle   1,000 sequential /ws?source=bench_N connect + close cycles, both lifecycle
+ *              events checked on a `sources` subscriber (median time per cycle)
+ * Latency = receipt − payload t (the publisher's send time); seq must grow by one per
+ * subscriber except for a skip announced by resync: any other skip is a silent gap.
+ * The ceiling runs with --events (it rebroadcasts the publisher's frames).
+ *
  * One run = start the target (metricastd --listen 127.0.0.1:0 --statsd 127.0.0.1:0 --tick S
  * --data TMP, or bench_ws_ceiling with the same flags), open 16 warm-up subscribers and
  * close them, read VmRSS, open N WebSockets from this one process (epoll, non-blocking,
@@ -38,6 +48,8 @@
  * status not 0), 2 on a usage error. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <limits.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -77,6 +89,7 @@ typedef struct fconn {
     uint8_t *part; /* bytes of an incomplete frame (or of the handshake answer) */
     uint32_t partlen, partcap;
     uint64_t last_seq;
+    uint64_t resync_at; /* events: the oldest_seq of a resync not yet followed by an event */
     uint32_t w_ticks, w_msgs, w_gaps;
     bool w_seen;
 } fconn_t;
@@ -97,6 +110,10 @@ typedef struct stats {
     uint64_t msgs, status_msgs, error_msgs, other_msgs, pings, closed_by_server, failed;
     uint64_t parse_misses;
     uint32_t last_tick_len;
+    /* events (all time after each subscriber's first event) */
+    uint64_t ev_resyncs, ev_resync_skipped, ev_silent, ev_silent_subs, ev_dups;
+    uint64_t ev_first_silent_conn, ev_first_silent_from, ev_first_silent_to;
+    bool ev_silent_seen;
 } stats_t;
 
 static fconn_t *g_conns;
@@ -216,6 +233,71 @@ static void on_update(fconn_t *c, const char *m, size_t n, int64_t now) {
     if (seq > c->last_seq) c->last_seq = seq;
 }
 
+/* ---- one event (events scenarios) ---------------------------------------------------------------- */
+
+/* {"type":"event","seq":N,"data":{...,"payload":{"t":<µs>,...}}}: latency = receipt − t.
+ * seq is hub-wide and grows by one per event, so any skip not announced by a resync is a
+ * silent loss. */
+static void on_event(fconn_t *c, const char *m, size_t n, int64_t now) {
+    static const char pre[] = "{\"type\":\"event\",\"seq\":";
+    uint64_t seq = 0;
+    const char *p = m + sizeof pre - 1, *end = m + n;
+    while (p < end && *p >= '0' && *p <= '9') seq = seq * 10 + (uint64_t)(*p++ - '0');
+    seq_info_t *si = &g_cache[seq % SEQ_CACHE];
+    if (si->seq != seq || si->len != n) {
+        si->seq = seq;
+        si->len = (uint32_t)n;
+        si->ts_us = -1;
+        const char *t = memmem(m, n, "\"payload\":{\"t\":", 15);
+        if (t) si->ts_us = strtoll(t + 15, NULL, 10);
+        g_st.parse_misses++;
+    }
+    g_st.msgs++;
+    g_st.last_tick_len = (uint32_t)n;
+    if (c->state == S_OPEN) { /* the first event: subscribed */
+        c->state = S_SUBSCRIBED;
+        g_subscribed++;
+        g_inflight--;
+        c->last_seq = seq;
+        c->resync_at = 0;
+    } else if (seq <= c->last_seq) {
+        g_st.ev_dups++;
+    } else if (seq > c->last_seq + 1) {
+        uint64_t from = c->last_seq + 1; /* the first seq we should have had */
+        if (c->resync_at > from) { /* announced: the events before oldest_seq are gone */
+            g_st.ev_resync_skipped += c->resync_at - from;
+            from = c->resync_at;
+        }
+        if (seq > from) {
+            if (!c->w_gaps) g_st.ev_silent_subs++;
+            c->w_gaps += (uint32_t)(seq - from);
+            g_st.ev_silent += seq - from;
+            if (!g_st.ev_silent_seen) {
+                g_st.ev_silent_seen = true;
+                g_st.ev_first_silent_conn = c->id;
+                g_st.ev_first_silent_from = from;
+                g_st.ev_first_silent_to = seq - 1;
+            }
+        }
+    }
+    c->resync_at = 0;
+    if (seq > c->last_seq) c->last_seq = seq;
+    if (g_win_start_us && si->ts_us >= g_win_start_us && si->ts_us < g_win_end_us) {
+        g_st.w_msgs++;
+        g_st.w_ticks++;
+        g_st.w_bytes += n;
+        c->w_msgs++;
+        hist_add(g_hist_tick, now - si->ts_us);
+        g_st.lat_n++;
+    }
+}
+
+static void on_resync(fconn_t *c, const char *m, size_t n) {
+    const char *o = memmem(m, n, "\"oldest_seq\":", 13);
+    g_st.ev_resyncs++;
+    if (o) c->resync_at = strtoull(o + 13, NULL, 10);
+}
+
 /* ---- connections ---------------------------------------------------------------------------- */
 
 static void conn_close(fconn_t *c, bool by_server) {
@@ -272,6 +354,7 @@ static void start_connect(fconn_t *c) {
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     c->state = S_CONNECTING;
     c->last_seq = 0;
+    c->resync_at = 0;
     c->w_ticks = c->w_msgs = c->w_gaps = 0;
     c->w_seen = false;
     g_inflight++;
@@ -384,8 +467,13 @@ static long parse_frames(fconn_t *c, uint8_t *buf, size_t len, int64_t now) {
         off += hl + (size_t)pl;
         if (op == 0x1) {
             static const char pre[] = "{\"type\":\"metrics:update\",\"seq\":";
+            static const char epre[] = "{\"type\":\"event\",\"seq\":";
             if (pl > sizeof pre && memcmp(m, pre, sizeof pre - 1) == 0) {
                 on_update(c, m, (size_t)pl, now);
+            } else if (pl > sizeof epre && memcmp(m, epre, sizeof epre - 1) == 0) {
+                on_event(c, m, (size_t)pl, now);
+            } else if (memmem(m, pl < 40 ? pl : 40, "\"type\":\"resync\"", 15)) {
+                on_resync(c, m, (size_t)pl);
             } else if (memmem(m, pl < 64 ? pl : 64, "\"type\":\"status\"", 15)) {
                 g_st.status_msgs++;
             } else if (memmem(m, pl < 64 ? pl : 64, "\"type\":\"error\"", 14)) {
@@ -549,6 +637,382 @@ static double self_cpu_s(void) {
            ru.ru_stime.tv_usec / 1e6;
 }
 
+/* ---- events: the WebSocket publisher -------------------------------------------------------- */
+
+/* One or two publisher connections driven by one thread on an absolute schedule: event k
+ * is due at start + k / rate; everything due is encoded (t = the send time) and written in
+ * one send() per connection, so a late wake-up sends several events per write. Acks are
+ * matched in order against the send times (ack round-trip). */
+#define PUB_MAX 2
+#define PUB_FIFO (1u << 20)
+#define PUB_BATCH_MAX 5000
+
+typedef struct pubconn {
+    int fd;
+    uint8_t *out;
+    size_t olen, ooff, ocap;
+    uint8_t in[1 << 16];
+    size_t inlen;
+    int64_t *fifo; /* send times of events not yet acked */
+    uint32_t fh, ft;
+} pubconn_t;
+
+static pubconn_t g_pub[PUB_MAX];
+static int g_npub = 1;
+static long g_ev_pad = 0;
+static const char *g_ev_topic = "events";
+static pthread_t g_pub_th;
+static atomic_int g_pub_stop, g_pub_rate;
+static atomic_llong g_pwin_start, g_pwin_end;
+static atomic_ullong g_pub_sent, g_pub_in_window, g_pub_acks, g_pub_errors, g_pub_late_batches;
+static atomic_ullong g_pub_max_batch;
+static uint32_t *g_hist_ack;
+static uint64_t g_ack_n;
+
+/* Blocking connect + upgrade of `path`; the socket, non-blocking, or -1. */
+static int ws_connect_blocking(const char *path, double timeout_ms) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)fmod(timeout_ms, 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) goto fail;
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+                     path, g_port);
+    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) goto fail;
+    char buf[1024];
+    size_t got = 0;
+    /* read byte-wise up to the end of the headers: nothing after them is consumed */
+    while (got < sizeof buf - 1) {
+        ssize_t r = recv(fd, buf + got, 1, 0);
+        if (r <= 0) goto fail;
+        got++;
+        if (got >= 4 && memcmp(buf + got - 4, "\r\n\r\n", 4) == 0) break;
+    }
+    if (got < 12 || memcmp(buf, "HTTP/1.1 101", 12) != 0) goto fail;
+    return fd;
+fail:
+    close(fd);
+    return -1;
+}
+
+static size_t client_frame(uint8_t *f, int opcode, const void *payload, size_t len,
+                           uint32_t r) {
+    size_t o = 0;
+    f[o++] = (uint8_t)(0x80 | opcode);
+    if (len < 126) {
+        f[o++] = (uint8_t)(0x80 | len);
+    } else {
+        f[o++] = 0x80 | 126;
+        f[o++] = (uint8_t)(len >> 8);
+        f[o++] = (uint8_t)len;
+    }
+    uint8_t mask[4] = {(uint8_t)r, (uint8_t)(r >> 8), (uint8_t)(r >> 16), (uint8_t)(r >> 24)};
+    memcpy(f + o, mask, 4);
+    o += 4;
+    for (size_t i = 0; i < len; i++) f[o + i] = ((const uint8_t *)payload)[i] ^ mask[i & 3];
+    return o + len;
+}
+
+static void pub_put(pubconn_t *pc, int64_t t, uint32_t rnd) {
+    static char pad[1024];
+    if (!pad[0]) memset(pad, 'x', sizeof pad - 1);
+    char msg[1200];
+    int n = snprintf(msg, sizeof msg,
+                     "{\"type\":\"publish\",\"data\":{\"type\":\"bench.tick\",\"payload\":"
+                     "{\"t\":%lld,\"pad\":\"%.*s\"}}}",
+                     (long long)t, (int)g_ev_pad, pad);
+    if (pc->olen + (size_t)n + 16 > pc->ocap) {
+        if (pc->ooff) {
+            memmove(pc->out, pc->out + pc->ooff, pc->olen - pc->ooff);
+            pc->olen -= pc->ooff;
+            pc->ooff = 0;
+        }
+        while (pc->olen + (size_t)n + 16 > pc->ocap) {
+            pc->ocap = pc->ocap ? pc->ocap * 2 : 1 << 16;
+            pc->out = realloc(pc->out, pc->ocap);
+            if (!pc->out) {
+                fprintf(stderr, "bench_ws_fanout: out of memory\n");
+                exit(1);
+            }
+        }
+    }
+    pc->olen += client_frame(pc->out + pc->olen, 0x1, msg, (size_t)n, rnd);
+    pc->fifo[pc->ft++ % PUB_FIFO] = t;
+}
+
+static void pub_flush(pubconn_t *pc) {
+    while (pc->ooff < pc->olen) {
+        ssize_t w = send(pc->fd, pc->out + pc->ooff, pc->olen - pc->ooff, MSG_NOSIGNAL);
+        if (w > 0) {
+            pc->ooff += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR) continue;
+        return; /* EAGAIN (or an error the read side reports) */
+    }
+    pc->ooff = pc->olen = 0;
+}
+
+static void pub_read(pubconn_t *pc) {
+    for (;;) {
+        ssize_t r = recv(pc->fd, pc->in + pc->inlen, sizeof pc->in - pc->inlen, MSG_DONTWAIT);
+        if (r <= 0) return;
+        int64_t now = realtime_us();
+        pc->inlen += (size_t)r;
+        size_t off = 0;
+        while (pc->inlen - off >= 2) {
+            const uint8_t *p = pc->in + off;
+            size_t avail = pc->inlen - off, hl = 2;
+            uint64_t pl = p[1] & 0x7f;
+            if (pl == 126) {
+                if (avail < 4) break;
+                pl = (uint64_t)p[2] << 8 | p[3];
+                hl = 4;
+            } else if (pl == 127) {
+                if (avail < 10) break;
+                pl = 0;
+                for (int i = 0; i < 8; i++) pl = pl << 8 | p[2 + i];
+                hl = 10;
+            }
+            if (hl + pl > sizeof pc->in) { /* not expected on this connection */
+                pc->inlen = 0;
+                return;
+            }
+            if (avail < hl + pl) break;
+            const char *m = (const char *)p + hl;
+            off += hl + (size_t)pl;
+            if ((p[0] & 0x0f) != 0x1) continue;
+            if (pl > 13 && memcmp(m, "{\"type\":\"ack\"", 13) == 0) {
+                atomic_fetch_add(&g_pub_acks, 1);
+                if (pc->fh != pc->ft) {
+                    int64_t t = pc->fifo[pc->fh++ % PUB_FIFO];
+                    if (t >= atomic_load(&g_pwin_start) && t < atomic_load(&g_pwin_end)) {
+                        hist_add(g_hist_ack, now - t);
+                        g_ack_n++;
+                    }
+                }
+            } else if (memmem(m, pl < 40 ? pl : 40, "\"type\":\"error\"", 14)) {
+                if (!atomic_fetch_add(&g_pub_errors, 1))
+                    fprintf(stderr, "bench_ws_fanout: publisher got: %.*s\n",
+                            (int)(pl < 200 ? pl : 200), m);
+                if (pc->fh != pc->ft) pc->fh++; /* a refused publish gets no ack */
+            }
+        }
+        memmove(pc->in, pc->in + off, pc->inlen - off);
+        pc->inlen -= off;
+    }
+}
+
+static void *pub_main(void *arg) {
+    (void)arg;
+    uint32_t rng = (uint32_t)getpid() * 2654435761u | 1;
+    int rate = 0;
+    int64_t t0 = 0;
+    uint64_t k = 0;
+    while (!atomic_load(&g_pub_stop)) {
+        int r = atomic_load(&g_pub_rate);
+        int64_t now = realtime_us();
+        if (r != rate) { /* a new rate: a new schedule from now */
+            rate = r;
+            t0 = now;
+            k = 0;
+        }
+        uint64_t due = (uint64_t)((double)(now - t0) * rate / 1e6) + 1;
+        uint64_t batch = due > k ? due - k : 0;
+        if (batch > PUB_BATCH_MAX) { /* hopelessly behind: the rest stays owed */
+            batch = PUB_BATCH_MAX;
+        }
+        if (batch > 1) atomic_fetch_add(&g_pub_late_batches, 1);
+        if (batch > atomic_load(&g_pub_max_batch)) atomic_store(&g_pub_max_batch, batch);
+        int64_t ws = atomic_load(&g_pwin_start), we = atomic_load(&g_pwin_end);
+        for (uint64_t i = 0; i < batch; i++, k++) {
+            rng ^= rng << 13, rng ^= rng >> 17, rng ^= rng << 5;
+            pub_put(&g_pub[k % (uint64_t)g_npub], now, rng);
+            if (ws && now >= ws && now < we) atomic_fetch_add(&g_pub_in_window, 1);
+        }
+        atomic_fetch_add(&g_pub_sent, batch);
+        struct pollfd pf[PUB_MAX];
+        for (int i = 0; i < g_npub; i++) {
+            pub_flush(&g_pub[i]);
+            pf[i].fd = g_pub[i].fd;
+            pf[i].events = POLLIN | (g_pub[i].ooff < g_pub[i].olen ? POLLOUT : 0);
+        }
+        int64_t next = t0 + (int64_t)((double)k * 1e6 / rate);
+        int64_t wait = next - realtime_us();
+        if (wait < 0) wait = 0;
+        if (wait > 10000) wait = 10000;
+        struct timespec ts = {0, (long)wait * 1000};
+        if (ppoll(pf, (nfds_t)g_npub, &ts, NULL) > 0)
+            for (int i = 0; i < g_npub; i++)
+                if (pf[i].revents & POLLIN) pub_read(&g_pub[i]);
+    }
+    return NULL;
+}
+
+static int pub_start(int npub, int warm_rate) {
+    g_npub = npub;
+    for (int i = 0; i < npub; i++) {
+        pubconn_t *pc = &g_pub[i];
+        free(pc->out);
+        free(pc->fifo);
+        memset(pc, 0, sizeof *pc);
+        pc->fifo = malloc(PUB_FIFO * sizeof *pc->fifo);
+        pc->fd = ws_connect_blocking("/ws", 5000);
+        if (pc->fd < 0 || !pc->fifo) {
+            snprintf(g_first_error, sizeof g_first_error, "publisher connect failed");
+            return -1;
+        }
+        fcntl(pc->fd, F_SETFL, fcntl(pc->fd, F_GETFL) | O_NONBLOCK);
+    }
+    atomic_store(&g_pub_stop, 0);
+    atomic_store(&g_pub_rate, warm_rate);
+    atomic_store(&g_pwin_start, 0);
+    atomic_store(&g_pwin_end, 0);
+    atomic_store(&g_pub_sent, 0);
+    atomic_store(&g_pub_in_window, 0);
+    atomic_store(&g_pub_acks, 0);
+    atomic_store(&g_pub_errors, 0);
+    atomic_store(&g_pub_late_batches, 0);
+    atomic_store(&g_pub_max_batch, 0);
+    memset(g_hist_ack, 0, HIST_MAX * sizeof *g_hist_ack);
+    g_ack_n = 0;
+    return pthread_create(&g_pub_th, NULL, pub_main, NULL) == 0 ? 0 : -1;
+}
+
+static void pub_stop(void) {
+    atomic_store(&g_pub_stop, 1);
+    pthread_join(g_pub_th, NULL);
+    for (int i = 0; i < g_npub; i++) {
+        if (g_pub[i].fd >= 0) close(g_pub[i].fd);
+        g_pub[i].fd = -1;
+    }
+}
+
+/* ---- source connect + close cycles ------------------------------------------------------------ */
+
+/* Waits for fd readable until deadline (monotonic ms): 1 readable, 0 timeout. */
+static int wait_in(int fd, double deadline) {
+    double left = deadline - now_ms();
+    if (left <= 0) return 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, (int)ceil(left)) > 0;
+}
+
+typedef struct cyc_res {
+    long n, ok, events_missing;
+    double p50, p99, max, ev_p50, ev_p99, cpu_us_per_cycle;
+} cyc_res_t;
+
+/* N sequential: connect /ws?source=bench_I, upgrade, close frame, server close + EOF.
+ * A `sources` subscriber must see telemetry.connection_established and _closed for each. */
+static int source_cycles(pid_t pid, long n, cyc_res_t *cr) {
+    memset(cr, 0, sizeof *cr);
+    int sub = ws_connect_blocking("/ws", 5000);
+    if (sub < 0) return -1;
+    static const char sm[] = "{\"type\":\"subscribe\",\"topics\":[\"sources\"]}";
+    uint8_t f[256];
+    size_t fl = client_frame(f, 0x1, sm, sizeof sm - 1, 0x5a5a1234);
+    if (send(sub, f, fl, MSG_NOSIGNAL) != (ssize_t)fl) return close(sub), -1;
+    sleep_us(200000);
+    const long warm = 20;
+    double *cyc = calloc((size_t)n, sizeof *cyc), *evt = calloc((size_t)n, sizeof *evt);
+    static char sbuf[1 << 20];
+    size_t slen = 0;
+    double cpu0 = 0;
+    for (long i = 0; i < warm + n; i++) {
+        if (i == warm) cpu0 = proc_cpu_s(pid);
+        char path[64];
+        snprintf(path, sizeof path, "/ws?source=bench_%ld", i);
+        double t0 = now_ms();
+        int fd = ws_connect_blocking(path, 2000);
+        if (fd < 0) continue;
+        uint8_t cf[16];
+        uint8_t code[2] = {0x03, 0xe8}; /* 1000 */
+        size_t cl = client_frame(cf, 0x8, code, 2, (uint32_t)i * 2654435761u);
+        send(fd, cf, cl, MSG_NOSIGNAL);
+        double dl = t0 + 2000;
+        char tmp[4096];
+        bool eof = false;
+        while (wait_in(fd, dl)) {
+            ssize_t r = recv(fd, tmp, sizeof tmp, MSG_DONTWAIT);
+            if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+                eof = true;
+                break;
+            }
+        }
+        double t1 = now_ms();
+        close(fd);
+        /* both lifecycle events for bench_i on the subscriber */
+        char want[64];
+        int wl = snprintf(want, sizeof want, "\"robot_id\":\"bench_%ld\"", i);
+        bool est = false, clo = false;
+        double t2 = NAN;
+        while (!(est && clo) && wait_in(sub, t0 + 3000)) {
+            ssize_t r = recv(sub, sbuf + slen, sizeof sbuf - 1 - slen, MSG_DONTWAIT);
+            if (r <= 0) break;
+            slen += (size_t)r;
+            size_t off = 0;
+            while (slen - off >= 2) {
+                const uint8_t *p = (const uint8_t *)sbuf + off;
+                size_t hl = 2, pl = p[1] & 0x7f;
+                if (pl == 126) {
+                    if (slen - off < 4) break;
+                    pl = (size_t)p[2] << 8 | p[3];
+                    hl = 4;
+                } else if (pl == 127) {
+                    break; /* not expected */
+                }
+                if (slen - off < hl + pl) break;
+                const char *m = sbuf + off + hl;
+                off += hl + pl;
+                if (memmem(m, pl, want, (size_t)wl)) {
+                    if (memmem(m, pl, "connection_established", 22)) est = true;
+                    if (memmem(m, pl, "connection_closed", 17)) {
+                        clo = true;
+                        t2 = now_ms();
+                    }
+                }
+            }
+            memmove(sbuf, sbuf + off, slen - off);
+            slen -= off;
+        }
+        if (i < warm) continue;
+        long j = i - warm;
+        cr->n++;
+        if (eof) cyc[cr->ok] = t1 - t0, evt[cr->ok] = clo ? t2 - t0 : NAN, cr->ok++;
+        if (!est || !clo) cr->events_missing++;
+        (void)j;
+    }
+    double cpu1 = proc_cpu_s(pid);
+    close(sub);
+    if (cr->ok) {
+        sort_doubles(cyc, (size_t)cr->ok);
+        cr->p50 = median_sorted(cyc, (size_t)cr->ok);
+        cr->p99 = pct_sorted(cyc, (size_t)cr->ok, 99);
+        cr->max = cyc[cr->ok - 1];
+        size_t ne = 0;
+        for (long k = 0; k < cr->ok; k++)
+            if (!isnan(evt[k])) evt[ne++] = evt[k];
+        if (ne) {
+            sort_doubles(evt, ne);
+            cr->ev_p50 = median_sorted(evt, ne);
+            cr->ev_p99 = pct_sorted(evt, ne, 99);
+        }
+        cr->cpu_us_per_cycle = (cpu1 - cpu0) / (double)cr->n * 1e6;
+    }
+    free(cyc);
+    free(evt);
+    return 0;
+}
+
 /* ---- one run ---------------------------------------------------------------------------------- */
 
 typedef struct scenario {
@@ -556,7 +1020,11 @@ typedef struct scenario {
     long subs;
     double tick, duration;
     bool idle;
+    int kind; /* K_METRICS, K_EVENTS (rate events/s from npub publishers), K_SOURCES */
+    int rate, npub;
 } scenario_t;
+
+enum { K_METRICS, K_EVENTS, K_SOURCES };
 
 typedef struct result {
     bool ok, ran;
@@ -572,6 +1040,14 @@ typedef struct result {
     double open_ms;
     uint32_t msg_bytes;
     double dropped;
+    /* events */
+    int rate;
+    uint64_t ev_published, ev_sent_total, ev_acks, ev_errors, resyncs, resync_skipped;
+    uint64_t silent, silent_subs, dups, late_batches, max_batch, ack_n;
+    uint64_t first_silent_conn, first_silent_from, first_silent_to;
+    double ack_p50, ack_p99, ack_max, cpu_us_per_event, cpu_s;
+    double rx_per_s; /* every event received during the window, whatever its t */
+    cyc_res_t cyc;
 } result_t;
 
 static const char *g_daemon, *g_ceiling;
@@ -611,6 +1087,7 @@ static int run_one(const scenario_t *sc, bool ceiling, double tick, result_t *r)
         argv[ac++] = fb;
         argv[ac++] = "--threads";
         argv[ac++] = (char *)g_ceiling_threads;
+        if (sc->kind == K_EVENTS) argv[ac++] = "--events";
     } else {
         for (int i = 0; i < g_nextra && ac < 60; i++) argv[ac++] = g_extra[i];
     }
@@ -645,7 +1122,28 @@ static int run_one(const scenario_t *sc, bool ceiling, double tick, result_t *r)
 
     int rc = 0;
     pthread_t sender;
-    bool sender_on = false;
+    bool sender_on = false, pub_on = false;
+    r->rate = sc->rate;
+    if (sc->kind == K_SOURCES) {
+        if (source_cycles(pid, sc->subs, &r->cyc) < 0) {
+            fprintf(stderr, "bench_ws_fanout: source cycles: subscriber failed\n");
+            rc = -1;
+        }
+        r->ran = rc == 0;
+        goto stop;
+    }
+    if (sc->kind == K_EVENTS) {
+        g_subscribe_len = (size_t)snprintf(g_subscribe_msg, sizeof g_subscribe_msg,
+                                           "{\"type\":\"subscribe\",\"topics\":[\"%s\"]}",
+                                           g_ev_topic);
+        /* a slow warm rate while subscribers connect: each is subscribed at its first event */
+        if (pub_start(sc->npub, 50) < 0) {
+            fprintf(stderr, "bench_ws_fanout: %s\n", g_first_error);
+            rc = -1;
+            goto stop;
+        }
+        pub_on = true;
+    }
     /* warm-up subscribers: first-use allocations are not charged to subscribers */
     uint32_t w0 = (uint32_t)sc->subs; /* warm-up conns live after the N real ones */
     open_subscribers(w0, w0 + WARMUP_SUBS);
@@ -665,7 +1163,66 @@ static int run_one(const scenario_t *sc, bool ceiling, double tick, result_t *r)
     r->rss1 = proc_status_kib(pid, "VmRSS");
     r->kib_per_sub = (double)(r->rss1 - r->rss0) / (double)sc->subs;
 
-    if (!sc->idle) {
+    if (sc->kind == K_EVENTS) {
+        atomic_store(&g_pub_rate, sc->rate);
+        run_loop(now_ms() + 1000, NULL); /* warm-up at the full rate */
+        double cpu0 = proc_cpu_s(pid), self0 = self_cpu_s(), m0 = now_ms();
+        memset(&g_st, 0, sizeof g_st); /* gaps and resyncs: from here on */
+        g_win_start_us = realtime_us();
+        g_win_end_us = g_win_start_us + (int64_t)(sc->duration * 1e6);
+        atomic_store(&g_pwin_end, g_win_end_us);
+        atomic_store(&g_pwin_start, g_win_start_us);
+        run_loop(m0 + sc->duration * 1000, NULL);
+        double cpu1 = proc_cpu_s(pid), self1 = self_cpu_s(), m1 = now_ms();
+        r->rx_per_s = (double)g_st.msgs / ((m1 - m0) / 1000);
+        r->cpu_s = cpu1 - cpu0;
+        r->cpu_pct = (cpu1 - cpu0) / ((m1 - m0) / 1000) * 100;
+        r->harness_cpu_pct = (self1 - self0) / ((m1 - m0) / 1000) * 100;
+        run_loop(now_ms() + GRACE_MS, NULL); /* events sent in the window, still in flight */
+        pub_stop();
+        pub_on = false;
+        run_loop(now_ms() + 200, NULL);
+        r->rss_end = proc_status_kib(pid, "VmRSS");
+        r->ev_published = atomic_load(&g_pub_in_window);
+        r->ev_sent_total = atomic_load(&g_pub_sent);
+        r->ev_acks = atomic_load(&g_pub_acks);
+        r->ev_errors = atomic_load(&g_pub_errors);
+        r->late_batches = atomic_load(&g_pub_late_batches);
+        r->max_batch = atomic_load(&g_pub_max_batch);
+        r->ack_n = g_ack_n;
+        r->ack_p50 = hist_pct(g_hist_ack, g_ack_n, 50);
+        r->ack_p99 = hist_pct(g_hist_ack, g_ack_n, 99);
+        r->ack_max = hist_pct(g_hist_ack, g_ack_n, 100);
+        r->cpu_us_per_event = r->ev_published ? r->cpu_s / (double)r->ev_published * 1e6 : NAN;
+        r->msgs = g_st.w_msgs;
+        r->ticks = g_st.w_msgs;
+        r->expected = (uint64_t)sc->subs * r->ev_published;
+        r->msgs_per_s = (double)g_st.w_msgs / sc->duration;
+        r->delivered_pct = r->expected ? 100.0 * (double)r->msgs / (double)r->expected : 0;
+        r->p50 = hist_pct(g_hist_tick, g_st.lat_n, 50);
+        r->p99 = hist_pct(g_hist_tick, g_st.lat_n, 99);
+        r->max = hist_pct(g_hist_tick, g_st.lat_n, 100);
+        r->msg_bytes = g_st.last_tick_len;
+        r->resyncs = g_st.ev_resyncs;
+        r->resync_skipped = g_st.ev_resync_skipped;
+        r->silent = g_st.ev_silent;
+        r->silent_subs = g_st.ev_silent_subs;
+        r->dups = g_st.ev_dups;
+        r->first_silent_conn = g_st.ev_first_silent_conn;
+        r->first_silent_from = g_st.ev_first_silent_from;
+        r->first_silent_to = g_st.ev_first_silent_to;
+        r->dropped = NAN;
+        if (!ceiling) {
+            int status = 0;
+            char *body = NULL;
+            size_t bl = 0;
+            if (http_get(g_port, "/metrics", 5000, &status, &body, &bl) == 0) {
+                if (status != 200 || prom_find(body, "metricast_ws_dropped_total", &r->dropped) < 0)
+                    r->dropped = NAN;
+                free(body);
+            }
+        }
+    } else if (!sc->idle) {
         if (g_statsd_port > 0) {
             atomic_store(&g_sender_stop, 0);
             sender_on = pthread_create(&sender, NULL, sender_main, NULL) == 0;
@@ -716,7 +1273,8 @@ static int run_one(const scenario_t *sc, bool ceiling, double tick, result_t *r)
     r->closed = g_st.closed_by_server;
     r->ran = true;
 stop:
-    close_conns(0, (uint32_t)sc->subs + WARMUP_SUBS);
+    if (pub_on) pub_stop();
+    if (sc->kind != K_SOURCES) close_conns(0, (uint32_t)sc->subs + WARMUP_SUBS);
     {
         double stop_ms = 0;
         int wst = 0;
@@ -733,7 +1291,63 @@ stop:
     return rc;
 }
 
+static void print_events(const scenario_t *sc, const char *target, const result_t *r) {
+    if (sc->kind == K_SOURCES) {
+        const cyc_res_t *c = &r->cyc;
+        printf("\n== %s / %s: %ld sequential /ws?source=bench_N connect + close cycles\n",
+               sc->name, target, sc->subs);
+        if (!r->ran) return;
+        printf("  %-34s %ld of %ld completed (server close + EOF)\n", "cycles", c->ok, c->n);
+        printf("  %-34s p50 %.3f  p99 %.3f  max %.3f ms\n", "connect..EOF per cycle", c->p50,
+               c->p99, c->max);
+        printf("  %-34s p50 %.3f  p99 %.3f ms\n", "connect..closed event seen", c->ev_p50,
+               c->ev_p99);
+        printf("  %-34s %ld\n", "cycles missing a lifecycle event", c->events_missing);
+        printf("  %-34s %.1f µs per cycle\n", "hub CPU", c->cpu_us_per_cycle);
+        return;
+    }
+    printf("\n== %s / %s: %ld subscribers, %d events/s from %d publisher(s)\n", sc->name, target,
+           r->subs, sc->rate, sc->npub);
+    printf("  %-34s %ld/%ld in %.0f ms\n", "subscribed (got an event)", r->subscribed, r->subs,
+           r->open_ms);
+    if (!r->ran) return;
+    printf("  %-34s %.1f s: %llu events published (%llu sent in all)\n", "measurement window",
+           r->duration, (unsigned long long)r->ev_published, (unsigned long long)r->ev_sent_total);
+    printf("  %-34s %llu of %llu expected = %.3f %%  (%.0f msgs/s, %u-byte messages)\n",
+           "events delivered", (unsigned long long)r->msgs, (unsigned long long)r->expected,
+           r->delivered_pct, r->msgs_per_s, r->msg_bytes);
+    printf("  %-34s %.0f msgs/s (any event received during the window)\n", "receive rate",
+           r->rx_per_s);
+    printf("  %-34s p50 %.3f  p99 %.3f  max %.3f ms\n", "publish->receipt (payload t)", r->p50,
+           r->p99, r->max);
+    printf("  %-34s %llu resyncs (%llu events skipped by them); SILENT gaps %llu events on %llu "
+           "subscribers; duplicates %llu\n",
+           "sequence", (unsigned long long)r->resyncs, (unsigned long long)r->resync_skipped,
+           (unsigned long long)r->silent, (unsigned long long)r->silent_subs,
+           (unsigned long long)r->dups);
+    if (r->silent)
+        printf("  %-34s subscriber #%llu missed seq %llu..%llu without a resync\n",
+               "first silent gap", (unsigned long long)r->first_silent_conn,
+               (unsigned long long)r->first_silent_from, (unsigned long long)r->first_silent_to);
+    printf("  %-34s p50 %.3f  p99 %.3f  max %.3f ms (n=%llu; acks %llu, errors %llu)\n",
+           "publisher ack round-trip", r->ack_p50, r->ack_p99, r->ack_max,
+           (unsigned long long)r->ack_n, (unsigned long long)r->ev_acks,
+           (unsigned long long)r->ev_errors);
+    printf("  %-34s %llu late wake-ups sent >1 event (max %llu in one write)\n", "publisher pacing",
+           (unsigned long long)r->late_batches, (unsigned long long)r->max_batch);
+    printf("  %-34s %.0f %% of one core = %.1f µs per event (harness: %.0f %%)\n",
+           "target CPU in window", r->cpu_pct, r->cpu_us_per_event, r->harness_cpu_pct);
+    printf("  %-34s %ld KiB at end; closed by server %llu", "target RSS", r->rss_end,
+           (unsigned long long)r->closed);
+    if (!isnan(r->dropped)) printf("; metricast_ws_dropped_total %.0f", r->dropped);
+    printf("\n");
+}
+
 static void print_result(const scenario_t *sc, const char *target, const result_t *r) {
+    if (sc->kind != K_METRICS) {
+        print_events(sc, target, r);
+        return;
+    }
     printf("\n== %s / %s: %ld subscribers, tick %g s%s\n", sc->name, target, r->subs, r->tick,
            sc->idle ? " (idle)" : "");
     printf("  %-34s %ld/%ld in %.0f ms\n", "subscribed (got full snapshot)", r->subscribed,
@@ -765,10 +1379,12 @@ static double ratio(double a, double b) { return b > 0 ? a / b : NAN; }
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: bench_ws_fanout [--scenario onesec|fast|saturate|idle|all] "
+            "usage: bench_ws_fanout [--scenario onesec|fast|saturate|idle|all|"
+            "ev1k|ev5k|evsat|srccycle|events] "
             "[--target hub|ceiling|both]\n"
             "         [--subs N] [--tick S] [--duration S] [--ceiling-tick S] [--short]\n"
             "         [--ceiling PATH] [--frame-bytes N] [--filter GLOB] [--timeout S]\n"
+            "         [--rate EV/S] [--publishers 1|2] [--pad N] [--topic T] [--cycles N]\n"
             "         -- METRICASTD [extra daemon flags]\n");
 }
 
@@ -776,6 +1392,7 @@ int main(int argc, char **argv) {
     const char *scen = "all", *target = "both";
     long subs = -1, timeout_s = 900;
     double tick = -1, duration = -1, ceiling_tick = -1;
+    long rate = -1, npub = -1, cycles = -1;
     bool shrt = false;
     int i = 1;
     for (; i < argc; i++) {
@@ -800,7 +1417,20 @@ int main(int argc, char **argv) {
         } else if (strcmp(a, "--timeout") == 0 && v) {
             if ((timeout_s = parse_long(v, 1, 86400)) < 0) return usage(stderr), 2;
             i++;
-        } else if (strcmp(a, "--short") == 0) shrt = true;
+        } else if (strcmp(a, "--rate") == 0 && v) {
+            if ((rate = parse_long(v, 1, 1000000)) < 0) return usage(stderr), 2;
+            i++;
+        } else if (strcmp(a, "--publishers") == 0 && v) {
+            if ((npub = parse_long(v, 1, PUB_MAX)) < 0) return usage(stderr), 2;
+            i++;
+        } else if (strcmp(a, "--cycles") == 0 && v) {
+            if ((cycles = parse_long(v, 1, 1000000)) < 0) return usage(stderr), 2;
+            i++;
+        } else if (strcmp(a, "--pad") == 0 && v) {
+            if ((g_ev_pad = parse_long(v, 0, 1000)) < 0) return usage(stderr), 2;
+            i++;
+        } else if (strcmp(a, "--topic") == 0 && v) g_ev_topic = v, i++;
+        else if (strcmp(a, "--short") == 0) shrt = true;
         else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) return usage(stdout), 0;
         else return usage(stderr), 2;
     }
@@ -829,19 +1459,31 @@ int main(int argc, char **argv) {
     }
 
     scenario_t all[] = {
-        {"onesec", shrt ? 2000 : 10000, 1, shrt ? 4 : 10, false},
-        {"fast", 1000, 0.01, shrt ? 3 : 10, false},
-        {"saturate", 1000, 0.01, shrt ? 3 : 10, false},
-        {"idle", shrt ? 2000 : 10000, 3600, 0, true},
+        {"onesec", shrt ? 2000 : 10000, 1, shrt ? 4 : 10, false, K_METRICS, 0, 0},
+        {"fast", 1000, 0.01, shrt ? 3 : 10, false, K_METRICS, 0, 0},
+        {"saturate", 1000, 0.01, shrt ? 3 : 10, false, K_METRICS, 0, 0},
+        {"idle", shrt ? 2000 : 10000, 3600, 0, true, K_METRICS, 0, 0},
+        /* --scenario events: the event bus (publisher -> hub -> subscribers), then the
+         * source connect+close cycle; --tick is the hub's (metrics) tick, unused here */
+        {"ev1k", 1000, 1, shrt ? 2 : 10, false, K_EVENTS, 1000, 1},
+        {"ev5k", 5000, 1, shrt ? 2 : 10, false, K_EVENTS, 100, 1},
+        {"evsat", 5000, 1, shrt ? 2 : 10, false, K_EVENTS, 1000, 1},
+        {"srccycle", shrt ? 300 : 1000, 1, 0, false, K_SOURCES, 0, 0},
     };
-    scenario_t runs[4];
+    scenario_t runs[8];
     int nruns = 0;
     for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) {
-        if (strcmp(scen, "all") != 0 && strcmp(scen, all[k].name) != 0) continue;
+        bool pick = strcmp(scen, all[k].name) == 0 ||
+                    (strcmp(scen, "all") == 0 && all[k].kind == K_METRICS) ||
+                    (strcmp(scen, "events") == 0 && all[k].kind != K_METRICS);
+        if (!pick) continue;
         runs[nruns] = all[k];
-        if (subs > 0) runs[nruns].subs = subs;
+        if (subs > 0 && all[k].kind != K_SOURCES) runs[nruns].subs = subs;
+        if (cycles > 0 && all[k].kind == K_SOURCES) runs[nruns].subs = cycles;
         if (tick > 0) runs[nruns].tick = tick;
         if (duration > 0) runs[nruns].duration = duration;
+        if (rate > 0 && all[k].kind == K_EVENTS) runs[nruns].rate = (int)rate;
+        if (npub > 0 && all[k].kind == K_EVENTS) runs[nruns].npub = (int)npub;
         nruns++;
     }
     if (!nruns) return usage(stderr), 2;
@@ -868,8 +1510,9 @@ int main(int argc, char **argv) {
     g_conns = calloc((size_t)maxsubs + WARMUP_SUBS, sizeof *g_conns);
     g_hist_tick = calloc(HIST_MAX, sizeof *g_hist_tick);
     g_hist_ing = calloc(HIST_MAX, sizeof *g_hist_ing);
+    g_hist_ack = calloc(HIST_MAX, sizeof *g_hist_ack);
     g_ep = epoll_create1(EPOLL_CLOEXEC);
-    if (!g_conns || !g_hist_tick || !g_hist_ing || g_ep < 0) {
+    if (!g_conns || !g_hist_tick || !g_hist_ing || !g_hist_ack || g_ep < 0) {
         fprintf(stderr, "bench_ws_fanout: out of memory\n");
         return 1;
     }
@@ -885,7 +1528,7 @@ int main(int argc, char **argv) {
 
     printf("bench_ws_fanout: %s vs %s, %d scenario(s), %ld CPUs shared by harness and target\n",
            g_daemon, do_ceiling ? g_ceiling : "-", nruns, sysconf(_SC_NPROCESSORS_ONLN));
-    result_t hub_r[4], ceil_r[4];
+    result_t hub_r[8], ceil_r[8];
     memset(hub_r, 0, sizeof hub_r);
     memset(ceil_r, 0, sizeof ceil_r);
     int failed = 0;
@@ -897,7 +1540,9 @@ int main(int argc, char **argv) {
             fflush(stdout);
             if (hub_r[k].msg_bytes > 64) g_frame_bytes = hub_r[k].msg_bytes; /* same size */
         }
-        if (do_ceiling) {
+        if (runs[k].kind == K_EVENTS && !(do_hub && hub_r[k].msg_bytes > 64))
+            g_frame_bytes = 240; /* no hub run to take the size from: about the hub's */
+        if (do_ceiling && runs[k].kind != K_SOURCES) {
             double ct = ceiling_tick > 0 && strcmp(sc->name, "saturate") == 0 ? ceiling_tick
                                                                                : sc->tick;
             if (run_one(sc, true, ct, &ceil_r[k]) < 0) failed++;
@@ -906,6 +1551,58 @@ int main(int argc, char **argv) {
         }
     }
 
+    if (runs[0].kind != K_METRICS) { /* the events group (never mixed with metrics runs) */
+        printf("\n== events summary (latency: publish->receipt; ratio hub/ceiling: >1 = hub "
+               "slower, <1 = hub delivers less)\n");
+        printf("%-8s %-8s %5s %6s %11s %9s %8s %8s %8s %7s %7s %8s %8s %6s\n", "scenario",
+               "target", "subs", "ev/s", "rx_msgs/s", "deliv%", "p50_ms", "p99_ms", "max_ms",
+               "resync", "silent", "ack_p50", "ack_p99", "us/ev");
+        for (int k = 0; k < nruns; k++) {
+            if (runs[k].kind == K_SOURCES) continue;
+            for (int t = 0; t < 2; t++) {
+                result_t *r = t ? &ceil_r[k] : &hub_r[k];
+                if (!(t ? do_ceiling : do_hub)) continue;
+                printf("%-8s %-8s %5ld %6d %11.0f %9.3f %8.3f %8.3f %8.3f %7llu %7llu %8.3f %8.3f "
+                       "%6.1f\n",
+                       runs[k].name, t ? "ceiling" : "hub", r->subs, r->rate, r->rx_per_s,
+                       r->delivered_pct, r->p50, r->p99, r->max, (unsigned long long)r->resyncs,
+                       (unsigned long long)r->silent, r->ack_p50, r->ack_p99, r->cpu_us_per_event);
+            }
+            if (do_hub && do_ceiling)
+                printf("%-8s %-8s %5s %6s %11.3f %9.3f %8.2f %8.2f %8.2f %7s %7s %8.2f %8.2f %6.2f\n",
+                       runs[k].name, "ratio", "", "", ratio(hub_r[k].rx_per_s, ceil_r[k].rx_per_s),
+                       ratio(hub_r[k].delivered_pct, ceil_r[k].delivered_pct),
+                       ratio(hub_r[k].p50, ceil_r[k].p50), ratio(hub_r[k].p99, ceil_r[k].p99),
+                       ratio(hub_r[k].max, ceil_r[k].max), "", "",
+                       ratio(hub_r[k].ack_p50, ceil_r[k].ack_p50),
+                       ratio(hub_r[k].ack_p99, ceil_r[k].ack_p99),
+                       ratio(hub_r[k].cpu_us_per_event, ceil_r[k].cpu_us_per_event));
+        }
+        printf("ws_events_runs=%d", nruns);
+        for (int k = 0; k < nruns; k++) {
+            const char *n = runs[k].name;
+            if (runs[k].kind == K_SOURCES) {
+                if (do_hub)
+                    printf(" %s_cycles=%ld %s_p50_ms=%.3f %s_missing_events=%ld", n,
+                           hub_r[k].cyc.ok, n, hub_r[k].cyc.p50, n, hub_r[k].cyc.events_missing);
+                continue;
+            }
+            if (do_hub) {
+                result_t *r = &hub_r[k];
+                printf(" %s_subs=%ld %s_msgs_per_s=%.0f %s_delivered_pct=%.3f %s_p99_ms=%.3f "
+                       "%s_resyncs=%llu %s_silent=%llu %s_ack_p99_ms=%.3f",
+                       n, r->subs, n, r->rx_per_s, n, r->delivered_pct, n, r->p99, n,
+                       (unsigned long long)r->resyncs, n, (unsigned long long)r->silent, n,
+                       r->ack_p99);
+            }
+            if (do_hub && do_ceiling)
+                printf(" %s_p99_ratio=%.2f %s_rate_ratio=%.3f", n,
+                       ratio(hub_r[k].p99, ceil_r[k].p99), n,
+                       ratio(hub_r[k].rx_per_s, ceil_r[k].rx_per_s));
+        }
+        printf("\n");
+        return failed ? 1 : 0;
+    }
     printf("\n== summary (latency: tick->receipt; hub/ceiling: >1 = hub slower/bigger, <1 = hub "
            "delivers less)\n");
     printf("%-9s %-8s %6s %7s %11s %8s %8s %8s %8s %7s %9s\n", "scenario", "target", "subs",

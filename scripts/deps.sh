@@ -18,6 +18,7 @@ build_pkgs=(
   libinih-dev         # INI configuration
   libsqlite3-dev      # the embedded store
   libcurl4-openssl-dev # webhooks (libcurl multi)
+  dpkg-dev            # make deb: dpkg-shlibdeps derives the package's Depends
 )
 test_pkgs=(
   libcmocka-dev       # unit tests under CTest
@@ -25,6 +26,7 @@ test_pkgs=(
   curl                # smoke checks in scripts
   prometheus          # promtool check metrics, and a real server scraping the hub in tests
   clang libclang-rt-14-dev # libFuzzer targets (make fuzz; CI runs each)
+  systemd             # systemd-analyze verify on packaging/metricastd.service
 )
 
 want=("${build_pkgs[@]}")

@@ -154,11 +154,26 @@ static int hub_metrics(hub_t *hub, api_job_t *j) {
     return HUB_CALL_DONE;
 }
 
+/* Reads a query parameter; answers 400 and returns false when it is there but unusable
+ * (too long, bad percent-encoding): a filter silently ignored would return everything. */
+static bool qparam(http_req_t *r, const char *name, char *out, size_t outlen) {
+    out[0] = '\0';
+    if (http_query_param(r->query, name, out, outlen) >= 0) return true;
+    char detail[160];
+    snprintf(detail, sizeof detail, "query parameter %s is malformed or longer than %zu bytes",
+             name, outlen - 1);
+    http_respond_error(r, 400, "bad_request", detail);
+    return false;
+}
+
 static void h_metrics(http_req_t *r) {
+    char match[QPARAM_MAX], source[QPARAM_MAX];
+    if (!qparam(r, "match", match, sizeof match) || !qparam(r, "source", source, sizeof source))
+        return;
     api_job_t *j = job_new(hub_metrics);
     if (j) {
-        http_query_param(r->query, "match", j->match, sizeof j->match);
-        http_query_param(r->query, "source", j->source, sizeof j->source);
+        memcpy(j->match, match, sizeof match);
+        memcpy(j->source, source, sizeof source);
     }
     job_submit(r, j);
 }
@@ -226,7 +241,9 @@ static int hub_rollups(hub_t *hub, api_job_t *j) {
 
 static int query_number(http_req_t *r, const char *name, double *out, bool *present) {
     char v[64];
-    *present = http_query_param(r->query, name, v, sizeof v) == 1;
+    int q = http_query_param(r->query, name, v, sizeof v);
+    *present = q != 0;
+    if (q < 0) return -1;
     if (!*present) return 0;
     char *end;
     double d = strtod(v, &end);
@@ -266,11 +283,13 @@ static void h_series(http_req_t *r) {
         http_respond_error(r, 400, "bad_request", "to must not be before from");
         return;
     }
+    char source[QPARAM_MAX];
+    if (!qparam(r, "source", source, sizeof source)) return;
     api_job_t *j = job_new(has_step ? hub_rollups : hub_series);
     if (j) {
         j->limit = (uint32_t)step;
         snprintf(j->name, sizeof j->name, "%s", name);
-        http_query_param(r->query, "source", j->source, sizeof j->source);
+        memcpy(j->source, source, sizeof source);
         j->window = window;
         j->from = from;
         j->to = to;
@@ -475,16 +494,20 @@ static int hub_events_get(hub_t *hub, api_job_t *j) {
 static void h_events_get(http_req_t *r) {
     bool has;
     double since = 0, limit = 100;
+    /* 2^53: past it a double no longer holds every whole number */
     if (query_number(r, "since", &since, &has) < 0 || query_number(r, "limit", &limit, &has) < 0 ||
-        since != floor(since) || limit != floor(limit) || limit < 1) {
-        http_respond_error(r, 400, "bad_request", "since and limit must be whole numbers (limit >= 1)");
+        since != floor(since) || limit != floor(limit) || limit < 1 || since > 9007199254740992.0) {
+        http_respond_error(r, 400, "bad_request",
+                           "since and limit must be whole numbers (limit >= 1, since < 2^53)");
         return;
     }
+    char type[QPARAM_MAX];
+    if (!qparam(r, "type", type, sizeof type)) return;
     api_job_t *j = job_new(hub_events_get);
     if (j) {
         j->since = (uint64_t)since;
         j->limit = limit > 1000 ? 1000 : (uint32_t)limit;
-        http_query_param(r->query, "type", j->match, sizeof j->match);
+        memcpy(j->match, type, sizeof type);
     }
     job_submit(r, j);
 }

@@ -245,9 +245,11 @@ void conn_flush(conn_t *c) {
 
 static void on_close(uv_handle_t *h) {
     conn_t *c = (conn_t *)h;
-    worker__remove_conn(c->w, c);
+    /* protocol state first: it may still use the worker's lists, which the last
+     * connection's removal frees when the worker is stopping */
     http_detach(c);
     ws_detach(c);
+    worker__remove_conn(c->w, c);
     for (uint32_t i = 0; i < c->qlen; i++) frame_unref(c->q[(c->qhead + i) & (c->qcap - 1)]);
     free(c->q);
     free(c);

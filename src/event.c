@@ -36,11 +36,10 @@ void event_random6(uint64_t *state, char out[6]) {
 }
 
 /* evt_<module>_<unix_ms>_<6 [a-z0-9]> with the module of the type */
-static void make_id(const char *type, double now, const char rnd6[6], char out[64]) {
+static void make_id(const char *type, double now, const char rnd6[6], char *out, size_t outlen) {
     const char *dot = strchr(type, '.');
     int ml = dot ? (int)(dot - type) : (int)strlen(type);
-    if (ml > 32) ml = 32;
-    snprintf(out, 64, "evt_%.*s_%lld_%.6s", ml, type, (long long)floor(now * 1000.0), rnd6);
+    snprintf(out, outlen, "evt_%.*s_%lld_%.6s", ml, type, (long long)floor(now * 1000.0), rnd6);
 }
 
 /* The id pattern, for ids a publisher supplies. */
@@ -79,7 +78,13 @@ static int encode(event_t *e, json_t *source, json_t *target, json_t *payload, j
         jsonw_str(&w, json_string_value(target));
     else
         jsonw_null(&w);
-    jsonw_kv_num(&w, "timestamp", e->timestamp);
+    /* always with a fraction: the contract's timestamp is a float, and some JSON readers
+     * turn 1703001234 into an integer */
+    char ts[40];
+    size_t tn = jsonw_fmt_double(e->timestamp, ts);
+    if (!memchr(ts, '.', tn) && !memchr(ts, 'e', tn)) memcpy(ts + tn, ".0", 3), tn += 2;
+    jsonw_key(&w, "timestamp");
+    jsonw_raw(&w, ts, tn);
     char *p = json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY);
     char *m = json_dumps(meta, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!p || !m) {
@@ -155,7 +160,7 @@ event_t *event_prepare(const char *json, size_t len, double now, const char rnd6
     } else {
         e->timestamp = floor(now * 1000.0) / 1000.0;
     }
-    if (!e->id[0]) make_id(e->type, e->timestamp, rnd6, e->id);
+    if (!e->id[0]) make_id(e->type, e->timestamp, rnd6, e->id, sizeof e->id);
 
     json_t *source = json_object_get(root, "source");
     if (source && !json_is_null(source)) {

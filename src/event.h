@@ -32,7 +32,7 @@ typedef struct event {
     uint64_t seq;
     double timestamp;
     char type[EVENT_TYPE_MAX + 1];
-    char id[64];
+    char id[EVENT_TYPE_MAX + 40]; /* evt_ + module (< type) + _ + ms + _ + 6 */
     char *envelope; /* JSON text, NUL-terminated */
     size_t envelope_len;
     frame_t *frame; /* the WebSocket message, one reference */

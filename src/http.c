@@ -404,8 +404,8 @@ int http_query_param(const char *query, const char *name, char *out, size_t outl
         if (klen == nl && strncmp(p, name, nl) == 0) {
             const char *v = eq ? eq + 1 : p + seg;
             size_t vlen = eq ? seg - klen - 1 : 0;
-            if (vlen + 1 > outlen) return 0;
-            if (http_percent_decode(v, vlen, out, true) < 0) return 0;
+            if (vlen + 1 > outlen) return -1;
+            if (http_percent_decode(v, vlen, out, true) < 0) return -1;
             return 1;
         }
         p = amp ? amp + 1 : NULL;

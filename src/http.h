@@ -65,7 +65,8 @@ void http_sweep(struct conn *c, uint64_t now_ms);
 const char *http_header(const http_req_t *r, const char *name);
 /* True if the comma-separated header value contains token (case-insensitive). */
 bool http_header_has_token(const char *value, const char *token);
-/* Query parameter lookup with percent-decoding into out. 1 found, 0 absent. */
+/* Query parameter lookup with percent-decoding into out. 1 found, 0 absent, -1 present
+ * but unusable (longer than outlen, or a bad escape): callers answer 400. */
 int http_query_param(const char *query, const char *name, char *out, size_t outlen);
 /* Percent-decodes src (n bytes) into out (≥ n+1). -EINVAL on a bad escape or a NUL. */
 int http_percent_decode(const char *src, size_t n, char *out, bool plus_is_space);

@@ -574,10 +574,6 @@ static void close_any(uv_handle_t *h, void *arg) {
 void hub_close(hub_t *hub) {
     ingest_udp_close(hub->udp);
     hub->udp = NULL;
-    /* after the loops: the store writes what is queued (the last second's points, events
-     * still on their way) and closes the file */
-    store_close(hub->store);
-    hub->store = NULL;
     while (hub->pend_head) { /* never confirmed: their publishers are told it failed */
         pending_event_t *p = hub->pend_head;
         hub->pend_head = p->next;
@@ -590,6 +586,9 @@ void hub_close(hub_t *hub) {
     hub->pts = NULL;
     /* workers that were initialised but never started still own loops and handles */
     for (int i = hub->workers_started; i < hub->nworkers; i++) worker_discard(&hub->workers[i]);
+    store_close(hub->store); /* its thread may post to the hub: stop it first */
+    hub->store = NULL;
+    for (int i = 0; i < hub->nworkers; i++) inbox_free(&hub->workers[i].inbox);
     free(hub->workers);
     hub->workers = NULL;
     if (hub->listen_fd >= 0) close(hub->listen_fd);
@@ -599,6 +598,7 @@ void hub_close(hub_t *hub) {
         uv_run(&hub->loop, UV_RUN_DEFAULT);
         uv_loop_close(&hub->loop);
         hub->loop.data = NULL;
+        inbox_free(&hub->inbox);
     }
     registry_free(&hub->reg);
     elog_free(&hub->events);

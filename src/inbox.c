@@ -65,9 +65,12 @@ int inbox_post(inbox_t *ib, inbox_fn fn, void *arg) {
 
 static void on_closed(uv_handle_t *h) {
     inbox_t *ib = (inbox_t *)h;
-    uv_mutex_destroy(&ib->mu);
+    /* the mutex stays: other threads may still post (and be told -ESHUTDOWN) until the
+     * owner frees the memory with inbox_free() */
     if (ib->close_cb) ib->close_cb(h);
 }
+
+void inbox_free(inbox_t *ib) { uv_mutex_destroy(&ib->mu); }
 
 void inbox_close(inbox_t *ib, uv_close_cb cb) {
     uv_mutex_lock(&ib->mu);

@@ -28,5 +28,8 @@ int inbox_post(inbox_t *ib, inbox_fn fn, void *arg);
 /* Owner thread only. Cancels pending tasks and closes the handle; cb(&ib->async) runs
  * when libuv has released it. */
 void inbox_close(inbox_t *ib, uv_close_cb cb);
+/* After the close callback, when no thread can post any more (their owners are joined):
+ * releases the lock. */
+void inbox_free(inbox_t *ib);
 
 #endif

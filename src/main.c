@@ -1,7 +1,14 @@
 /* metricastd — entry point: configuration, start-up checks, then the hub until a signal.
  *
  * Exit status: 0 after SIGINT/SIGTERM; 2 for a bad setting or an unusable port or
- * directory, with one line on stderr that names the setting. */
+ * directory, with one line on stderr that names the setting.
+ *
+ * `--check-config FILE` loads FILE like --config (then the environment and flags), prints
+ * the effective configuration as INI on stdout and exits 0, or 2 with the one-line error.
+ *
+ * Under systemd (Type=notify) the hub reports READY=1 once it listens and STOPPING=1 when
+ * a stop signal arrives (src/notify.c). SIGHUP re-reads the configuration and logs what
+ * changed: nothing is reloadable in this build yet, so every change needs a restart. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +21,7 @@
 #include "health.h"
 #include "hub.h"
 #include "log.h"
+#include "notify.h"
 #include "version.h"
 
 extern char **environ;
@@ -56,34 +64,201 @@ static unsigned long long raise_fd_limit(void) {
     return (unsigned long long)rl.rlim_cur;
 }
 
+/* ---- --check-config ------------------------------------------------------------------ */
+
+#define CHECK_HELP                                                                          \
+    "  --check-config FILE                validate FILE (then environment and flags), print\n" \
+    "                                     the effective configuration as INI, exit 0 or 2\n"
+
+/* Rewrites "--check-config FILE" / "--check-config=FILE" into a trailing "--config FILE"
+ * (so the checked file wins over any other --config). *check is set when found.
+ * Returns the new argc, or -1 with err filled. out has room for argc + 2 entries. */
+static int take_check_config(int argc, char **argv, char **out, bool *check,
+                             char err[CFG_ERR_LEN]) {
+    int n = 0;
+    char *file = NULL;
+    *check = false;
+    for (int i = 0; i < argc; i++) {
+        if (i > 0 && strcmp(argv[i], "--check-config") == 0) {
+            if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
+                snprintf(err, CFG_ERR_LEN, "--check-config: missing FILE");
+                return -1;
+            }
+            file = argv[++i];
+            *check = true;
+        } else if (i > 0 && strncmp(argv[i], "--check-config=", 15) == 0) {
+            file = argv[i] + 15;
+            *check = true;
+            if (!*file) {
+                snprintf(err, CFG_ERR_LEN, "--check-config: missing FILE");
+                return -1;
+            }
+        } else {
+            out[n++] = argv[i];
+        }
+    }
+    if (file) {
+        out[n++] = "--config";
+        out[n++] = file;
+    }
+    out[n] = NULL;
+    return n;
+}
+
+/* --help from the option table, plus the flags main() itself handles. */
+static void print_usage(void) {
+    char *usage = config_usage("metricastd");
+    if (!usage) return;
+    char *at = strstr(usage, "\n  --help");
+    if (at) {
+        fwrite(usage, 1, (size_t)(at - usage) + 1, stdout);
+        fputs(CHECK_HELP, stdout);
+        fputs(at + 1, stdout);
+    } else {
+        fputs(usage, stdout);
+        fputs(CHECK_HELP, stdout);
+    }
+    free(usage);
+}
+
+/* ---- systemd notifications and SIGHUP, on the hub's loop -------------------------------
+ * These handles live on hub.loop (main runs the hub thread) and are unreferenced, so they
+ * never keep the loop alive; hub_close() closes them with the hub's own. */
+
+static struct {
+    hub_t *hub;
+    const config_t *cfg;
+    int argc;
+    char **argv;
+    uv_timer_t ready;
+    uv_signal_t hup, term, intr;
+    bool stopping_sent;
+} ctl;
+
+static void notify_stopping(void) {
+    if (ctl.stopping_sent) return;
+    ctl.stopping_sent = true;
+    mc_notify("STOPPING=1");
+}
+
+/* Runs in the first loop iteration, after hub_run has started the workers and logged
+ * "http listening": the listening socket is accepting. */
+static void on_ready(uv_timer_t *t) {
+    (void)t;
+    if (ctl.hub->stopping) return;
+    char msg[160];
+    snprintf(msg, sizeof msg, "READY=1\nSTATUS=listening on %s", ctl.hub->listen_addr);
+    int rc = mc_notify(msg);
+    if (rc < 0) log_warn("systemd notification failed", "error=\"%s\"", strerror(-rc));
+}
+
+static void on_stop_signal(uv_signal_t *s, int signum) {
+    (void)s;
+    (void)signum;
+    notify_stopping(); /* the hub's own handler for the same signal does the stopping */
+}
+
+/* SIGHUP: re-read the configuration exactly as at start (file, environment, flags) and
+ * report. Nothing is applied yet: every current setting is read once at start. */
+static void on_hup(uv_signal_t *s, int signum) {
+    (void)s;
+    (void)signum;
+    mc_notify("RELOADING=1");
+    config_t *next = calloc(1, sizeof *next);
+    char err[CFG_ERR_LEN], q[CFG_ERR_LEN + 16];
+    cfg_action_t action;
+    if (!next) {
+        log_error("reload failed", "error=\"out of memory\"");
+    } else if (config_load(next, ctl.argc, ctl.argv, environ, &action, err) != 0) {
+        log_error("reload: configuration invalid, keeping the running one", "error=%s",
+                  log_quote(err, q, sizeof q));
+    } else {
+        size_t n;
+        const cfg_opt_t *o = config_options(&n);
+        int changed = 0;
+        char a[1100], b[1100], qa[1200], qb[1200];
+        for (size_t i = 0; i < n; i++) {
+            config_value_str(ctl.cfg, &o[i], true, a, sizeof a);
+            config_value_str(next, &o[i], true, b, sizeof b);
+            if (strcmp(a, b) == 0) continue;
+            changed++;
+            log_warn("reload: setting changed, restart to apply", "setting=%s.%s running=%s new=%s",
+                     o[i].section, o[i].key, log_quote(a, qa, sizeof qa),
+                     log_quote(b, qb, sizeof qb));
+        }
+        log_info("reload requested", "changed=%d applied=0 note=\"no setting is reloadable in "
+                 "this build; restart to apply changes\"", changed);
+    }
+    free(next);
+    mc_notify("READY=1");
+}
+
+static void install_control(hub_t *hub, const config_t *cfg, int argc, char **argv) {
+    ctl.hub = hub;
+    ctl.cfg = cfg;
+    ctl.argc = argc;
+    ctl.argv = argv;
+    if (uv_timer_init(&hub->loop, &ctl.ready) == 0) {
+        uv_timer_start(&ctl.ready, on_ready, 0, 0);
+        uv_unref((uv_handle_t *)&ctl.ready);
+    }
+    struct {
+        uv_signal_t *h;
+        uv_signal_cb cb;
+        int sig;
+    } sigs[] = {{&ctl.hup, on_hup, SIGHUP},
+                {&ctl.term, on_stop_signal, SIGTERM},
+                {&ctl.intr, on_stop_signal, SIGINT}};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        if (uv_signal_init(&hub->loop, sigs[i].h) != 0) continue;
+        uv_signal_start(sigs[i].h, sigs[i].cb, sigs[i].sig);
+        uv_unref((uv_handle_t *)sigs[i].h);
+    }
+}
+
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN); /* a peer that vanishes mid-write is an error code, not death */
+    signal(SIGHUP, SIG_IGN);  /* until the hub's loop handles it: a reload must not kill */
 
     static config_t cfg; /* static: large, and lives as long as the process */
     cfg_action_t action;
     char err[CFG_ERR_LEN];
-    if (config_load(&cfg, argc, argv, environ, &action, err) != 0) {
+    char **args = calloc((size_t)argc + 3, sizeof *args);
+    if (!args) return 2;
+    bool check = false;
+    int nargs = take_check_config(argc, argv, args, &check, err);
+    if (nargs < 0 || config_load(&cfg, nargs, args, environ, &action, err) != 0) {
         fprintf(stderr, "metricastd: %s\n", err);
+        free(args);
         return 2;
     }
     if (action == CFG_HELP) {
-        char *usage = config_usage("metricastd");
-        if (usage) fputs(usage, stdout);
-        free(usage);
+        print_usage();
+        free(args);
         return 0;
     }
     if (action == CFG_VERSION) {
         printf("metricastd %s\n", MC_VERSION);
+        free(args);
         return 0;
     }
     log_setup((log_level_t)cfg.log_level, STDERR_FILENO);
     warn_unknown_env();
+    if (check) {
+        char *ini = config_dump_ini(&cfg);
+        free(args);
+        if (!ini) return 2;
+        fputs(ini, stdout);
+        free(ini);
+        return fflush(stdout) == 0 ? 0 : 2;
+    }
 
     int rc = health_mkdirs(cfg.data_dir);
     if (rc == 0) rc = health_probe_dir(cfg.data_dir);
     if (rc != 0) {
         fprintf(stderr, "metricastd: --data %s: not a usable directory: %s\n", cfg.data_dir,
                 strerror(-rc));
+        free(args);
         return 2;
     }
     unsigned long long max_fds = raise_fd_limit();
@@ -93,6 +268,7 @@ int main(int argc, char **argv) {
     if (hub_open(&hub, &cfg, herr) != 0) {
         fprintf(stderr, "metricastd: %s\n", herr);
         hub_close(&hub);
+        free(args);
         return 2;
     }
     /* a few descriptors go to the listener, loops, log and store; the rest to clients */
@@ -103,7 +279,10 @@ int main(int argc, char **argv) {
                  "nats=%s demo=%s note=\"NATS scale-out and demo sources are not part of this "
                  "build\"",
                  cfg.nats_url[0] ? cfg.nats_url : "none", cfg.demo ? "true" : "false");
+    install_control(&hub, &cfg, nargs, args);
     int status = hub_run(&hub);
+    notify_stopping();
     hub_close(&hub);
+    free(args);
     return status;
 }

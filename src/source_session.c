@@ -105,7 +105,10 @@ typedef struct offline_msg {
 static void offline_task(void *arg, int cancelled) {
     offline_msg_t *m = arg;
     hub_t *hub = m->hub;
-    if (!cancelled && sources_offline(&hub->sources, m->id, m->session_id, m->now)) {
+    /* every session that started ends with its event, even one a newer session of the
+     * same source replaced: the source itself stays online then */
+    if (!cancelled) {
+        sources_offline(&hub->sources, m->id, m->session_id, m->now);
         buf_t p = BUF_INIT;
         jsonw_t w;
         jsonw_init(&w, &p);
@@ -419,7 +422,7 @@ static void on_src_timer(uv_timer_t *t) {
         conn_t *c = w->srcs[i];
         if (c->closing || !c->src) continue;
         hand_over(c);
-        if (second) {
+        if (second && !c->src->online) { /* the hub has told us the attempt id */
             int rc = send_session_metrics(c, 1.0);
             if (rc < 0 && rc != -EPIPE)
                 log_error("session metrics failed; next second goes on", "conn=%llu source=%s error=\"%s\"",

@@ -419,6 +419,7 @@ static void free_groups(worker_t *w) {
 
 void worker_join(worker_t *w) {
     uv_thread_join(&w->thread);
+    /* w->inbox stays posted-to-safe (closed) until hub_close frees the workers */
     free_groups(w);
     free(w->flushq);
     w->flushq = NULL;

@@ -641,14 +641,20 @@ int ws_msg_open(conn_t *c, const char *query) {
     c->sess = calloc(1, sizeof *c->sess);
     if (!c->sess) return -ENOMEM;
     char source[SOURCE_ID_MAX + 2];
-    if (http_query_param(query, "source", source, sizeof source) && *source) {
-        if (!sources_id_valid(source))
+    int qs = http_query_param(query, "source", source, sizeof source);
+    if (qs < 0 || (qs > 0 && *source)) {
+        if (qs < 0 || !sources_id_valid(source))
             ws_msg_error(c, "bad_source", "source must be 1-128 of [A-Za-z0-9_.:-]");
         else if (srcs_start(c, source, NULL) < 0)
             return -ENOMEM;
     }
     char topics[1024];
-    if (!http_query_param(query, "topics", topics, sizeof topics) || !*topics) return 0;
+    int qt = http_query_param(query, "topics", topics, sizeof topics);
+    if (qt < 0) {
+        ws_msg_error(c, "bad_message", "topics= is malformed or longer than 1023 bytes");
+        return 0;
+    }
+    if (qt == 0 || !*topics) return 0;
     /* same rules as a subscribe message without a filter */
     json_t *msg = json_object();
     json_t *arr = json_array();

@@ -41,7 +41,8 @@ static void test_query_param(void **state) {
     assert_string_equal(out, "cpu_*");
     assert_int_equal(http_query_param(q, "sourc", out, sizeof out), 0);
     assert_int_equal(http_query_param("", "x", out, sizeof out), 0);
-    assert_int_equal(http_query_param("x=12345", "x", out, 3), 0); /* does not fit */
+    assert_int_equal(http_query_param("x=12345", "x", out, 3), -1); /* does not fit */
+    assert_int_equal(http_query_param("x=%zz", "x", out, sizeof out), -1); /* bad escape */
 }
 
 static void test_header_tokens(void **state) {
