@@ -14,6 +14,7 @@
 #include "eventlog.h"
 #include "sources.h"
 #include <fnmatch.h>
+#include <jansson.h>
 #include "conn.h"
 #include "health.h"
 #include "http.h"
@@ -519,6 +520,101 @@ static void h_events(http_req_t *r) {
         h_events_get(r);
 }
 
+/* GET /api/v1/trends?metric=name[&source=glob]: direction and change against the
+ * previous hour, day and week; the first matching series' trend also at the top level */
+static int hub_trends(hub_t *hub, api_job_t *j) {
+    family_t *f = registry_family(&hub->reg, j->name);
+    double now = clk_unix();
+    jsonw_t w;
+    jsonw_init(&w, &j->body);
+    jsonw_obj_open(&w);
+    jsonw_kv_str(&w, "metric", j->name);
+    if (j->source[0]) jsonw_kv_str(&w, "source", j->source);
+    const series_t *first = NULL;
+    buf_t list = BUF_INIT;
+    jsonw_t wl;
+    jsonw_init(&wl, &list);
+    jsonw_arr_open(&wl);
+    for (uint32_t i = 0; f && i < f->n; i++) {
+        const series_t *se = f->v[i];
+        if (j->source[0] && (!se->source || fnmatch(j->source, se->source, 0) != 0)) continue;
+        if (!first) first = se;
+        jsonw_obj_open(&wl);
+        jsonw_key(&wl, "labels");
+        jsonw_obj_open(&wl);
+        for (int k = 0; k < se->key->nlabels; k++) {
+            skey_label_t l;
+            skey_label(se->key, k, &l);
+            jsonw_kv_str(&wl, l.name, l.value);
+        }
+        jsonw_obj_close(&wl);
+        jsonw_kv_num(&wl, "value", registry_trend_value(se));
+        jsonw_key(&wl, "trend");
+        view_trend_json(&wl, se, now);
+        jsonw_obj_close(&wl);
+    }
+    jsonw_arr_close(&wl);
+    if (!first) {
+        buf_free(&list);
+        buf_reset(&j->body);
+        char detail[QPARAM_MAX * 2 + 32];
+        snprintf(detail, sizeof detail, "no series named %s%s%s", j->name,
+                 j->source[0] ? " with source " : "", j->source);
+        job_error(j, 404, "not_found", detail);
+        return HUB_CALL_DONE;
+    }
+    /* the first series' trend, flattened: direction plus change per period */
+    buf_t one = BUF_INIT;
+    jsonw_t wo;
+    jsonw_init(&wo, &one);
+    view_trend_json(&wo, first, now);
+    json_error_t je;
+    json_t *t = json_loadb(one.data, one.len, 0, &je);
+    jsonw_kv_str(&w, "direction", json_string_value(json_object_get(t, "direction")));
+    jsonw_kv_num(&w, "value", registry_trend_value(first));
+    static const char *const periods[] = {"hour", "day", "week"};
+    jsonw_key(&w, "change");
+    jsonw_obj_open(&w);
+    for (int p = 0; p < 3; p++) {
+        json_t *c = json_object_get(json_object_get(t, periods[p]), "change");
+        jsonw_key(&w, periods[p]);
+        if (json_is_number(c))
+            jsonw_num(&w, json_number_value(c));
+        else
+            jsonw_null(&w);
+    }
+    jsonw_obj_close(&w);
+    json_decref(t);
+    buf_free(&one);
+    jsonw_key(&w, "series");
+    jsonw_raw(&w, list.data, list.len);
+    char ts[CLK_ISO_LEN];
+    clk_iso8601(now, ts);
+    jsonw_kv_str(&w, "timestamp", ts);
+    jsonw_obj_close(&w);
+    buf_putc(&j->body, '\n');
+    buf_free(&list);
+    j->status = jsonw_error(&w) ? 503 : 200;
+    j->ctype = "application/json";
+    return HUB_CALL_DONE;
+}
+
+static void h_trends(http_req_t *r) {
+    char metric[QPARAM_MAX], source[QPARAM_MAX];
+    if (!qparam(r, "metric", metric, sizeof metric) || !qparam(r, "source", source, sizeof source))
+        return;
+    if (!metric[0]) {
+        http_respond_error(r, 400, "bad_request", "metric= is required");
+        return;
+    }
+    api_job_t *j = job_new(hub_trends);
+    if (j) {
+        memcpy(j->name, metric, sizeof metric);
+        memcpy(j->source, source, sizeof source);
+    }
+    job_submit(r, j);
+}
+
 /* GET /api/v1/sources */
 static int hub_sources(hub_t *hub, api_job_t *j) {
     if (sources_json(&hub->sources, &j->body) < 0) {
@@ -610,6 +706,7 @@ static void h_source_metrics(http_req_t *r) {
 }
 
 static const route_t routes[] = {
+    {"/api/v1/trends", false, HM_GET | HM_HEAD, h_trends},
     {"/api/v1/sources", false, HM_GET | HM_HEAD, h_sources},
     {"/api/v1/sources/", true, HM_GET | HM_HEAD, h_source_metrics},
     {"/api/telemetry/robots/", true, HM_GET | HM_HEAD, h_source_metrics},

@@ -102,6 +102,8 @@ static const cfg_opt_t options[] = {
      OFF(r3600_retention), "90d", 3600, 86400.0 * 3650, "1 hour rollups kept"},
     {"store", "events_keep", "events-keep", "N", CFG_T_U32, OFF(events_keep), "100000", 1,
      100000000, "events kept in the store file (at least --events-retain are reloaded)"},
+    {"series", "trend_deadband", "trend-deadband", "FRACTION", CFG_T_RATIO, OFF(trend_deadband),
+     "5%", 0, 10, "a change within this fraction of the reference is a stable trend"},
     {"series", "history_points", "history-points", "N", CFG_T_INT, OFF(history_points), "3600",
      1, 86400, "1 s points of in-memory history kept per series"},
 };
@@ -323,6 +325,23 @@ int config_set(config_t *c, const cfg_opt_t *o, const char *value, const char *o
         }
         int iv = (int)v;
         memcpy(field, &iv, sizeof iv);
+        return 0;
+    }
+    case CFG_T_RATIO: {
+        char *end;
+        errno = 0;
+        double v = strtod(value, &end);
+        if (end != value && *end == '%' && end[1] == '\0') v /= 100, end++;
+        if (end == value || *end || errno || !isfinite(v)) {
+            errf(err, "%s: \"%s\" is not a fraction (e.g. 0.05 or 5%%)", origin, value);
+            return -EINVAL;
+        }
+        if (ranged && (v < o->min || v > o->max)) {
+            errf(err, "%s: %s is out of range (%s to %s)", origin, value, num(o->min, lo),
+                 num(o->max, hi));
+            return -EINVAL;
+        }
+        memcpy(field, &v, sizeof v);
         return 0;
     }
     case CFG_T_BOOL: {
@@ -661,6 +680,12 @@ const char *config_value_str(const config_t *c, const cfg_opt_t *o, bool mask, c
         uint32_t v;
         memcpy(&v, field, sizeof v);
         snprintf(out, outlen, "%u", (unsigned)v);
+        break;
+    }
+    case CFG_T_RATIO: {
+        double v;
+        memcpy(&v, field, sizeof v);
+        snprintf(out, outlen, "%g", v);
         break;
     }
     case CFG_T_BOOL: {

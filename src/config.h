@@ -57,6 +57,7 @@ typedef struct config {
     bool reset_store;
     double raw_retention, r60_retention, r3600_retention;
     uint32_t events_keep;
+    double trend_deadband;
 } config_t;
 
 typedef enum {
@@ -70,6 +71,7 @@ typedef enum {
     CFG_T_BOOL,
     CFG_T_LOG_LEVEL,
     CFG_T_U32,
+    CFG_T_RATIO, /* a fraction: "0.05" or "5%" */
 } cfg_type_t;
 
 typedef struct cfg_opt {

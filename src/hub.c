@@ -167,6 +167,18 @@ static void aggregation_news(void *ctx, int phase, const char *job_id, uint64_t 
     buf_free(&b);
 }
 
+/* store hook: trend references for every stored series */
+static void trend_refs_news(void *ctx, const store_ref_t *refs, size_t n) {
+    hub_t *hub = ctx;
+    for (size_t i = 0; i < n; i++) {
+        series_t *se = registry_find(&hub->reg, refs[i].key);
+        if (!se) continue;
+        se->ref_hour = refs[i].hour;
+        se->ref_day = refs[i].day;
+        se->ref_week = refs[i].week;
+    }
+}
+
 static void on_aggregate(uv_timer_t *t) {
     hub_t *hub = t->data;
     char job_id[64];
@@ -453,6 +465,7 @@ int hub_open(hub_t *hub, const config_t *cfg, char err[HUB_ERR_LEN]) {
     hub->sigint.data = hub->sigterm.data = hub->probe_timer.data = hub;
     hub->roll_timer.data = hub;
     registry_init(&hub->reg, (uint32_t)cfg->max_series, (uint32_t)cfg->history_points);
+    hub->reg.trend_deadband = cfg->trend_deadband;
     if (elog_init(&hub->events, cfg->events_retain) < 0) {
         rc = UV_ENOMEM;
         goto fail_uv;
@@ -534,7 +547,7 @@ int hub_run(hub_t *hub) {
     hub->last_roll_sec = (uint32_t)floor(clk_unix());
     uv_timer_start(&hub->roll_timer, on_roll, ms_until_after(hub->last_roll_sec), 0);
     stream_start(&hub->stream);
-    store_hooks_t hooks = {&hub->inbox, hub, events_done, aggregation_news};
+    store_hooks_t hooks = {&hub->inbox, hub, events_done, aggregation_news, trend_refs_news};
     if (store_start(hub->store, &hooks) < 0) {
         log_error("cannot start the store thread", "error=\"%s\"", "thread");
         begin_stop(hub, "start-up failure");

@@ -24,6 +24,7 @@ int registry_init(registry_t *r, uint32_t max_series, uint32_t history_points) {
     memset(r, 0, sizeof *r);
     r->max_series = max_series;
     r->history_points = history_points ? history_points : 3600;
+    r->trend_deadband = 0.05;
     return 0;
 }
 
@@ -212,6 +213,7 @@ static family_t *family_get(registry_t *r, const char *name, metric_kind_t kind,
         return NULL;
     }
     f->kind = kind;
+    f->reg = r;
     uint32_t j = (uint32_t)hash_bytes(name, strlen(name), 1) & (r->fcap - 1);
     while (r->fslots[j]) j = (j + 1) & (r->fcap - 1);
     r->fslots[j] = f;
@@ -258,6 +260,7 @@ static series_t *series_get(registry_t *r, series_key_t *key, metric_kind_t kind
     s->kind = kind;
     s->source = skey_label_value(key, "source");
     s->last.min = s->last.max = s->last.p50 = s->last.p90 = s->last.p99 = NAN;
+    s->ref_hour = s->ref_day = s->ref_week = NAN;
     s->value = kind == METRIC_TIMER ? NAN : 0;
     history_init(&s->hist, r->history_points);
     uint32_t j = (uint32_t)key->hash & (r->cap - 1);
@@ -399,6 +402,28 @@ void registry_roll(registry_t *r, uint32_t now_sec) {
         if (s->zero_pending) mark(r, s); /* to show rate / cardinality 0 once idle */
     }
     free(list);
+}
+
+double registry_trend_value(const series_t *s) {
+    return s->kind == METRIC_COUNTER ? s->rate : s->value;
+}
+
+static const char *direction(double now_v, double ref, double deadband) {
+    if (isnan(now_v) || isnan(ref)) return "stable";
+    double scale = fabs(ref) > 1e-12 ? fabs(ref) : 1.0;
+    double rel = (now_v - ref) / scale;
+    return rel > deadband ? "up" : rel < -deadband ? "down" : "stable";
+}
+
+const char *registry_trend_direction(const registry_t *r, const series_t *s, double now) {
+    double v = registry_trend_value(s);
+    if (!isnan(s->ref_hour)) return direction(v, s->ref_hour, r->trend_deadband);
+    uint32_t i = history_first_from(&s->hist, (uint32_t)(now - 300));
+    if (i >= s->hist.len) return "stable";
+    uint32_t t;
+    double ref;
+    history_get(&s->hist, i, &t, &ref, NULL);
+    return direction(v, ref, r->trend_deadband);
 }
 
 series_t *registry_restore(registry_t *r, series_key_t *key, metric_kind_t kind) {

@@ -63,9 +63,13 @@ typedef struct series {
     timer_stats_t last;            /* timers: last interval with samples */
     agg_set_t members;             /* sets: the current interval */
     history_t hist;
+    /* trend references from the store's rollups (refreshed by the aggregation job): the
+     * comparable value an hour, a day and a week ago; NAN when unknown */
+    double ref_hour, ref_day, ref_week;
 } series_t;
 
 typedef struct family {
+    const struct registry *reg; /* the owner (its settings: trend dead-band) */
     char *name;
     metric_kind_t kind;
     series_t **v;
@@ -100,6 +104,7 @@ typedef struct registry {
     uint64_t push_gen;
     series_t **changed;
     uint32_t nchanged, changed_cap;
+    double trend_deadband; /* relative change within which a trend is "stable" */
     /* Every history point the roll appends is also offered here (the store writes it). */
     void (*on_point)(void *ctx, const series_t *s, uint32_t t, double v);
     void *point_ctx;
@@ -120,6 +125,13 @@ void registry_roll(registry_t *r, uint32_t now_sec);
 
 /* Finds or creates the series for key (loading history at start). NULL when refused. */
 series_t *registry_restore(registry_t *r, series_key_t *key, metric_kind_t kind);
+
+/* The value a trend compares: a counter's rate (its stored points are per-second
+ * increments), everything else's value. */
+double registry_trend_value(const series_t *s);
+/* "up", "down" or "stable": against the hour reference when known, else against the
+ * oldest in-memory point of the last 5 minutes; now: unix seconds. */
+const char *registry_trend_direction(const registry_t *r, const series_t *s, double now);
 
 /* Forgets the `changed` list (after a push to every subscriber group). */
 void registry_push_window(registry_t *r);

@@ -106,6 +106,10 @@ static const char *const schema[] = {
     "CREATE TABLE IF NOT EXISTS rollup_3600(series_id INTEGER NOT NULL, t INTEGER NOT NULL, "
     "count INTEGER, sum REAL, min REAL, max REAL, last REAL, PRIMARY KEY(series_id, t)) "
     "WITHOUT ROWID",
+    /* time-ordered scans: rolling up a period, retention, trend references */
+    "CREATE INDEX IF NOT EXISTS points_t ON points(t)",
+    "CREATE INDEX IF NOT EXISTS rollup_60_t ON rollup_60(t)",
+    "CREATE INDEX IF NOT EXISTS rollup_3600_t ON rollup_3600(t)",
     "CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY, type TEXT NOT NULL, "
     "envelope TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value)",
@@ -602,6 +606,67 @@ static int retention(store_t *s, uint32_t now) {
     return exec(s, sql);
 }
 
+typedef struct refs_msg {
+    store_t *s;
+    store_ref_t *refs;
+    size_t n;
+} refs_msg_t;
+
+static void refs_task(void *arg, int cancelled) {
+    refs_msg_t *m = arg;
+    if (!cancelled && m->s->hooks.trend_refs) m->s->hooks.trend_refs(m->s->hooks.ctx, m->refs, m->n);
+    for (size_t i = 0; i < m->n; i++) skey_unref(m->refs[i].key);
+    free(m->refs);
+    free(m);
+}
+
+static double col_or_nan(sqlite3_stmt *st, int c) {
+    return sqlite3_column_type(st, c) == SQLITE_NULL ? NAN : sqlite3_column_double(st, c);
+}
+
+/* Each series' comparable value an hour, a day and a week ago: the latest rollup "last"
+ * at or up to 10 minutes (an hour: 2 hours) before that moment. One primary-key lookup
+ * per series and period. */
+static void trend_refs(store_t *s, uint32_t now) {
+    static const char sql[] =
+        "SELECT s.key, "
+        "(SELECT last FROM rollup_60 WHERE series_id = s.id AND t BETWEEN ?1 - 600 AND ?1 "
+        " ORDER BY t DESC LIMIT 1), "
+        "(SELECT last FROM rollup_3600 WHERE series_id = s.id AND t BETWEEN ?2 - 7200 AND ?2 "
+        " ORDER BY t DESC LIMIT 1), "
+        "(SELECT last FROM rollup_3600 WHERE series_id = s.id AND t BETWEEN ?3 - 7200 AND ?3 "
+        " ORDER BY t DESC LIMIT 1) "
+        "FROM series s";
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) return;
+    sqlite3_bind_int64(st, 1, (int64_t)now - 3600);
+    sqlite3_bind_int64(st, 2, (int64_t)now - 86400);
+    sqlite3_bind_int64(st, 3, (int64_t)now - 604800);
+    refs_msg_t *m = calloc(1, sizeof *m);
+    size_t cap = 0;
+    while (m && sqlite3_step(st) == SQLITE_ROW) {
+        double h = col_or_nan(st, 1), d = col_or_nan(st, 2), w = col_or_nan(st, 3);
+        if (isnan(h) && isnan(d) && isnan(w)) continue;
+        series_key_t *k = key_from_blob(sqlite3_column_blob(st, 0), sqlite3_column_bytes(st, 0));
+        if (!k) continue;
+        if (m->n == cap) {
+            size_t ncap = cap ? cap * 2 : 256;
+            store_ref_t *nr = realloc(m->refs, ncap * sizeof *nr);
+            if (!nr) {
+                skey_unref(k);
+                break;
+            }
+            m->refs = nr;
+            cap = ncap;
+        }
+        m->refs[m->n++] = (store_ref_t){k, h, d, w};
+    }
+    sqlite3_finalize(st);
+    if (!m) return;
+    m->s = s;
+    if (inbox_post(s->hooks.inbox, refs_task, m) < 0) refs_task(m, 1);
+}
+
 static void aggregate(store_t *s, const char *job_id) {
     double t0 = clk_unix();
     tell_aggregation(s, 0, job_id, 0, 0, NULL, NULL);
@@ -625,6 +690,7 @@ static void aggregate(store_t *s, const char *job_id) {
         return;
     }
     exec(s, "PRAGMA wal_checkpoint(PASSIVE)");
+    trend_refs(s, now);
     set_status(s, 0, NULL);
     tell_aggregation(s, 1, job_id, entries, (clk_unix() - t0) * 1000, NULL, NULL);
 }

@@ -32,6 +32,7 @@
 #define STORE_ERR_LEN 512
 
 typedef struct store store_t;
+struct store_ref;
 
 /* One raw point of a series (the key is referenced). */
 typedef struct store_point {
@@ -51,7 +52,15 @@ typedef struct store_hooks {
     /* an aggregation job's lifecycle: phase 0 started, 1 completed, 2 failed */
     void (*aggregation)(void *ctx, int phase, const char *job_id, uint64_t entries,
                         double duration_ms, const char *error_message, const char *error_type);
+    /* after each aggregation: every stored series' value an hour, a day and a week ago
+     * (NAN when unknown), for trends; keys are references the hook may keep */
+    void (*trend_refs)(void *ctx, const struct store_ref *refs, size_t n);
 } store_hooks_t;
+
+typedef struct store_ref {
+    series_key_t *key;
+    double hour, day, week;
+} store_ref_t;
 
 typedef struct store_limits {
     uint32_t raw_retention_s;  /* raw points */

@@ -25,6 +25,32 @@ static void labels_json(jsonw_t *w, const series_key_t *k) {
     jsonw_obj_close(w);
 }
 
+static void trend_period(jsonw_t *w, const char *key, double v, double ref) {
+    jsonw_key(w, key);
+    if (isnan(ref)) {
+        jsonw_null(w);
+        return;
+    }
+    jsonw_obj_open(w);
+    jsonw_kv_num(w, "value", ref);
+    jsonw_kv_num(w, "change", v - ref);
+    if (fabs(ref) > 1e-12)
+        jsonw_kv_num(w, "change_pct", (double)(int64_t)((v - ref) / fabs(ref) * 1e4) / 100);
+    else
+        jsonw_kv_str(w, "change_pct", NULL);
+    jsonw_obj_close(w);
+}
+
+void view_trend_json(jsonw_t *w, const series_t *s, double now) {
+    double v = registry_trend_value(s);
+    jsonw_obj_open(w);
+    jsonw_kv_str(w, "direction", registry_trend_direction(s->fam->reg, s, now));
+    trend_period(w, "hour", v, s->ref_hour);
+    trend_period(w, "day", v, s->ref_day);
+    trend_period(w, "week", v, s->ref_week);
+    jsonw_obj_close(w);
+}
+
 void view_series_json(jsonw_t *w, const series_t *s) {
     char ts[CLK_ISO_LEN];
     jsonw_obj_open(w);
@@ -45,6 +71,8 @@ void view_series_json(jsonw_t *w, const series_t *s) {
         jsonw_kv_num(w, "p90", s->last.p90);
         jsonw_kv_num(w, "p99", s->last.p99);
     }
+    jsonw_key(w, "trend");
+    view_trend_json(w, s, clk_unix());
     jsonw_obj_close(w);
 }
 

@@ -20,8 +20,13 @@ typedef struct view_filter {
 
 bool view_filter_match(const view_filter_t *f, const series_t *s);
 
-/* {"name":..,"labels":{..},"kind":..,"value":..,"updated_at":..[,"rate"][,timer fields]} */
+/* {"name":..,"labels":{..},"kind":..,"value":..,"updated_at":..[,"rate"][,timer fields],
+ *  "trend":{...}} */
 void view_series_json(jsonw_t *w, const series_t *s);
+/* {"direction":"up"|"down"|"stable","hour":{"value","change","change_pct"}|null,"day":..,
+ *  "week":..}: against the value an hour, a day and a week ago (from the store's rollups;
+ * null while unknown). A counter compares its rate. */
+void view_trend_json(jsonw_t *w, const series_t *s, double now);
 
 /* {"series":[...],"count":N,"timestamp":"..."} for every matching series. */
 int view_metrics_json(registry_t *r, const view_filter_t *f, double now, buf_t *b);

@@ -57,6 +57,7 @@ static const char *type_name(cfg_type_t t) {
     case CFG_T_U32: return "integer";
     case CFG_T_BOOL: return "boolean";
     case CFG_T_LOG_LEVEL: return "level";
+    case CFG_T_RATIO: return "fraction";
     }
     return "value";
 }

@@ -148,7 +148,13 @@ static void test_series_json_per_kind(void **state) {
     assert_int_equal(json_object_size(json_object_get(j, "labels")), 1);
     assert_string_equal(str(j, "updated_at"), "2023-11-14T22:13:21.500Z");
     assert_null(json_object_get(j, "count"));
-    assert_int_equal(json_object_size(j), 6);
+    assert_int_equal(json_object_size(j), 7); /* ... and trend */
+    json_t *tr = json_object_get(j, "trend");
+    assert_true(json_is_object(tr));
+    assert_string_equal(str(tr, "direction"), "stable");
+    assert_true(json_is_null(json_object_get(tr, "hour"))); /* no rollups an hour old */
+    assert_true(json_is_null(json_object_get(tr, "day")));
+    assert_true(json_is_null(json_object_get(tr, "week")));
     json_decref(j);
 
     j = series_json(find(&r, "g", "source", "robot_2"));
@@ -156,7 +162,7 @@ static void test_series_json_per_kind(void **state) {
     assert_true(num(j, "value") == 3);
     assert_null(json_object_get(j, "rate"));
     assert_string_equal(str(j, "updated_at"), "2023-11-14T22:13:22.500Z");
-    assert_int_equal(json_object_size(j), 5);
+    assert_int_equal(json_object_size(j), 6);
     json_decref(j);
 
     j = series_json(find(&r, "g", NULL, NULL));
@@ -173,7 +179,7 @@ static void test_series_json_per_kind(void **state) {
     assert_true(fabs(num(j, "p90") - 40) <= 0.4);
     assert_true(fabs(num(j, "p99") - 40) <= 0.4);
     assert_null(json_object_get(j, "rate"));
-    assert_int_equal(json_object_size(j), 12);
+    assert_int_equal(json_object_size(j), 13); /* with trend */
     json_decref(j);
 
     j = series_json(find(&r, "u", NULL, NULL));
