@@ -5,8 +5,10 @@
 #   bench/run_all.sh [--full] BUILD_DIR   (what `make bench` runs, with BUILD_DIR=build)
 #
 # The default run takes under 3 minutes: bench_statsd_ingest sweeps with 2 s steps (~35 s),
-# bench_exposition times 20 requests per endpoint (~10 s). --full is the long version
-# (5 s sweep steps over more rates, ~90 s; 50 requests per endpoint; the long fan-out run).
+# bench_exposition times 20 requests per endpoint (~10 s), bench_store_aggregate one
+# in-process aggregation of 100k series x 60 points (~80 s). --full is the long version
+# (5 s sweep steps over more rates, ~90 s; 50 requests per endpoint; the long fan-out run;
+# 3 aggregation repeats plus the end-to-end loop-lag run, ~7 min).
 #
 # Environment: METRICASTD (daemon to measure; default BUILD_DIR/metricastd),
 # BENCH_RUNS (bench_startup runs, default 50), BENCH_WS_CONNS (bench_ws_idle connections,
@@ -85,12 +87,22 @@ bench_argv() {
     bench_ws_fanout:events)
         # events: publisher -> hub -> subscribers, and source connect+close; ~35 s
         argv=(--scenario events --target hub --short -- "$daemon" --data "$2") ;;
+    bench_store_aggregate)
+        # 100k series x 60 points: the job in-process on fresh stores (~80 s per repeat);
+        # --full adds the end-to-end run against the daemon (loop lag during jobs, ~2.5 min)
+        if [[ $full -eq 1 ]]; then
+            argv=(--mode both --repeats 3 -- "$daemon" --listen 127.0.0.1:PORT
+                  --statsd 127.0.0.1:0 --max-series 200000 --aggregate-every 5 --data "$2")
+        else
+            argv=(--mode job --repeats 1)
+        fi ;;
     bench_ws_ceiling) argv=() ;; # not run on its own: bench_ws_fanout starts it
     *) return 1 ;;
     esac
 }
 order=(bench_startup bench_ws_idle bench_statsd_ingest bench_exposition)
 order+=(bench_ws_fanout bench_ws_fanout:events)
+order+=(bench_store_aggregate)
 
 failed=()
 results=()

@@ -333,6 +333,8 @@ void hub_self_snapshot(hub_t *hub, hub_self_t *o) {
         if (l > o->loop_lag_max_s) o->loop_lag_max_s = l;
     }
     o->events_total = atomic_load(&hub->events_total);
+    o->store_write_errors = store_write_errors(hub->store);
+    o->store_points_dropped = store_points_dropped(hub->store);
     o->sources_online = hub->sources.online;
     o->proc = hub->proc;
     if (o->proc.start_time == 0) procstat_read(&o->proc); /* before the first roll */

@@ -102,10 +102,9 @@ int hub_submit_batch(hub_t *hub, agg_batch_t *b);
 
 /* Hub thread: gives e its seq and hands it to the store; once it is on disk it enters
  * the retained window, goes to every worker's subscribers and cb(hub, e, 0, arg) runs
- * (the publisher's ack). If the store cannot write it, it is delivered all the same
- * (rc < 0 to cb; the store keeps retrying) — availability over durability while the disk
- * is failing, which health reports. Takes over the caller's reference. 0 or -ENOMEM
- * (then nothing was published; cb is not called). */
+ * (the publisher's ack). While the disk fails, events wait (the store retries them, and
+ * health reports it): an acknowledged event is never one that could be lost. Takes over
+ * the caller's reference. 0 or -ENOMEM (then nothing was published; cb is not called). */
 typedef void (*hub_publish_cb)(hub_t *hub, event_t *e, int rc, void *arg);
 int hub_publish(hub_t *hub, event_t *e, hub_publish_cb cb, void *arg);
 /* Hub thread: builds and publishes a built-in event (type, payload object JSON). */

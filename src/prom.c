@@ -162,6 +162,10 @@ static void self_metrics(buf_t *b, const hub_self_t *s) {
     GAUGE("metricast_ws_queue_fill_ratio", "Fill ratio of the fullest outbound queue.",
           s->ws_fill_ratio);
     COUNTER("metricast_events_total", "Events published.", s->events_total);
+    COUNTER("metricast_store_write_errors_total", "Store transactions that failed.",
+            s->store_write_errors);
+    COUNTER("metricast_store_points_dropped_total",
+            "Raw points not stored because the store was behind.", s->store_points_dropped);
     COUNTER("metricast_http_requests_total", "HTTP requests answered.", s->http_requests);
     COUNTER("metricast_http_errors_total", "HTTP answers with status 400 or above.",
             s->http_errors);

@@ -20,6 +20,8 @@
 #define SCHEMA_VERSION 1
 /* A transaction waits this long for another writer's lock before it counts as failed. */
 #define BUSY_TIMEOUT_MS 2000
+/* Events that could not be written are retried this often until they are. */
+#define RETRY_MS 500
 
 typedef enum { JOB_POINTS, JOB_EVENT, JOB_AGGREGATE, JOB_QUERY } job_kind_t;
 
@@ -59,6 +61,8 @@ struct store {
     uint32_t sid_cap, nsids;
     _Atomic int status;
     _Atomic uint64_t write_errors;
+    _Atomic uint64_t points_dropped;
+    uint32_t point_jobs; /* queued, under mu */
     uv_mutex_t msg_mu;
     char status_msg[256];
 };
@@ -83,6 +87,7 @@ int store_status(store_t *s, char *msg, size_t msglen) {
 }
 
 uint64_t store_write_errors(store_t *s) { return s ? atomic_load(&s->write_errors) : 0; }
+uint64_t store_points_dropped(store_t *s) { return s ? atomic_load(&s->points_dropped) : 0; }
 
 static int exec(store_t *s, const char *sql) {
     char *e = NULL;
@@ -117,7 +122,8 @@ static const char *const schema[] = {
 
 /* ---- opening ---------------------------------------------------------------------------- */
 
-static int check_and_migrate(store_t *s, char *err) {
+/* Is this file ours (or new)? Read-only checks: a file that is refused is not changed. */
+static int check_store(store_t *s, char *err) {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &st, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_step(st);
@@ -153,6 +159,11 @@ static int check_and_migrate(store_t *s, char *err) {
             return -EINVAL;
         }
     }
+    return 0;
+}
+
+/* Creates (or completes) the schema; after check_store has accepted the file. */
+static int migrate(store_t *s, char *err) {
     if (exec(s, "BEGIN") != SQLITE_OK) goto fail;
     for (size_t i = 0; i < sizeof schema / sizeof *schema; i++)
         if (exec(s, schema[i]) != SQLITE_OK) goto fail_tx;
@@ -183,18 +194,26 @@ int store_open(store_t **out, const char *dir, bool reset, const store_limits_t 
                                  NULL);
         if (rc == SQLITE_OK) {
             sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
-            /* WAL: readers never block the writer; NORMAL: a commit survives the process
-             * being killed (the WAL is in the page cache), only power loss can cost it */
-            if (exec(s, "PRAGMA journal_mode=WAL") == SQLITE_OK &&
-                exec(s, "PRAGMA synchronous=NORMAL") == SQLITE_OK) {
-                rc = check_and_migrate(s, err);
-                if (rc == 0) {
-                    *out = s;
-                    return 0;
+            /* checks first: nothing is written to a file we then refuse. WAL: readers never
+             * block the writer; NORMAL: a commit survives the process being killed (the WAL
+             * is in the page cache), only power loss can cost it */
+            rc = check_store(s, err);
+            if (rc == 0) {
+                if (exec(s, "PRAGMA journal_mode=WAL") != SQLITE_OK ||
+                    exec(s, "PRAGMA synchronous=NORMAL") != SQLITE_OK) {
+                    snprintf(err, STORE_ERR_LEN, "%.300s is not a usable SQLite database (%.150s)",
+                             s->path, sqlite3_errmsg(s->db));
+                    rc = -EIO;
+                } else {
+                    /* 64 MiB of page cache: a second's batch of 100k points and the
+                     * rollup scans stay off the read() path */
+                    exec(s, "PRAGMA cache_size=-65536");
+                    rc = migrate(s, err);
                 }
-            } else {
-                snprintf(err, STORE_ERR_LEN, "%.300s is not a usable SQLite database (%.150s)", s->path,
-                         sqlite3_errmsg(s->db));
+            }
+            if (rc == 0) {
+                *out = s;
+                return 0;
             }
         } else {
             snprintf(err, STORE_ERR_LEN, "%.300s: cannot open: %.150s", s->path,
@@ -490,10 +509,10 @@ static void write_batch(store_t *s, job_t *list) {
     snprintf(msg, sizeof msg, "%s (%s)", sqlite3_errstr(rc), sqlite_error_type(rc));
     atomic_fetch_add(&s->write_errors, 1);
     set_status(s, -EIO, msg);
+    /* no one sees an event before it is on disk: keep them, retry every RETRY_MS (the
+     * thread wakes for it), and tell the hub only when they are written */
     for (job_t *j = list; j; j = j->next)
         if (j->kind == JOB_EVENT) keep_for_retry(s, j->event);
-    /* availability first: the hub delivers them now and we keep trying to store them */
-    if (max_seq) tell_events(s, max_seq, -EIO);
 }
 
 typedef struct agg_msg {
@@ -559,22 +578,30 @@ static int roll_up(store_t *s, uint32_t period, uint32_t now, uint64_t *entries)
     char wm_key[32];
     snprintf(wm_key, sizeof wm_key, "rolled_%u", period);
     int64_t from = meta_get(s, wm_key);
-    int64_t to = (int64_t)(now / period) * period; /* exclusive: periods ending by now */
+    /* exclusive: periods that ended at least 5 s ago, so the roll (which writes second S
+     * just after S+1) has written their last point */
+    int64_t to = (int64_t)((now - 5) / period) * period;
     if (from <= 0) from = 0;
     if (to <= from) return SQLITE_OK;
-    char sql[700];
+    /* "last" is the value of the period's latest row, found by its (series_id, t) key:
+     * SQLite's bare-column shortcut is only defined with a single min() or max() */
+    char sql[900];
     if (period == 60)
         snprintf(sql, sizeof sql,
                  "INSERT OR REPLACE INTO rollup_60(series_id,t,count,sum,min,max,last) "
-                 "SELECT series_id, (t/60)*60 AS m, count(*), sum(v), min(v), max(v), v "
-                 "FROM (SELECT series_id, t, v FROM points WHERE t >= ?1 AND t < ?2 "
-                 "ORDER BY series_id, t) GROUP BY series_id, m");
+                 "SELECT a.series_id, a.m, a.c, a.s, a.lo, a.hi, b.v FROM "
+                 "(SELECT series_id, (t/60)*60 AS m, count(*) AS c, sum(v) AS s, min(v) AS lo, "
+                 " max(v) AS hi, max(t) AS lt FROM points WHERE t >= ?1 AND t < ?2 "
+                 " GROUP BY series_id, m) a "
+                 "JOIN points b ON b.series_id = a.series_id AND b.t = a.lt");
     else
         snprintf(sql, sizeof sql,
                  "INSERT OR REPLACE INTO rollup_3600(series_id,t,count,sum,min,max,last) "
-                 "SELECT series_id, (t/3600)*3600 AS h, sum(count), sum(sum), min(min), "
-                 "max(max), last FROM (SELECT * FROM rollup_60 WHERE t >= ?1 AND t < ?2 "
-                 "ORDER BY series_id, t) GROUP BY series_id, h");
+                 "SELECT a.series_id, a.h, a.c, a.s, a.lo, a.hi, b.last FROM "
+                 "(SELECT series_id, (t/3600)*3600 AS h, sum(count) AS c, sum(sum) AS s, "
+                 " min(min) AS lo, max(max) AS hi, max(t) AS lt FROM rollup_60 "
+                 " WHERE t >= ?1 AND t < ?2 GROUP BY series_id, h) a "
+                 "JOIN rollup_60 b ON b.series_id = a.series_id AND b.t = a.lt");
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
     if (rc == SQLITE_OK) {
@@ -809,9 +836,17 @@ static void thread_main(void *arg) {
     store_t *s = arg;
     for (;;) {
         uv_mutex_lock(&s->mu);
-        while (!s->head && !s->stop) uv_cond_wait(&s->cv, &s->mu);
+        while (!s->head && !s->stop) {
+            if (!s->nretry) {
+                uv_cond_wait(&s->cv, &s->mu);
+            } else if (uv_cond_timedwait(&s->cv, &s->mu, (uint64_t)RETRY_MS * 1000000u) ==
+                       UV_ETIMEDOUT) {
+                break; /* time to retry the events that could not be written */
+            }
+        }
         job_t *list = s->head;
         s->head = s->tail = NULL;
+        s->point_jobs = 0;
         bool stop = s->stop;
         uv_mutex_unlock(&s->mu);
         if (list || s->nretry) {
@@ -834,8 +869,22 @@ static void thread_main(void *arg) {
     }
 }
 
+/* A bound on raw points waiting for the disk: a store slower than the ingest drops the
+ * newest seconds (counted) instead of growing without limit; history in memory and the
+ * live paths are unaffected. */
+#define MAX_POINT_JOBS 8
+
 static void submit(store_t *s, job_t *j) {
     uv_mutex_lock(&s->mu);
+    if (j->kind == JOB_POINTS) {
+        if (s->point_jobs >= MAX_POINT_JOBS) {
+            uv_mutex_unlock(&s->mu);
+            atomic_fetch_add(&s->points_dropped, j->npts);
+            free_job(j);
+            return;
+        }
+        s->point_jobs++;
+    }
     if (s->tail)
         s->tail->next = j;
     else

@@ -46,8 +46,9 @@ typedef struct store_point {
 typedef struct store_hooks {
     inbox_t *inbox;
     void *ctx;
-    /* events up to seq are committed (rc 0) or could not be written (rc < 0: they are
-     * kept and retried) */
+    /* events up to seq are committed (rc 0); rc < 0 only when the store could not even
+     * queue one (out of memory): the hub then delivers it unstored. Events whose write
+     * fails are kept and retried, and reported only once written. */
     void (*events_done)(void *ctx, uint64_t seq, int rc);
     /* an aggregation job's lifecycle: phase 0 started, 1 completed, 2 failed */
     void (*aggregation)(void *ctx, int phase, const char *job_id, uint64_t entries,
@@ -96,5 +97,7 @@ int store_query(store_t *s, const char *name, const char *source, uint32_t from,
 /* Health: 0 when the last write succeeded, else the negative error; and its text. */
 int store_status(store_t *s, char *msg, size_t msglen);
 uint64_t store_write_errors(store_t *s);
+/* Raw points not written because the store was behind (see MAX_POINT_JOBS). */
+uint64_t store_points_dropped(store_t *s);
 
 #endif

@@ -317,13 +317,15 @@ static void test_render_structure(void **state) {
         "metricast_ingest_dropped_total", "metricast_ingest_datagrams_total", "metricast_series",
         "metricast_sources_online", "metricast_connections", "metricast_ws_connections",
         "metricast_ws_subscribers", "metricast_ws_sent_total", "metricast_ws_dropped_total",
-        "metricast_ws_queue_fill_ratio", "metricast_events_total", "metricast_http_requests_total",
+        "metricast_ws_queue_fill_ratio", "metricast_events_total",
+        "metricast_store_write_errors_total", "metricast_store_points_dropped_total",
+        "metricast_http_requests_total",
         "metricast_http_errors_total", "metricast_loop_lag_seconds", "process_cpu_seconds_total",
         "process_resident_memory_bytes", "process_virtual_memory_bytes", "process_open_fds",
         "process_max_fds", "process_start_time_seconds"};
     for (size_t i = 0; i < sizeof self_fams / sizeof self_fams[0]; i++)
         if (!fam_find(fams, n, self_fams[i])) fail_msg("no family %s", self_fams[i]);
-    /* 23 self families + 7 of ours */
+    /* 25 self families + 7 of ours */
     assert_int_equal(n, (int)(sizeof self_fams / sizeof self_fams[0]) + 7);
 
     free(text);
@@ -336,7 +338,7 @@ static void test_render_empty_registry(void **state) {
     registry_init(&r, 0, 0);
     char *text = render(&r);
     fam_t fams[64];
-    assert_int_equal(check_structure(text, fams, 64), 23);
+    assert_int_equal(check_structure(text, fams, 64), 25);
     free(text);
     registry_free(&r);
 }
