@@ -62,6 +62,7 @@ struct store {
     _Atomic int status;
     _Atomic uint64_t write_errors;
     _Atomic uint64_t points_dropped;
+    sqlite3_stmt *put_point; /* prepared once (store thread) */
     uint32_t point_jobs; /* queued, under mu */
     uv_mutex_t msg_mu;
     char status_msg[256];
@@ -103,8 +104,11 @@ static const char *const schema[] = {
     "CREATE TABLE IF NOT EXISTS series(id INTEGER PRIMARY KEY, key BLOB UNIQUE NOT NULL, "
     "name TEXT NOT NULL, labels TEXT NOT NULL, kind INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS series_name ON series(name)",
-    "CREATE TABLE IF NOT EXISTS points(series_id INTEGER NOT NULL, t INTEGER NOT NULL, "
-    "v REAL, PRIMARY KEY(series_id, t)) WITHOUT ROWID",
+    /* keyed by time first: each second's batch appends at the end of the tree (inserts
+     * stay sequential however many series there are), and rolling up or expiring a time
+     * range is one range scan */
+    "CREATE TABLE IF NOT EXISTS points(t INTEGER NOT NULL, series_id INTEGER NOT NULL, "
+    "v REAL, PRIMARY KEY(t, series_id)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS rollup_60(series_id INTEGER NOT NULL, t INTEGER NOT NULL, "
     "count INTEGER, sum REAL, min REAL, max REAL, last REAL, PRIMARY KEY(series_id, t)) "
     "WITHOUT ROWID",
@@ -112,7 +116,6 @@ static const char *const schema[] = {
     "count INTEGER, sum REAL, min REAL, max REAL, last REAL, PRIMARY KEY(series_id, t)) "
     "WITHOUT ROWID",
     /* time-ordered scans: rolling up a period, retention, trend references */
-    "CREATE INDEX IF NOT EXISTS points_t ON points(t)",
     "CREATE INDEX IF NOT EXISTS rollup_60_t ON rollup_60(t)",
     "CREATE INDEX IF NOT EXISTS rollup_3600_t ON rollup_3600(t)",
     "CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY, type TEXT NOT NULL, "
@@ -394,9 +397,11 @@ static void free_job(job_t *j) {
 }
 
 static int write_points(store_t *s, job_t *j) {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO points(series_id,t,v) VALUES(?,?,?)",
-                                -1, &st, NULL);
+    int rc = SQLITE_OK;
+    if (!s->put_point)
+        rc = sqlite3_prepare_v3(s->db, "INSERT OR REPLACE INTO points(series_id,t,v) VALUES(?,?,?)",
+                                -1, SQLITE_PREPARE_PERSISTENT, &s->put_point, NULL);
+    sqlite3_stmt *st = s->put_point;
     for (size_t i = 0; i < j->npts && rc == SQLITE_OK; i++) {
         int64_t id = series_id(s, j->pts[i].key, j->pts[i].kind);
         if (id < 0) {
@@ -410,7 +415,6 @@ static int write_points(store_t *s, job_t *j) {
         rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
         sqlite3_reset(st);
     }
-    sqlite3_finalize(st);
     return rc;
 }
 
@@ -593,7 +597,7 @@ static int roll_up(store_t *s, uint32_t period, uint32_t now, uint64_t *entries)
                  "(SELECT series_id, (t/60)*60 AS m, count(*) AS c, sum(v) AS s, min(v) AS lo, "
                  " max(v) AS hi, max(t) AS lt FROM points WHERE t >= ?1 AND t < ?2 "
                  " GROUP BY series_id, m) a "
-                 "JOIN points b ON b.series_id = a.series_id AND b.t = a.lt");
+                 "JOIN points b ON b.t = a.lt AND b.series_id = a.series_id");
     else
         snprintf(sql, sizeof sql,
                  "INSERT OR REPLACE INTO rollup_3600(series_id,t,count,sum,min,max,last) "
@@ -919,6 +923,7 @@ void store_close(store_t *s) {
     free(s->retry);
     for (uint32_t i = 0; i < s->sid_cap; i++) skey_unref(s->sids[i].key);
     free(s->sids);
+    sqlite3_finalize(s->put_point);
     sqlite3_close(s->db);
     uv_mutex_destroy(&s->mu);
     uv_mutex_destroy(&s->msg_mu);

@@ -157,6 +157,11 @@ static void update_flow(conn_t *c, bool drained) {
         break;
     }
     if (next == ws->flow) return;
+    if (next == WS_OVERLOADED && ws->flow == WS_STREAMING) {
+        /* filled past both marks at once: the client still hears both steps, in order */
+        ws->flow = WS_BUFFERING;
+        send_status(c, fill);
+    }
     if (next == WS_OVERLOADED) ws->overloaded_since_ms = uv_now(&c->w->loop);
     log_debug("ws flow", "conn=%llu state=%s fill=%.2f dropped=%llu", (unsigned long long)c->id,
               ws_flow_name(next), fill, (unsigned long long)ws->dropped);
