@@ -693,7 +693,11 @@ class TestSessionMetrics(SourcesCase):
             code, _before = ws.close_gracefully()
             self.assertEqual(code, 1000)
             self.assertTrue(ws.wait_eof(3), "the server did not end the TCP connection")
-        ended = [r for r in h.log_records() if r.get("msg") == "source session ended"]
+        # the daemon logs the end from the connection's close callback, which may run just
+        # after the client saw EOF
+        ended = wait_for(lambda: [r for r in h.log_records()
+                                  if r.get("msg") == "source session ended"],
+                         desc="source session ended logged")
         self.assertEqual(len(ended), 1, h.log())
         self.assertEqual((ended[0].get("source"), ended[0].get("reason"),
                           ended[0].get("received")), ("robot_m", "client_disconnect", "6"))
