@@ -19,9 +19,9 @@ build_pkgs=(
   libsqlite3-dev      # the embedded store
   libcurl4-openssl-dev # webhooks (libcurl multi)
   dpkg-dev            # make deb: dpkg-shlibdeps derives the package's Depends
+  libcmocka-dev       # the build always configures the unit tests (make run too)
 )
 test_pkgs=(
-  libcmocka-dev       # unit tests under CTest
   python3 python3-websockets # integration-test harness (a real WebSocket client)
   curl                # smoke checks in scripts
   prometheus          # promtool check metrics, and a real server scraping the hub in tests

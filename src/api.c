@@ -311,21 +311,16 @@ static int ingest_cb(void *ud, const statsd_line_t *l) {
 static int hub_ingest(hub_t *hub, api_job_t *j) {
     registry_result_t res;
     memset(&res, 0, sizeof res);
-    if (j->batch) {
-        registry_apply(&hub->reg, j->batch, clk_unix(), &res);
-        atomic_fetch_add_explicit(&hub->istats.lines[j->batch->transport], res.accepted,
-                                  memory_order_relaxed);
-        if (res.accepted) stream_changed(&hub->stream);
-    }
-    /* the parser's refusals are counted here too, once, with the registry's */
-    for (int i = 0; i < STATSD_REASON_COUNT; i++) res.rejected[i] += j->parsed.rejected[i];
-    uint64_t rejected = 0;
-    for (int i = 0; i < REJECT_REASON_COUNT; i++) {
-        if (res.rejected[i])
-            atomic_fetch_add_explicit(&hub->istats.rejected[i], res.rejected[i],
+    if (j->batch) hub_apply_batch(hub, j->batch, &res); /* counts the registry's refusals */
+    /* the parser's refusals are counted here, and answered together with the registry's */
+    for (int i = 0; i < STATSD_REASON_COUNT; i++) {
+        if (j->parsed.rejected[i])
+            atomic_fetch_add_explicit(&hub->istats.rejected[i], j->parsed.rejected[i],
                                       memory_order_relaxed);
-        rejected += res.rejected[i];
+        res.rejected[i] += j->parsed.rejected[i];
     }
+    uint64_t rejected = 0;
+    for (int i = 0; i < REJECT_REASON_COUNT; i++) rejected += res.rejected[i];
     jsonw_t w;
     jsonw_init(&w, &j->body);
     jsonw_obj_open(&w);

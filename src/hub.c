@@ -42,10 +42,7 @@ static void batch_task(void *arg, int cancelled) {
     hub_t *hub = j->hub;
     if (!cancelled) {
         registry_result_t res;
-        memset(&res, 0, sizeof res);
-        registry_apply(&hub->reg, j->b, clk_unix(), &res);
-        account(hub, j->b->transport, &res);
-        if (res.accepted) stream_changed(&hub->stream);
+        hub_apply_batch(hub, j->b, &res);
     }
     atomic_fetch_sub(&hub->batches_pending, 1);
     agg_batch_free(j->b);
@@ -253,14 +250,10 @@ static uint64_t ms_until_after(uint32_t sec) {
     return d < 0 ? 0 : (uint64_t)d + 2;
 }
 
-static void on_roll(uv_timer_t *t) {
-    hub_t *hub = t->data;
-    double now = clk_unix();
-    uint32_t boundary = (uint32_t)floor(now + 0.5); /* the second boundary we woke for */
-    if (boundary <= hub->last_roll_sec) { /* woke twice for one boundary: wait for the next */
-        uv_timer_start(&hub->roll_timer, on_roll, ms_until_after(hub->last_roll_sec), 0);
-        return;
-    }
+static void on_roll(uv_timer_t *t);
+
+/* Closes the interval that ends at `boundary` and re-arms the timer for the next one. */
+static void roll_at(hub_t *hub, uint32_t boundary, double now) {
     hub->last_roll_sec = boundary;
     registry_roll(&hub->reg, boundary);
     if (hub->npts && hub->store) {
@@ -288,6 +281,30 @@ static void on_roll(uv_timer_t *t) {
     hub->prev_cpu = ps.cpu_seconds;
     hub->prev_roll_unix = now;
     uv_timer_start(&hub->roll_timer, on_roll, ms_until_after(boundary), 0);
+}
+
+static void on_roll(uv_timer_t *t) {
+    hub_t *hub = t->data;
+    double now = clk_unix();
+    uint32_t boundary = (uint32_t)floor(now + 0.5); /* the second boundary we woke for */
+    if (boundary <= hub->last_roll_sec) { /* woke twice for one boundary: wait for the next */
+        uv_timer_start(&hub->roll_timer, on_roll, ms_until_after(hub->last_roll_sec), 0);
+        return;
+    }
+    roll_at(hub, boundary, now);
+}
+
+void hub_apply_batch(hub_t *hub, const agg_batch_t *b, registry_result_t *res) {
+    memset(res, 0, sizeof *res);
+    double now = clk_unix();
+    /* The roll timer fires a few ms after the wall-clock second; a batch that reaches the
+     * hub in between belongs to the new second, so the old one is closed first. Without
+     * this, a sample sent at 17.001 could be stored under second 16. */
+    uint32_t sec = (uint32_t)floor(now);
+    if (sec > hub->last_roll_sec) roll_at(hub, sec, now);
+    registry_apply(&hub->reg, b, now, res);
+    account(hub, b->transport, res);
+    if (res->accepted) stream_changed(&hub->stream);
 }
 
 void hub_self_snapshot(hub_t *hub, hub_self_t *o) {

@@ -99,6 +99,10 @@ void hub_call_finish(hub_call_t *call);
 
 /* Any thread: hands an ingest batch to the registry (ownership passes). 0 or -ESHUTDOWN. */
 int hub_submit_batch(hub_t *hub, agg_batch_t *b);
+/* Hub thread: merges b into the registry (b stays the caller's), closing the previous
+ * second first when the wall clock has passed it; counts accepted lines and refusals by
+ * transport into hub->istats and fills res. */
+void hub_apply_batch(hub_t *hub, const agg_batch_t *b, registry_result_t *res);
 
 /* Hub thread: gives e its seq and hands it to the store; once it is on disk it enters
  * the retained window, goes to every worker's subscribers and cb(hub, e, 0, arg) runs
