@@ -391,10 +391,103 @@ static int known_section(const char *s) {
     return 0;
 }
 
+static const char *const section_kinds[] = {"alert", "token", NULL};
+
+const char *const *config_section_kinds(void) { return section_kinds; }
+
+void config_free(config_t *c) {
+    for (size_t i = 0; i < c->nsections; i++) {
+        for (size_t k = 0; k < c->sections[i].nkv; k++) {
+            free(c->sections[i].kv[k].key);
+            free(c->sections[i].kv[k].value);
+        }
+        free(c->sections[i].kv);
+    }
+    free(c->sections);
+    c->sections = NULL;
+    c->nsections = 0;
+}
+
+const char *config_section_get(const cfg_section_t *s, const char *key) {
+    for (size_t i = 0; i < s->nkv; i++)
+        if (strcmp(s->kv[i].key, key) == 0) return s->kv[i].value;
+    return NULL;
+}
+
+/* "alert.cpu_hot" → kind "alert", name "cpu_hot" when the kind is known; 1 if it is a
+ * named section, 0 if not, -1 if the name is unusable (with err filled). */
+static int split_named(const char *section, char kind[16], const char **name) {
+    const char *dot = strchr(section, '.');
+    if (!dot || (size_t)(dot - section) >= 16) return 0;
+    memcpy(kind, section, (size_t)(dot - section));
+    kind[dot - section] = 0;
+    for (const char *const *k = section_kinds; *k; k++) {
+        if (strcmp(*k, kind)) continue;
+        *name = dot + 1;
+        if (!**name || strlen(*name) >= 128) return -1;
+        for (const char *p = *name; *p; p++)
+            if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.') return -1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Appends key = value to the named section kind.name of x's file (created on first use).
+ * 1 on success, 0 with x->err filled. */
+static int add_named(ini_ctx_t *x, const char *kind, const char *name, const char *key,
+                     const char *value) {
+    config_t *c = x->c;
+    cfg_section_t *s = NULL;
+    for (size_t i = 0; i < c->nsections && !s; i++)
+        if (!strcmp(c->sections[i].kind, kind) && !strcmp(c->sections[i].name, name))
+            s = &c->sections[i];
+    if (!s) {
+        cfg_section_t *v = realloc(c->sections, (c->nsections + 1) * sizeof *v);
+        if (!v) goto oom;
+        c->sections = v;
+        s = &v[c->nsections++];
+        memset(s, 0, sizeof *s);
+        snprintf(s->kind, sizeof s->kind, "%s", kind);
+        snprintf(s->name, sizeof s->name, "%s", name);
+        snprintf(s->file, sizeof s->file, "%s", x->path);
+    }
+    if (config_section_get(s, key)) {
+        errf(x->err, "config %s: [%s.%s] %s: given twice", x->path, kind, name, key);
+        x->failed = 1;
+        return 0;
+    }
+    cfg_kv_t *kv = realloc(s->kv, (s->nkv + 1) * sizeof *kv);
+    if (!kv) goto oom;
+    s->kv = kv;
+    kv[s->nkv].key = strdup(key);
+    kv[s->nkv].value = strdup(value);
+    if (!kv[s->nkv].key || !kv[s->nkv].value) {
+        free(kv[s->nkv].key);
+        free(kv[s->nkv].value);
+        goto oom;
+    }
+    s->nkv++;
+    return 1;
+oom:
+    errf(x->err, "config %s: out of memory", x->path);
+    x->failed = 1;
+    return 0;
+}
+
 static int on_ini_entry(void *user, const char *section, const char *name, const char *value) {
     ini_ctx_t *x = user;
     if (x->failed) return 0;
     char origin[1200];
+    char kind[16];
+    const char *sname;
+    int named = split_named(section, kind, &sname);
+    if (named < 0) {
+        errf(x->err, "config %s: [%s]: a section name is letters, digits, '_', '-' or '.' "
+                     "(at most 127)", x->path, section);
+        x->failed = 1;
+        return 0;
+    }
+    if (named) return add_named(x, kind, sname, name, value);
     if (!known_section(section)) {
         errf(x->err, "config %s: unknown section [%s]", x->path, section);
         x->failed = 1;
@@ -599,11 +692,17 @@ char *config_usage(const char *prog) {
 
 /* ---- effective configuration --------------------------------------------------------- */
 
-bool config_is_secret(const cfg_opt_t *o) {
-    static const char *const words[] = {"secret", "token", "password", "passwd", "credential"};
-    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
-        if (strstr(o->key, words[i]) || strstr(o->flag, words[i])) return true;
+static const char *const secret_words[] = {"secret", "token", "password", "passwd",
+                                           "credential"};
+
+bool config_key_is_secret(const char *key) {
+    for (size_t i = 0; i < sizeof secret_words / sizeof secret_words[0]; i++)
+        if (strstr(key, secret_words[i])) return true;
     return false;
+}
+
+bool config_is_secret(const cfg_opt_t *o) {
+    return config_key_is_secret(o->key) || config_key_is_secret(o->flag);
 }
 
 /* Masks the user:password@ (or token@) part of a URL with three asterisks. */
@@ -730,5 +829,15 @@ char *config_dump_ini(const config_t *c) {
         }
     }
     free(d);
+    for (size_t i = 0; i < c->nsections; i++) {
+        const cfg_section_t *sec = &c->sections[i];
+        buf_printf(&b, "\n[%s.%s]\n", sec->kind, sec->name);
+        for (size_t k = 0; k < sec->nkv; k++) {
+            /* secret_file is a path, not a secret: only a value that is one is masked */
+            bool hide = config_key_is_secret(sec->kv[k].key) &&
+                        !strstr(sec->kv[k].key, "_file") && sec->kv[k].value[0];
+            buf_printf(&b, "%s = %s\n", sec->kv[k].key, hide ? "********" : sec->kv[k].value);
+        }
+    }
     return buf_steal(&b, NULL);
 }

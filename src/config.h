@@ -21,8 +21,27 @@ typedef struct cfg_addr {
     bool off;      /* only for settings that accept "off" */
 } cfg_addr_t;
 
+/* A [kind.name] section of the config file that the option table does not describe:
+ * alert rules ([alert.cpu_hot]) and tokens ([token.dashboard]). The INI loader collects
+ * them verbatim, in file order, and checks only that the kind is known and that no key
+ * repeats; their owners (alert rules, auth) validate the keys and values and report
+ * errors naming the file and section. */
+typedef struct cfg_kv {
+    char *key, *value; /* owned */
+} cfg_kv_t;
+
+typedef struct cfg_section {
+    char kind[16];   /* "alert", "token" */
+    char name[128];  /* the part after the dot */
+    char file[1024]; /* the file it came from */
+    cfg_kv_t *kv;    /* owned array, in file order */
+    size_t nkv;
+} cfg_section_t;
+
 typedef struct config {
     char config_file[1024];
+    cfg_section_t *sections; /* owned (config_free); named sections, in file order */
+    size_t nsections;
     cfg_addr_t listen;
     cfg_addr_t statsd;
     char data_dir[1024];
@@ -91,8 +110,18 @@ typedef enum { CFG_RUN = 0, CFG_HELP, CFG_VERSION } cfg_action_t;
 /* The option table, in --help order. */
 const cfg_opt_t *config_options(size_t *n);
 
-/* Fills c with every option's default. Never fails (the defaults are valid). */
+/* Fills c with every option's default and no named sections. Never fails (the defaults
+ * are valid). c must not hold sections yet (config_free first when reusing one). */
 void config_defaults(config_t *c);
+/* Frees c's named sections; c's options stay as they are. */
+void config_free(config_t *c);
+
+/* The kinds of named sections the loader accepts ("alert", "token"), NULL-terminated. */
+const char *const *config_section_kinds(void);
+/* The value of key in s, or NULL. */
+const char *config_section_get(const cfg_section_t *s, const char *key);
+/* True for a key whose value must never be printed (see config_is_secret). */
+bool config_key_is_secret(const char *key);
 
 /* Loads defaults, then the file (--config or METRICAST_CONFIG), then env (a NULL-terminated
  * "K=V" array, usually environ), then argv. 0 and *action, or -EINVAL with err filled. */

@@ -189,6 +189,7 @@ static void on_hup(uv_signal_t *s, int signum) {
         log_info("reload requested", "changed=%d applied=0 note=\"no setting is reloadable in "
                  "this build; restart to apply changes\"", changed);
     }
+    if (next) config_free(next);
     free(next);
     mc_notify("READY=1");
 }

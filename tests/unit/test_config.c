@@ -230,6 +230,60 @@ static void test_flags_misc(void **state) {
     assert_int_equal(act, CFG_HELP); /* --help wins over anything malformed */
 }
 
+/* [alert.x] and [token.x] sections are collected verbatim for their owners; unknown kinds,
+ * bad names and repeated keys are refused here. */
+static void test_named_sections(void **state) {
+    (void)state;
+    char *path = write_tmp("[alert.cpu_hot]\nmetric = cpu_usage\nop = >\nthreshold = 90\n"
+                           "[token.dash]\nsecret = s3cr3t\nscopes = read\n"
+                           "[stream]\ntick = 2\n[alert.cpu_hot]\nfor = 10s\n");
+    char cfgarg[128];
+    snprintf(cfgarg, sizeof cfgarg, "--config=%s", path);
+    config_t c;
+    char err[CFG_ERR_LEN];
+    char *env[] = {NULL};
+    const char *a[] = {cfgarg, NULL};
+    assert_int_equal(load(&c, a, env, err), 0);
+    assert_true(c.tick == 2.0);
+    assert_int_equal(c.nsections, 2);
+    assert_string_equal(c.sections[0].kind, "alert");
+    assert_string_equal(c.sections[0].name, "cpu_hot");
+    assert_int_equal(c.sections[0].nkv, 4); /* the reopened section continues the first */
+    assert_string_equal(config_section_get(&c.sections[0], "op"), ">");
+    assert_string_equal(config_section_get(&c.sections[0], "for"), "10s");
+    assert_null(config_section_get(&c.sections[0], "clear"));
+    assert_string_equal(c.sections[1].kind, "token");
+    assert_string_equal(config_section_get(&c.sections[1], "secret"), "s3cr3t");
+    char *ini = config_dump_ini(&c);
+    assert_non_null(ini);
+    assert_non_null(strstr(ini, "[alert.cpu_hot]\nmetric = cpu_usage\n"));
+    assert_null(strstr(ini, "s3cr3t")); /* secrets masked */
+    assert_non_null(strstr(ini, "secret = ********"));
+    free(ini);
+    config_free(&c);
+    assert_int_equal(c.nsections, 0);
+    unlink(path);
+
+    static const struct {
+        const char *text, *want;
+    } bad[] = {
+        {"[alert.x]\nop = >\nop = <\n", "given twice"},
+        {"[alert.]\nop = >\n", "section name"},
+        {"[alert.a b]\nop = >\n", "section name"},
+        {"[widget.x]\nk = v\n", "unknown section [widget.x]"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        path = write_tmp(bad[i].text);
+        snprintf(cfgarg, sizeof cfgarg, "--config=%s", path);
+        config_t d;
+        assert_int_not_equal(load(&d, a, env, err), 0);
+        if (!strstr(err, bad[i].want)) fail_msg("case %zu: error \"%s\" lacks \"%s\"", i, err,
+                                                bad[i].want);
+        config_free(&d);
+        unlink(path);
+    }
+}
+
 static void test_usage_lists_every_flag(void **state) {
     (void)state;
     char *u = config_usage("metricastd");
@@ -257,6 +311,7 @@ int main(void) {
         cmocka_unit_test(test_errors_name_the_setting),
         cmocka_unit_test(test_flags_misc),
         cmocka_unit_test(test_usage_lists_every_flag),
+        cmocka_unit_test(test_named_sections),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
