@@ -27,6 +27,7 @@ test_pkgs=(
   prometheus          # promtool check metrics, and a real server scraping the hub in tests
   clang libclang-rt-14-dev # libFuzzer targets (make fuzz; CI runs each)
   systemd             # systemd-analyze verify on packaging/metricastd.service
+  gdb                 # the test harness dumps the stacks of a daemon that does not stop
 )
 
 want=("${build_pkgs[@]}")

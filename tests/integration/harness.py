@@ -291,6 +291,7 @@ class Hub:
             try:
                 self.proc.wait(timeout=t(timeout))
             except subprocess.TimeoutExpired:
+                self._dump_stacks()
                 self.proc.kill()
                 self.proc.wait(timeout=10)
                 self.exit_code = self.proc.returncode
@@ -300,6 +301,23 @@ class Hub:
         self.exit_code = self.proc.returncode
         self._release()
         return self.exit_code
+
+    def _dump_stacks(self):
+        """A daemon that does not stop: append every thread's stack to its log (gdb)."""
+        gdb = shutil.which("gdb")
+        if not gdb:
+            return
+        try:
+            out = subprocess.run([gdb, "-p", str(self.proc.pid), "-batch", "-nx",
+                                  "-ex", "thread apply all bt"], capture_output=True,
+                                 text=True, timeout=60).stdout
+        except (OSError, subprocess.SubprocessError) as e:
+            out = "gdb failed: %r" % e
+        lines = [ln for ln in out.splitlines() if ln.startswith(("#", "Thread"))]
+        with contextlib.suppress(Exception):
+            self._logf.write(("\n----- stacks of the daemon that did not stop -----\n" +
+                              "\n".join(lines) + "\n").encode())
+            self._logf.flush()
 
     def wait_exit(self, timeout):
         """Wait for the process to exit by itself; return the exit code or None."""

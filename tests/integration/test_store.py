@@ -513,8 +513,10 @@ class LockedTest(HubTestCase):
             self.assertGreater(len(during), 10, "ingest stalled while the store was locked")
             self.assertTrue(all(r[1] == 202 for r in during),
                             "ingest refused while locked: %r" % [r[1] for r in during])
-            slow = [round(r[2], 2) for r in during if r[2] > 0.5]
-            self.assertEqual(slow, [], "ingest answers slowed while locked")
+            # an answer that waited for the disk would take the store's 2 s busy timeout;
+            # a busy machine can delay one by a few hundred ms without any waiting
+            slow = [round(r[2], 2) for r in during if r[2] > 1.5]
+            self.assertEqual(slow, [], "ingest answers waited for the locked store")
             ticks = ticker.count_between(lock_t0, lock_t1)
             self.assertGreaterEqual(ticks, 3, "metrics:update ticks stalled while locked")
             self.assertIsNone(ticker.error)
