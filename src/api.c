@@ -700,7 +700,21 @@ static void h_source_metrics(http_req_t *r) {
     job_submit(r, j);
 }
 
+/* GET /api/v1/alerts: rules, active alerts (pending and firing), recent transitions */
+static int hub_alerts(hub_t *hub, api_job_t *j) {
+    if (alert_engine_json(&hub->alerts, clk_unix(), &j->body) < 0) {
+        job_error(j, 503, "out_of_memory", "rendering alerts");
+        return HUB_CALL_DONE;
+    }
+    j->status = 200;
+    j->ctype = "application/json";
+    return HUB_CALL_DONE;
+}
+
+static void h_alerts(http_req_t *r) { job_submit(r, job_new(hub_alerts)); }
+
 static const route_t routes[] = {
+    {"/api/v1/alerts", false, HM_GET | HM_HEAD, h_alerts},
     {"/api/v1/trends", false, HM_GET | HM_HEAD, h_trends},
     {"/api/v1/sources", false, HM_GET | HM_HEAD, h_sources},
     {"/api/v1/sources/", true, HM_GET | HM_HEAD, h_source_metrics},

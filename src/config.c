@@ -106,6 +106,31 @@ static const cfg_opt_t options[] = {
      "5%", 0, 10, "a change within this fraction of the reference is a stable trend"},
     {"series", "history_points", "history-points", "N", CFG_T_INT, OFF(history_points), "3600",
      1, 86400, "1 s points of in-memory history kept per series"},
+    {"health", "max_drop_ratio", "health-max-drop-ratio", "FRACTION", CFG_T_RATIO,
+     OFF(health_max_drop_ratio), "1%", 0, 1,
+     "health fails when more than this fraction of ingest samples was dropped over the last "
+     "minute (1: never)"},
+    {"health", "critical_alerts", "health-critical-alerts", NULL, CFG_T_BOOL,
+     OFF(health_critical_alerts), "true", 0, 0,
+     "health fails while an alert rule of severity critical is firing"},
+    {"log", "report_interval", "report-interval", "SECONDS", CFG_T_SECONDS,
+     OFF(report_interval), "10s", 0, 86400,
+     "a logfmt summary line (subscribers, sources, ingest, drops, events, CPU, RSS, alerts) "
+     "every this often; 0: off"},
+    /* each record is a few hundred bytes: the default costs well under a megabyte */
+    {"alerts", "history", "alerts-history", "N", CFG_T_U32, OFF(alerts_history), "1000", 1,
+     1000000, "alert transitions (firing, resolved) kept for /api/v1/alerts"},
+    {"webhook", "timeout", "webhook-timeout", "SECONDS", CFG_T_SECONDS, OFF(webhook_timeout),
+     "5s", 0.05, 300, "one webhook delivery attempt, connect included, must finish within this"},
+    {"webhook", "retries", "webhook-retries", "N", CFG_T_INT, OFF(webhook_retries), "5", 0, 100,
+     "retries after a failed delivery (connection error, timeout, 408, 429, 5xx)"},
+    {"webhook", "backoff", "webhook-backoff", "SECONDS", CFG_T_SECONDS, OFF(webhook_backoff),
+     "1s", 0.001, 3600, "delay before the first retry; doubles each time, half of it jittered"},
+    {"webhook", "backoff_max", "webhook-backoff-max", "SECONDS", CFG_T_SECONDS,
+     OFF(webhook_backoff_max), "60s", 0.001, 86400, "longest delay between retries"},
+    /* bounds memory when receivers are down: a delivery is one alert's body, ~1 KiB */
+    {"webhook", "queue", "webhook-queue", "N", CFG_T_U32, OFF(webhook_queue), "1024", 1, 1000000,
+     "deliveries queued, in flight or waiting to retry; more are dropped (counted)"},
 };
 
 const cfg_opt_t *config_options(size_t *n) {

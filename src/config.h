@@ -77,6 +77,14 @@ typedef struct config {
     double raw_retention, r60_retention, r3600_retention;
     uint32_t events_keep;
     double trend_deadband;
+    double health_max_drop_ratio;
+    bool health_critical_alerts;
+    double report_interval; /* seconds; 0 = off */
+    uint32_t alerts_history;
+    double webhook_timeout;
+    int webhook_retries;
+    double webhook_backoff, webhook_backoff_max;
+    uint32_t webhook_queue;
 } config_t;
 
 typedef enum {

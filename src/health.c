@@ -13,14 +13,14 @@
 void health_eval(const health_input_t *in, health_result_t *out) {
     memset(out, 0, sizeof *out);
     health_check_t *lag = &out->checks[out->n++];
-    lag->name = "loop_lag";
+    snprintf(lag->name, sizeof lag->name, "loop_lag");
     lag->ok = in->max_loop_lag_s <= in->max_loop_lag_limit_s;
     snprintf(lag->detail, sizeof lag->detail, "worst event-loop lag %.1f ms (%s %d), limit %.1f ms",
              in->max_loop_lag_s * 1e3, in->worst_loop < 0 ? "hub" : "worker",
              in->worst_loop < 0 ? 0 : in->worst_loop, in->max_loop_lag_limit_s * 1e3);
 
     health_check_t *dir = &out->checks[out->n++];
-    dir->name = "data_dir";
+    snprintf(dir->name, sizeof dir->name, "data_dir");
     dir->ok = in->data_dir_ok;
     if (dir->ok)
         snprintf(dir->detail, sizeof dir->detail, "%s is writable", in->data_dir);
@@ -29,12 +29,34 @@ void health_eval(const health_input_t *in, health_result_t *out) {
                  strerror(in->data_dir_errno));
 
     health_check_t *st = &out->checks[out->n++];
-    st->name = "store";
+    snprintf(st->name, sizeof st->name, "store");
     st->ok = in->store_ok;
     if (st->ok)
         snprintf(st->detail, sizeof st->detail, "the last write to the store succeeded");
     else
         snprintf(st->detail, sizeof st->detail, "store writes are failing: %.120s", in->store_msg);
+
+    health_check_t *dr = &out->checks[out->n++];
+    snprintf(dr->name, sizeof dr->name, "ingest_drops");
+    unsigned long long offered = in->drops_1m + in->accepted_1m;
+    double ratio = offered ? (double)in->drops_1m / (double)offered : 0;
+    dr->ok = in->max_drop_ratio >= 1 || in->drops_1m == 0 || ratio <= in->max_drop_ratio;
+    snprintf(dr->detail, sizeof dr->detail,
+             "%llu of %llu ingest samples dropped over the last minute (%.2f%%), limit %.2f%%",
+             in->drops_1m, offered, ratio * 100, in->max_drop_ratio * 100);
+
+    for (int i = 0; in->critical_alerts_check && i < in->nalerts && out->n < HEALTH_MAX_CHECKS; i++) {
+        const health_alert_t *a = &in->alerts[i];
+        health_check_t *c = &out->checks[out->n++];
+        snprintf(c->name, sizeof c->name, "alert:%.128s", a->rule);
+        c->ok = false;
+        if (i == in->nalerts - 1 && in->alerts_more)
+            snprintf(c->detail, sizeof c->detail, "critical alert firing (%u): %.80s; and %u "
+                     "more critical rules firing", a->firing, a->detail, in->alerts_more);
+        else
+            snprintf(c->detail, sizeof c->detail, "critical alert firing (%u): %.120s", a->firing,
+                     a->detail);
+    }
 
     out->healthy = true;
     for (int i = 0; i < out->n; i++) out->healthy &= out->checks[i].ok;
@@ -62,6 +84,12 @@ int health_json(const health_input_t *in, const health_result_t *res, buf_t *b) 
         if (strcmp(res->checks[i].name, "loop_lag") == 0) {
             jsonw_kv_num(&w, "value_seconds", in->max_loop_lag_s);
             jsonw_kv_num(&w, "limit_seconds", in->max_loop_lag_limit_s);
+        } else if (strcmp(res->checks[i].name, "ingest_drops") == 0) {
+            unsigned long long offered = in->drops_1m + in->accepted_1m;
+            jsonw_kv_uint(&w, "dropped", in->drops_1m);
+            jsonw_kv_uint(&w, "offered", offered);
+            jsonw_kv_num(&w, "ratio", offered ? (double)in->drops_1m / (double)offered : 0);
+            jsonw_kv_num(&w, "limit_ratio", in->max_drop_ratio);
         }
         jsonw_obj_close(&w);
     }

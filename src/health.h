@@ -1,5 +1,11 @@
 /* health — the hub's health verdict from real checks.
  *
+ * Checks: loop_lag (worst event-loop lag against [health] max_loop_lag), data_dir (the
+ * probe wrote a file), store (the last store write succeeded), ingest_drops (samples
+ * dropped over the last minute against [health] max_drop_ratio), and one "alert:<rule>"
+ * per critical rule that is firing (while [health] critical_alerts is on). The verdict
+ * is unhealthy when any fails; `failing` lists the names of those that do.
+ *
  * The checks are pure functions of a snapshot (health_input_t) gathered by the hub from
  * atomics the loops and the probe publish, so the verdict is testable without a daemon.
  * The data-directory probe (health_probe_dir) does real I/O and runs on the hub thread,
@@ -12,7 +18,15 @@
 
 #include "buf.h"
 
-#define HEALTH_MAX_CHECKS 8
+/* Critical alert rules named one by one in a verdict; more are summed up in the last. */
+#define HEALTH_MAX_ALERTS 16
+#define HEALTH_MAX_CHECKS (8 + HEALTH_MAX_ALERTS)
+
+typedef struct health_alert {
+    char rule[128];
+    unsigned firing;   /* instances */
+    char detail[160];  /* the first instance: series, value, since */
+} health_alert_t;
 
 typedef struct health_input {
     double max_loop_lag_s; /* worst loop */
@@ -26,10 +40,18 @@ typedef struct health_input {
     double uptime_s;
     const char *version;
     unsigned long long connections, ws_connections;
+    /* ingest drops over the last minute (accepted + dropped = offered) */
+    unsigned long long drops_1m, accepted_1m;
+    double max_drop_ratio; /* limit; >= 1 never fails */
+    /* critical alert rules firing now (when the check is enabled) */
+    bool critical_alerts_check;
+    int nalerts;
+    unsigned alerts_more; /* rules beyond HEALTH_MAX_ALERTS */
+    health_alert_t alerts[HEALTH_MAX_ALERTS];
 } health_input_t;
 
 typedef struct health_check {
-    const char *name;
+    char name[136]; /* "loop_lag", ..., "alert:<rule>" */
     bool ok;
     char detail[160];
 } health_check_t;

@@ -197,6 +197,126 @@ static void on_point(void *ctx, const series_t *s, uint32_t t, double v) {
     hub->pts[hub->npts++] = (store_point_t){skey_ref(s->key), s->kind, t, v};
 }
 
+/* ---- alerts ---------------------------------------------------------------------------- */
+
+/* engine hook: a transition → log line, alert.firing / alert.resolved event, webhook */
+static void alert_news(void *ctx, const alert_note_t *n) {
+    hub_t *hub = ctx;
+    const alert_rule_t *r = n->rule;
+    char qs[160], v[32], t[32];
+    jsonw_fmt_double(n->value, v);
+    jsonw_fmt_double(r->threshold, t);
+    log_msg(n->firing ? LOG_WARN : LOG_INFO, n->firing ? "alert firing" : "alert resolved",
+            "rule=%s severity=%s metric=%s source=%s value=%s op=%s threshold=%s%s%s", r->name,
+            alert_severity_name(r->severity), r->metric,
+            log_quote(n->source ? n->source : "", qs, sizeof qs), v, alert_op_name(r->op), t,
+            n->firing ? "" : " reason=", n->firing ? "" : n->reason);
+    buf_t p = BUF_INIT;
+    event_t *e = NULL;
+    if (alert_note_payload(n, &p) == 0) {
+        char rnd[6];
+        event_random6(&hub->rng, rnd);
+        e = event_make(n->firing ? "alert.firing" : "alert.resolved", p.data, NULL, clk_unix(),
+                       rnd);
+    }
+    buf_free(&p);
+    if (!e) log_error("alert event lost", "rule=%s error=\"out of memory\"", r->name);
+    if (r->webhook && hub->webhook) {
+        webhook_alert_t a = {n, e ? e->envelope : NULL, hub->external_url};
+        buf_t body = BUF_INIT;
+        const char *ctype;
+        char url[160];
+        int rc = webhook_body(r->style, &a, &body, &ctype);
+        if (rc == 0)
+            rc = webhook_post(hub->webhook, r->webhook, ctype, body.data, body.len,
+                              e ? e->id : r->name);
+        if (rc == -ENOBUFS)
+            log_error("webhook dropped: queue full", "rule=%s url=%s", r->name,
+                      alert_url_redacted(r->webhook, url, sizeof url));
+        else if (rc < 0 && rc != -ESHUTDOWN)
+            log_error("webhook dropped", "rule=%s url=%s error=\"%s\"", r->name,
+                      alert_url_redacted(r->webhook, url, sizeof url), strerror(-rc));
+        buf_free(&body);
+    }
+    if (e) hub_publish(hub, e, NULL, NULL);
+}
+
+typedef struct crit_fill {
+    hub_t *hub;
+    int n;
+    unsigned more;
+} crit_fill_t;
+
+static void crit_one(void *ctx, const alert_rule_t *r, const alert_inst_t *first) {
+    crit_fill_t *f = ctx;
+    if (f->n == HEALTH_MAX_ALERTS) {
+        f->more++;
+        return;
+    }
+    health_alert_t *a = &f->hub->crit[f->n++];
+    snprintf(a->rule, sizeof a->rule, "%s", r->name);
+    a->firing = r->nfiring;
+    a->detail[0] = '\0';
+    if (first) {
+        char v[32], t[32], since[CLK_ISO_LEN];
+        jsonw_fmt_double(first->value, v);
+        jsonw_fmt_double(r->threshold, t);
+        clk_iso8601(first->firing_since, since);
+        snprintf(a->detail, sizeof a->detail, "%s%s%s = %s %s %s since %s", r->metric,
+                 first->source ? " source=" : "", first->source ? first->source : "", v,
+                 alert_op_name(r->op), t, since);
+    }
+}
+
+/* Copies the firing critical rules for health when they changed since the last copy. */
+static void refresh_health_alerts(hub_t *hub) {
+    if (hub->alerts.critical_version == hub->crit_version_shown || !hub->health_mu_ready) return;
+    hub->crit_version_shown = hub->alerts.critical_version;
+    uv_mutex_lock(&hub->health_mu);
+    crit_fill_t f = {hub, 0, 0};
+    alert_engine_each_critical(&hub->alerts, crit_one, &f);
+    hub->ncrit = f.n;
+    hub->crit_more = f.more;
+    uv_mutex_unlock(&hub->health_mu);
+}
+
+void hub_on_tick(hub_t *hub) {
+    alert_engine_eval(&hub->alerts, &hub->reg, clk_unix());
+    refresh_health_alerts(hub);
+}
+
+int hub_reload_alerts(hub_t *hub, const config_t *next, char err[ALERT_ERR_LEN],
+                      alert_reload_t *out) {
+    alert_ruleset_t rs;
+    int rc = alert_rules_parse(next, &rs, err);
+    if (rc < 0) return rc;
+    alert_engine_set_rules(&hub->alerts, &rs, clk_unix(), out);
+    refresh_health_alerts(hub);
+    return 0;
+}
+
+/* The periodic report: one logfmt line of what an operator checks first. */
+static void on_report(uv_timer_t *t) {
+    hub_t *hub = t->data;
+    hub_self_t s;
+    hub_self_snapshot(hub, &s);
+    log_info("report", "subscribers=%llu ws_connections=%llu connections=%llu sources_online=%llu "
+             "sources=%u series=%llu ingest_rate=%.1f ingest_total=%llu rejected_total=%llu "
+             "drops_total=%llu drop_rate=%.1f drops_1m=%llu events_total=%llu cpu_percent=%.1f "
+             "rss_bytes=%llu loop_lag_ms=%.1f alerts_firing=%llu alerts_pending=%llu "
+             "webhook_sent=%llu webhook_failed=%llu webhook_queued=%llu",
+             (unsigned long long)s.ws_subscribers, (unsigned long long)s.ws_connections,
+             (unsigned long long)s.connections, (unsigned long long)s.sources_online,
+             hub->sources.n, (unsigned long long)s.series, s.lines_rate,
+             (unsigned long long)s.lines_total, (unsigned long long)s.rejected_total,
+             (unsigned long long)s.dropped_total, s.dropped_rate,
+             (unsigned long long)atomic_load(&hub->drops_1m), (unsigned long long)s.events_total,
+             s.cpu_percent, (unsigned long long)s.proc.rss_bytes, s.loop_lag_max_s * 1e3,
+             (unsigned long long)s.alerts_firing, (unsigned long long)s.alerts_pending,
+             (unsigned long long)s.webhook_sent, (unsigned long long)s.webhook_failed,
+             (unsigned long long)s.webhook_queued);
+}
+
 /* ---- calls from workers -------------------------------------------------------------- */
 
 struct hub_call_job {
@@ -278,6 +398,15 @@ static void roll_at(hub_t *hub, uint32_t boundary, double now) {
         hub->cpu_percent = (ps.cpu_seconds - hub->prev_cpu) / dt * 100.0;
     }
     hub->prev_lines = lines, hub->prev_rejected = rejected, hub->prev_dropped = dropped;
+    /* the last minute's drops for health: totals now against HUB_DROP_WINDOW rolls ago */
+    hub->win_lines[hub->win_pos] = lines;
+    hub->win_drops[hub->win_pos] = dropped;
+    uint32_t oldest = hub->win_n == HUB_DROP_WINDOW + 1 ? (hub->win_pos + 1) % (HUB_DROP_WINDOW + 1)
+                                                        : 0;
+    if (hub->win_n < HUB_DROP_WINDOW + 1) hub->win_n++;
+    atomic_store(&hub->drops_1m, dropped - hub->win_drops[oldest]);
+    atomic_store(&hub->accepted_1m, lines - hub->win_lines[oldest]);
+    hub->win_pos = (hub->win_pos + 1) % (HUB_DROP_WINDOW + 1);
     hub->prev_cpu = ps.cpu_seconds;
     hub->prev_roll_unix = now;
     uv_timer_start(&hub->roll_timer, on_roll, ms_until_after(boundary), 0);
@@ -356,6 +485,19 @@ void hub_self_snapshot(hub_t *hub, hub_self_t *o) {
     o->proc = hub->proc;
     if (o->proc.start_time == 0) procstat_read(&o->proc); /* before the first roll */
     o->cpu_percent = hub->cpu_percent;
+    alert_counts_t ac;
+    alert_engine_counts(&hub->alerts, &ac);
+    o->alert_rules = ac.rules;
+    o->alerts_pending = ac.pending;
+    o->alerts_firing = ac.firing;
+    o->alerts_fired_total = hub->alerts.fired_total;
+    webhook_counts_t wc;
+    webhook_counts(hub->webhook, &wc);
+    o->webhook_sent = wc.sent;
+    o->webhook_failed = wc.failed;
+    o->webhook_retried = wc.retried;
+    o->webhook_dropped = wc.dropped;
+    o->webhook_queued = wc.pending;
 }
 
 static int bind_listener(const cfg_addr_t *a, int *fd_out, char *actual, size_t actual_len) {
@@ -415,6 +557,7 @@ static void close_handles(hub_t *hub) {
     uv_close((uv_handle_t *)&hub->probe_timer, NULL);
     uv_close((uv_handle_t *)&hub->roll_timer, NULL);
     uv_close((uv_handle_t *)&hub->aggregate_timer, NULL);
+    uv_close((uv_handle_t *)&hub->report_timer, NULL);
     uv_close((uv_handle_t *)&hub->lag.timer, NULL);
     stream_close(&hub->stream);
     inbox_close(&hub->inbox, NULL);
@@ -429,6 +572,7 @@ static void begin_stop(hub_t *hub, const char *why) {
     uv_timer_stop(&hub->stream.tick);
     uv_timer_stop(&hub->stream.change);
     uv_timer_stop(&hub->aggregate_timer);
+    uv_timer_stop(&hub->report_timer);
     /* the StatsD threads hand over what they hold; the inbox applies it before closing */
     ingest_udp_close(hub->udp);
     hub->udp = NULL;
@@ -494,6 +638,36 @@ int hub_open(hub_t *hub, const config_t *cfg, char err[HUB_ERR_LEN]) {
     if ((rc = stream_init(&hub->stream, hub, &hub->reg, &hub->loop, cfg->tick))) goto fail_uv;
     if ((rc = uv_timer_init(&hub->loop, &hub->aggregate_timer))) goto fail_uv;
     hub->aggregate_timer.data = hub;
+    if ((rc = uv_timer_init(&hub->loop, &hub->report_timer))) goto fail_uv;
+    hub->report_timer.data = hub;
+    if ((rc = uv_mutex_init(&hub->health_mu))) goto fail_uv;
+    hub->health_mu_ready = true;
+    if (alert_engine_init(&hub->alerts, cfg->alerts_history, alert_news, hub) < 0) {
+        rc = UV_ENOMEM;
+        goto fail_uv;
+    }
+    {
+        alert_ruleset_t rs;
+        char aerr[ALERT_ERR_LEN];
+        if (alert_rules_parse(cfg, &rs, aerr) < 0) {
+            snprintf(err, HUB_ERR_LEN, "%s", aerr);
+            return -1;
+        }
+        alert_engine_set_rules(&hub->alerts, &rs, clk_unix(), NULL);
+        hub->crit_version_shown = hub->alerts.critical_version; /* nothing fires yet */
+    }
+    snprintf(hub->external_url, sizeof hub->external_url, "http://%s", hub->listen_addr);
+    {
+        char ua[64], werr[160];
+        snprintf(ua, sizeof ua, "metricast/%s", MC_VERSION);
+        webhook_opts_t wo = {cfg->webhook_timeout, cfg->webhook_retries, cfg->webhook_backoff,
+                             cfg->webhook_backoff_max, cfg->webhook_queue, ua};
+        if (webhook_open(&hub->webhook, &wo, werr, sizeof werr) < 0) {
+            snprintf(err, HUB_ERR_LEN, "start-up failed: %s", werr);
+            hub->webhook = NULL;
+            return -1;
+        }
+    }
 
     store_limits_t lim = {(uint32_t)cfg->raw_retention, (uint32_t)cfg->r60_retention,
                           (uint32_t)cfg->r3600_retention, cfg->events_keep};
@@ -573,6 +747,8 @@ int hub_run(hub_t *hub) {
     }
     uint64_t agg_ms = (uint64_t)(cfg->aggregate_every * 1000);
     uv_timer_start(&hub->aggregate_timer, on_aggregate, agg_ms, agg_ms);
+    uint64_t report_ms = (uint64_t)(cfg->report_interval * 1000);
+    if (report_ms) uv_timer_start(&hub->report_timer, on_report, report_ms, report_ms);
     if (hub->udp && !hub->stopping) {
         int rc = ingest_udp_start(hub->udp);
         if (rc) {
@@ -587,6 +763,7 @@ int hub_run(hub_t *hub) {
     }
     log_info("http listening", "addr=%s threads=%d data=%s tick=%g version=%s",
              hub->listen_addr, hub->nworkers, cfg->data_dir, cfg->tick, MC_VERSION);
+    if (hub->alerts.n) log_info("alert rules loaded", "rules=%zu", hub->alerts.n);
     log_info("ready", "startup_ms=%.1f", (double)(uv_hrtime() - hub->started_ns) / 1e6);
 
     uv_run(&hub->loop, UV_RUN_DEFAULT);
@@ -620,6 +797,8 @@ void hub_close(hub_t *hub) {
     for (int i = hub->workers_started; i < hub->nworkers; i++) worker_discard(&hub->workers[i]);
     store_close(hub->store); /* its thread may post to the hub: stop it first */
     hub->store = NULL;
+    webhook_close(hub->webhook); /* gives deliveries in flight a short grace */
+    hub->webhook = NULL;
     for (int i = 0; i < hub->nworkers; i++) inbox_free(&hub->workers[i].inbox);
     free(hub->workers);
     hub->workers = NULL;
@@ -632,9 +811,12 @@ void hub_close(hub_t *hub) {
         hub->loop.data = NULL;
         inbox_free(&hub->inbox);
     }
+    alert_engine_free(&hub->alerts); /* before the registry: instances hold key references */
     registry_free(&hub->reg);
     elog_free(&hub->events);
     sources_free(&hub->sources);
+    if (hub->health_mu_ready) uv_mutex_destroy(&hub->health_mu);
+    hub->health_mu_ready = false;
 }
 
 void hub_health_input(hub_t *hub, health_input_t *in) {
@@ -660,4 +842,15 @@ void hub_health_input(hub_t *hub, health_input_t *in) {
     in->store_ok = store_status(hub->store, in->store_msg, sizeof in->store_msg) == 0;
     in->uptime_s = (double)(now - hub->started_ns) / 1e9;
     in->version = MC_VERSION;
+    in->drops_1m = atomic_load(&hub->drops_1m);
+    in->accepted_1m = atomic_load(&hub->accepted_1m);
+    in->max_drop_ratio = hub->cfg->health_max_drop_ratio;
+    in->critical_alerts_check = hub->cfg->health_critical_alerts;
+    if (hub->health_mu_ready) {
+        uv_mutex_lock(&hub->health_mu);
+        in->nalerts = hub->ncrit;
+        in->alerts_more = hub->crit_more;
+        memcpy(in->alerts, hub->crit, (size_t)hub->ncrit * sizeof hub->crit[0]);
+        uv_mutex_unlock(&hub->health_mu);
+    }
 }

@@ -1,12 +1,13 @@
 /* hub — the daemon as a whole: the control thread and the workers it runs.
  *
  * The hub thread (main) owns the listening socket, signals, the periodic data-directory
- * probe and, as later modules arrive, everything global (series registry, store queue,
- * alert rules). Connections live on the workers (worker.h). The hub starts the workers,
+ * probe and everything global: the series registry, the store queue, the event log, the
+ * alert rules and their state (evaluated at every stream tick), the periodic report. Connections live on the workers (worker.h). The hub starts the workers,
  * and on SIGINT/SIGTERM asks each to stop, waits for all, and returns from hub_run.
  *
  * Shared with the workers, read-only or atomic: the config, the probe result and the
- * loop-lag figures (hub_health_input). */
+ * loop-lag figures (hub_health_input); the critical alerts health reports are a copy
+ * the hub refreshes under health_mu whenever they change. */
 #ifndef MC_HUB_H
 #define MC_HUB_H
 
@@ -16,6 +17,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "alert.h"
 #include "health.h"
 #include "inbox.h"
 #include "ingest_stats.h"
@@ -26,9 +28,13 @@
 #include "eventlog.h"
 #include "sources.h"
 #include "store.h"
+#include "webhook.h"
 #include "worker.h"
 
 struct config;
+
+/* Seconds of ingest totals the drop-rate health check looks back over. */
+#define HUB_DROP_WINDOW 60
 
 #define HUB_ERR_LEN 512
 
@@ -73,6 +79,22 @@ typedef struct hub {
     size_t npts, pts_cap;
     uv_timer_t aggregate_timer;
     uint64_t aggregate_jobs;
+
+    alert_engine_t alerts;   /* rules and their state (hub thread) */
+    webhook_t *webhook;      /* the delivery thread */
+    char external_url[96];   /* http://listen-addr, for links in webhook bodies */
+    uv_timer_t report_timer; /* the periodic logfmt summary */
+    /* ingest totals at each of the last HUB_DROP_WINDOW + 1 rolls (a ring) */
+    uint64_t win_lines[HUB_DROP_WINDOW + 1], win_drops[HUB_DROP_WINDOW + 1];
+    uint32_t win_pos, win_n;
+    _Atomic uint64_t drops_1m, accepted_1m;
+    /* what health shows of the critical alerts: refreshed by the hub, read by workers */
+    uv_mutex_t health_mu;
+    bool health_mu_ready;
+    uint64_t crit_version_shown;
+    int ncrit;
+    unsigned crit_more;
+    health_alert_t crit[HEALTH_MAX_ALERTS];
 } hub_t;
 
 /* Binds the listening socket and prepares the workers. On failure returns -1 with one
@@ -113,6 +135,15 @@ typedef void (*hub_publish_cb)(hub_t *hub, event_t *e, int rc, void *arg);
 int hub_publish(hub_t *hub, event_t *e, hub_publish_cb cb, void *arg);
 /* Hub thread: builds and publishes a built-in event (type, payload object JSON). */
 void hub_emit(hub_t *hub, const char *type, const char *payload_json);
+
+/* Hub thread: the stream is about to push a tick; evaluates the alert rules first, so the
+ * push and the alerts see the same registry. */
+void hub_on_tick(hub_t *hub);
+
+/* Hub thread: replaces the alert rules with next's [alert.*] sections (SIGHUP). On a bad
+ * rule returns -EINVAL with err filled and the running rules untouched. */
+int hub_reload_alerts(hub_t *hub, const struct config *next, char err[ALERT_ERR_LEN],
+                      alert_reload_t *out);
 
 /* Hub thread: the figures /metrics and /api/v1/summary show. */
 void hub_self_snapshot(hub_t *hub, hub_self_t *out);

@@ -7,8 +7,9 @@
  * the effective configuration as INI on stdout and exits 0, or 2 with the one-line error.
  *
  * Under systemd (Type=notify) the hub reports READY=1 once it listens and STOPPING=1 when
- * a stop signal arrives (src/notify.c). SIGHUP re-reads the configuration and logs what
- * changed: nothing is reloadable in this build yet, so every change needs a restart. */
+ * a stop signal arrives (src/notify.c). SIGHUP re-reads the configuration: alert rules are
+ * applied in place (reload_steps below); every other setting that changed is logged as
+ * needing a restart. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "alert.h"
 #include "config.h"
 #include "health.h"
 #include "hub.h"
@@ -158,8 +160,36 @@ static void on_stop_signal(uv_signal_t *s, int signum) {
     notify_stopping(); /* the hub's own handler for the same signal does the stopping */
 }
 
-/* SIGHUP: re-read the configuration exactly as at start (file, environment, flags) and
- * report. Nothing is applied yet: every current setting is read once at start. */
+/* What SIGHUP applies in place. Each step reads `next` (the configuration just loaded, as
+ * at start) and either applies its part to the running hub, returning how many changes it
+ * applied and a summary for the log, or returns -1 with err filled and leaves the running
+ * state as it was. Connections, subscriptions and everything else are untouched. To make
+ * something else reloadable, add a step here (and say so in docs/OPERATIONS.md). */
+typedef struct reload_step {
+    const char *what;
+    int (*apply)(hub_t *hub, const config_t *next, char *summary, size_t slen, char *err,
+                 size_t errlen);
+} reload_step_t;
+
+static int reload_alert_rules(hub_t *hub, const config_t *next, char *summary, size_t slen,
+                              char *err, size_t errlen) {
+    alert_reload_t r;
+    char aerr[ALERT_ERR_LEN];
+    if (hub_reload_alerts(hub, next, aerr, &r) < 0) {
+        snprintf(err, errlen, "%s", aerr);
+        return -1;
+    }
+    snprintf(summary, slen, "rules=%zu added=%u changed=%u removed=%u kept=%u", hub->alerts.n,
+             r.added, r.changed, r.removed, r.kept);
+    return (int)(r.added + r.changed + r.removed);
+}
+
+static const reload_step_t reload_steps[] = {
+    {"alert rules", reload_alert_rules},
+};
+
+/* SIGHUP: re-read the configuration exactly as at start (file, environment, flags), apply
+ * what reload_steps cover, and report every other setting that differs (restart needed). */
 static void on_hup(uv_signal_t *s, int signum) {
     (void)s;
     (void)signum;
@@ -175,7 +205,7 @@ static void on_hup(uv_signal_t *s, int signum) {
     } else {
         size_t n;
         const cfg_opt_t *o = config_options(&n);
-        int changed = 0;
+        int changed = 0, applied = 0, failed = 0;
         char a[1100], b[1100], qa[1200], qb[1200];
         for (size_t i = 0; i < n; i++) {
             config_value_str(ctl.cfg, &o[i], true, a, sizeof a);
@@ -186,8 +216,24 @@ static void on_hup(uv_signal_t *s, int signum) {
                      o[i].section, o[i].key, log_quote(a, qa, sizeof qa),
                      log_quote(b, qb, sizeof qb));
         }
-        log_info("reload requested", "changed=%d applied=0 note=\"no setting is reloadable in "
-                 "this build; restart to apply changes\"", changed);
+        for (size_t i = 0; i < sizeof reload_steps / sizeof reload_steps[0]; i++) {
+            char summary[256] = "", serr[ALERT_ERR_LEN + 64];
+            int rc = reload_steps[i].apply(ctl.hub, next, summary, sizeof summary, serr, sizeof serr);
+            if (rc < 0) {
+                failed++;
+                char msg[128];
+                snprintf(msg, sizeof msg, "reload: %s invalid, keeping the running ones",
+                         reload_steps[i].what);
+                log_error(msg, "error=%s", log_quote(serr, q, sizeof q));
+            } else {
+                applied += rc;
+                char msg[128];
+                snprintf(msg, sizeof msg, "reload: %s applied", reload_steps[i].what);
+                log_info(msg, "%s", summary);
+            }
+        }
+        log_info("reload requested", "changed=%d applied=%d failed=%d note=\"alert rules reload "
+                 "in place; other settings need a restart\"", changed, applied, failed);
     }
     if (next) config_free(next);
     free(next);
@@ -244,6 +290,18 @@ int main(int argc, char **argv) {
         return 0;
     }
     log_setup((log_level_t)cfg.log_level, STDERR_FILENO);
+    {
+        /* alert rules are checked here, before anything starts (hub_open parses them again) */
+        alert_ruleset_t rs;
+        char aerr[ALERT_ERR_LEN];
+        if (alert_rules_parse(&cfg, &rs, aerr) < 0) {
+            fprintf(stderr, "metricastd: %s\n", aerr);
+            config_free(&cfg);
+            free(args);
+            return 2;
+        }
+        alert_ruleset_free(&rs);
+    }
     warn_unknown_env();
     if (check) {
         char *ini = config_dump_ini(&cfg);

@@ -166,6 +166,23 @@ static void self_metrics(buf_t *b, const hub_self_t *s) {
             s->store_write_errors);
     COUNTER("metricast_store_points_dropped_total",
             "Raw points not stored because the store was behind.", s->store_points_dropped);
+    GAUGE("metricast_alert_rules", "Alert rules loaded.", s->alert_rules);
+    GAUGE("metricast_alerts_pending", "Alert instances whose condition holds, waiting for `for`.",
+          s->alerts_pending);
+    GAUGE("metricast_alerts_firing", "Alert instances firing now.", s->alerts_firing);
+    COUNTER("metricast_alerts_fired_total", "Alert instances that started firing.",
+            s->alerts_fired_total);
+    COUNTER("metricast_webhook_sent_total", "Webhook deliveries a receiver accepted (2xx).",
+            s->webhook_sent);
+    COUNTER("metricast_webhook_failed_total",
+            "Webhook deliveries given up: retries exhausted, a status not worth retrying, or "
+            "abandoned at shutdown.", s->webhook_failed);
+    COUNTER("metricast_webhook_retried_total", "Webhook delivery attempts that were retried.",
+            s->webhook_retried);
+    COUNTER("metricast_webhook_dropped_total", "Webhook deliveries dropped: the queue was full.",
+            s->webhook_dropped);
+    GAUGE("metricast_webhook_queue", "Webhook deliveries queued, in flight or waiting to retry.",
+          s->webhook_queued);
     COUNTER("metricast_http_requests_total", "HTTP requests answered.", s->http_requests);
     COUNTER("metricast_http_errors_total", "HTTP answers with status 400 or above.",
             s->http_errors);

@@ -38,6 +38,8 @@ typedef struct hub_self {
     double loop_lag_max_s;
     procstat_t proc;
     double cpu_percent; /* over the last second; 100 = one core */
+    uint64_t alert_rules, alerts_pending, alerts_firing, alerts_fired_total;
+    uint64_t webhook_sent, webhook_failed, webhook_retried, webhook_dropped, webhook_queued;
 } hub_self_t;
 
 #endif

@@ -158,6 +158,7 @@ static void arm_tick(stream_t *s) {
 
 static void on_tick(uv_timer_t *t) {
     stream_t *s = t->data;
+    hub_on_tick(s->hub); /* alert rules see the registry this push shows */
     push(s, true);
     arm_tick(s);
 }

@@ -194,6 +194,12 @@ int view_summary_json(const hub_self_t *s, double now, buf_t *b) {
     jsonw_kv_uint(&w, "open_fds", s->proc.open_fds);
     jsonw_kv_int(&w, "threads", s->proc.threads);
     jsonw_kv_num(&w, "loop_lag_seconds", s->loop_lag_max_s);
+    jsonw_key(&w, "alerts");
+    jsonw_obj_open(&w);
+    jsonw_kv_uint(&w, "rules", s->alert_rules);
+    jsonw_kv_uint(&w, "firing", s->alerts_firing);
+    jsonw_kv_uint(&w, "pending", s->alerts_pending);
+    jsonw_obj_close(&w);
     char ts[CLK_ISO_LEN];
     clk_iso8601(now, ts);
     jsonw_kv_str(&w, "timestamp", ts);
