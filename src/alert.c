@@ -35,9 +35,34 @@ static int lookup(const char *const *names, size_t n, const char *s) {
 
 /* ---- parsing ----------------------------------------------------------------------------- */
 
-static const char *const known_keys[] = {"metric", "source",   "labels",  "field",   "op",
-                                         "threshold", "clear", "for",     "severity", "webhook",
-                                         "style",  "summary"};
+static const alert_key_doc_t keys_doc[] = {
+    {"metric", "series name", "required", "the series the rule watches (as stored: sanitised)"},
+    {"source", "id or glob", "any", "the `source` label: one id, or a glob for one alert per source"},
+    {"labels", "name=glob,...", "none", "further label matchers; every one must match"},
+    {"field", "value, rate, count, sum, min, max, mean, p50, p90, p99", "by kind",
+     "what is compared; by default a gauge's value, a counter's rate, a timer's mean, a set's size"},
+    {"op", "> >= < <= == !=", "required", "how value and threshold are compared"},
+    {"threshold", "number", "required", "fires when `value op threshold` holds"},
+    {"clear", "number", "threshold", "hysteresis: a firing alert resolves only once `value op clear` "
+     "no longer holds (> >= < <= only)"},
+    {"for", "duration", "0", "the condition must hold this long before the alert fires"},
+    {"severity", "info, warning, error, critical", "warning",
+     "critical alerts also fail /api/v1/health"},
+    {"webhook", "http:// or https:// URL", "none", "POST every firing and resolve here"},
+    {"style", "json, slack, alertmanager", "json", "the webhook body (needs webhook)"},
+    {"summary", "text", "none", "a sentence for the slack and alertmanager bodies"},
+};
+
+const alert_key_doc_t *alert_rule_keys(size_t *n) {
+    *n = sizeof keys_doc / sizeof keys_doc[0];
+    return keys_doc;
+}
+
+static bool known_key(const char *k) {
+    for (size_t i = 0; i < sizeof keys_doc / sizeof keys_doc[0]; i++)
+        if (strcmp(keys_doc[i].key, k) == 0) return true;
+    return false;
+}
 
 #define NAME_MAX_LEN 200
 #define URL_MAX_LEN 2048
@@ -216,9 +241,13 @@ alert_rule_t *alert_rule_parse(const char *file, const char *name, const char *c
 
     for (size_t i = 0; i < n; i++) {
         const char *k = keys[i], *v = values[i];
-        if (lookup(known_keys, NELEM(known_keys), k) < 0) {
-            errf(err, "%s unknown key \"%.64s\" (known: metric, source, labels, field, op, "
-                      "threshold, clear, for, severity, webhook, style, summary)", prefix, k);
+        if (!known_key(k)) {
+            char known[200];
+            size_t kl = 0;
+            for (size_t d = 0; d < NELEM(keys_doc) && kl < sizeof known; d++)
+                kl += (size_t)snprintf(known + kl, sizeof known - kl, "%s%s", d ? ", " : "",
+                                       keys_doc[d].key);
+            errf(err, "%s unknown key \"%.64s\" (known: %s)", prefix, k, known);
             goto fail;
         }
         if (strcmp(k, "metric") == 0) {

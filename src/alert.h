@@ -127,6 +127,16 @@ alert_rule_t *alert_rule_parse(const char *file, const char *name, const char *c
                                const char *const *values, size_t n, char err[ALERT_ERR_LEN]);
 void alert_rule_free(alert_rule_t *r);
 
+/* The keys of an [alert.NAME] section, in documentation order (the parser accepts exactly
+ * these; the generated config reference lists them). */
+typedef struct alert_key_doc {
+    const char *key;
+    const char *values;  /* what it takes */
+    const char *def;     /* default, or "required" */
+    const char *meaning;
+} alert_key_doc_t;
+const alert_key_doc_t *alert_rule_keys(size_t *n);
+
 const char *alert_op_name(alert_op_t op);
 const char *alert_severity_name(alert_severity_t s);
 const char *alert_style_name(alert_style_t s);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alert.h"
 #include "buf.h"
 #include "config.h"
 #include "version.h"
@@ -27,6 +28,8 @@ static const struct {
     {"events", "the retained event window"},
     {"sources", "telemetry source sessions"},
     {"debug", "test hooks; leave at their defaults in production"},
+    {"alerts", "alert rule evaluation (the rules themselves are [alert.NAME] sections, below)"},
+    {"webhook", "delivery of alert webhooks (timeouts, retries, the queue)"},
 };
 
 /* Settings the example file sets explicitly; everything else is a commented default. */
@@ -162,6 +165,25 @@ char *config_doc_markdown(void) {
             buf_puts(&b, " |\n");
         }
     }
+    size_t nk;
+    const alert_key_doc_t *ak = alert_rule_keys(&nk);
+    buf_puts(&b, "\n## [alert.NAME]\n\n"
+                 "One section per alert rule; NAME is letters, digits, `_`, `-` or `.`. Rules are "
+                 "evaluated\nat every stream tick and reloaded in place on SIGHUP. A mistake stops "
+                 "the daemon (exit 2)\nwith one line naming the file, the section and the key.\n\n"
+                 "| key | takes | default | meaning |\n|---|---|---|---|\n");
+    for (size_t k = 0; k < nk; k++) {
+        buf_printf(&b, "| `%s` | ", ak[k].key);
+        md_cell(&b, ak[k].values);
+        buf_puts(&b, " | ");
+        md_cell(&b, ak[k].def);
+        buf_puts(&b, " | ");
+        md_cell(&b, ak[k].meaning);
+        buf_puts(&b, " |\n");
+    }
+    buf_puts(&b, "\n```ini\n[alert.cpu_hot]\nmetric = cpu_usage\nsource = *\nop = >\n"
+                 "threshold = 90\nclear = 85\nfor = 10s\nseverity = warning\n"
+                 "webhook = http://127.0.0.1:9000/hook\nstyle = json\n```\n");
     return buf_steal(&b, NULL);
 }
 
@@ -299,5 +321,13 @@ char *config_doc_example(void) {
                        *o[k].def ? " " : "", o[k].def);
         }
     }
+    size_t nk;
+    const alert_key_doc_t *ak = alert_rule_keys(&nk);
+    buf_puts(&b, "\n# Alert rules: one [alert.NAME] section each (docs/CONFIG.md). Keys:\n");
+    for (size_t k = 0; k < nk; k++)
+        buf_printf(&b, "#   %-9s %s (%s)\n", ak[k].key, ak[k].values, ak[k].def);
+    buf_puts(&b, "#\n#[alert.cpu_hot]\n#metric = cpu_usage\n#source = *\n#op = >\n"
+                 "#threshold = 90\n#clear = 85\n#for = 10s\n#severity = warning\n"
+                 "#webhook = http://127.0.0.1:9000/hook\n#style = json\n");
     return buf_steal(&b, NULL);
 }

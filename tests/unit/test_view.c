@@ -402,7 +402,7 @@ static void test_summary_json(void **state) {
                                       "connections", "ws_connections", "subscribers",
                                       "sources_online", "events_total", "cpu_percent",
                                       "rss_bytes", "open_fds", "threads", "loop_lag_seconds",
-                                      "timestamp"};
+                                      "alerts", "timestamp"};
     for (size_t k = 0; k < sizeof top / sizeof top[0]; k++)
         if (!json_object_get(j, top[k])) fail_msg("no key %s", top[k]);
     assert_int_equal(json_object_size(j), sizeof top / sizeof top[0]);
