@@ -230,12 +230,17 @@ static void alert_news(void *ctx, const alert_note_t *n) {
         if (rc == 0)
             rc = webhook_post(hub->webhook, r->webhook, ctype, body.data, body.len,
                               e ? e->id : r->name);
-        if (rc == -ENOBUFS)
-            log_error("webhook dropped: queue full", "rule=%s url=%s", r->name,
-                      alert_url_redacted(r->webhook, url, sizeof url));
-        else if (rc < 0 && rc != -ESHUTDOWN)
-            log_error("webhook dropped", "rule=%s url=%s error=\"%s\"", r->name,
-                      alert_url_redacted(r->webhook, url, sizeof url), strerror(-rc));
+        /* a burst that overflows the queue logs its first drop and its end, not every one */
+        if (rc == 0 && hub->webhook_drop_streak) {
+            log_info("webhook queue accepting again", "dropped=%llu",
+                     (unsigned long long)hub->webhook_drop_streak);
+            hub->webhook_drop_streak = 0;
+        } else if (rc < 0 && rc != -ESHUTDOWN && hub->webhook_drop_streak++ == 0) {
+            log_error("webhook dropped", "rule=%s url=%s error=\"%s\" note=\"further drops are "
+                      "counted in metricast_webhook_dropped_total\"", r->name,
+                      alert_url_redacted(r->webhook, url, sizeof url),
+                      rc == -ENOBUFS ? "queue full" : strerror(-rc));
+        }
         buf_free(&body);
     }
     if (e) hub_publish(hub, e, NULL, NULL);

@@ -82,6 +82,7 @@ typedef struct hub {
 
     alert_engine_t alerts;   /* rules and their state (hub thread) */
     webhook_t *webhook;      /* the delivery thread */
+    uint64_t webhook_drop_streak; /* deliveries refused since the last accepted one */
     char external_url[96];   /* http://listen-addr, for links in webhook bodies */
     uv_timer_t report_timer; /* the periodic logfmt summary */
     /* ingest totals at each of the last HUB_DROP_WINDOW + 1 rolls (a ring) */

@@ -196,11 +196,9 @@ static void run(void *arg) {
         }
         if (stopping && deadline == 0) deadline = now + WEBHOOK_CLOSE_GRACE_S;
 
-        double next_due = now + 1.0;
         for (job_t **pp = &w->waiting; *pp;) {
             job_t *j = *pp;
             if (j->due > now || w->in_flight >= WEBHOOK_MAX_IN_FLIGHT) {
-                if (j->due < next_due) next_due = j->due;
                 pp = &j->next;
                 continue;
             }
@@ -224,12 +222,21 @@ static void run(void *arg) {
         }
         now = mono();
         if (stopping && ((!w->waiting && w->in_flight == 0) || now >= deadline)) break;
-        for (job_t *j = w->waiting; j; j = j->next)
-            if (j->due < next_due) next_due = j->due;
+        /* Sleep until a retry falls due, a transfer needs attention (curl_multi_poll also
+         * honours curl's own timers) or webhook_post wakes us. A job that is due but waits
+         * for a free transfer slot needs no timer: a slot frees only on transfer activity. */
+        double next_due = now + 1.0;
+        bool startable = false;
+        for (job_t *j = w->waiting; j; j = j->next) {
+            if (j->due <= now)
+                startable |= w->in_flight < WEBHOOK_MAX_IN_FLIGHT;
+            else if (j->due < next_due)
+                next_due = j->due;
+        }
         if (stopping && deadline < next_due) next_due = deadline;
         double wait = next_due - now;
-        int ms = wait <= 0 ? 0 : wait > 1.0 ? 1000 : (int)(wait * 1000) + 1;
-        curl_multi_poll(w->multi, NULL, 0, ms, NULL);
+        int ms = startable || wait <= 0 ? 0 : wait > 1.0 ? 1000 : (int)(wait * 1000) + 1;
+        if (ms > 0) curl_multi_poll(w->multi, NULL, 0, ms, NULL);
     }
     /* abandoned at shutdown: in flight and waiting */
     unsigned lost = 0;

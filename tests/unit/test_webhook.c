@@ -11,6 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include <jansson.h>
 
@@ -240,6 +245,55 @@ static void test_refused_delivery_is_retried_then_failed(void **state) {
     webhook_close(w);
 }
 
+/* More deliveries than transfer slots, to a listener that never accepts: the kernel
+ * completes the handshakes, nobody answers, every attempt times out. The excess waits for
+ * a free slot without spinning (CPU time stays far below the wall time), and all fail. */
+static void test_silent_receiver_and_transfer_slots(void **state) {
+    (void)state;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(lfd, 128), 0);
+    socklen_t al = sizeof a;
+    getsockname(lfd, (struct sockaddr *)&a, &al);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/hook", ntohs(a.sin_port));
+
+    webhook_opts_t o = {.timeout_s = 0.3, .retries = 0, .backoff_s = 0.01, .backoff_max_s = 0.01,
+                        .queue_cap = 100, .user_agent = "test"};
+    webhook_t *w;
+    char err[160];
+    assert_int_equal(webhook_open(&w, &o, err, sizeof err), 0);
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    int n = WEBHOOK_MAX_IN_FLIGHT + 8;
+    for (int i = 0; i < n; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "d%d", i);
+        assert_int_equal(webhook_post(w, url, "application/json", "{}", 2, id), 0);
+    }
+    webhook_counts_t c;
+    for (int i = 0; i < 1500; i++) { /* bounded: 15 s */
+        webhook_counts(w, &c);
+        if (c.failed == (uint64_t)n) break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    getrusage(RUSAGE_SELF, &r1);
+    assert_int_equal(c.failed, n);
+    assert_int_equal(c.sent, 0);
+    assert_int_equal(c.pending, 0);
+    double cpu = (double)(r1.ru_utime.tv_sec - r0.ru_utime.tv_sec + r1.ru_stime.tv_sec -
+                          r0.ru_stime.tv_sec) +
+                 (double)(r1.ru_utime.tv_usec - r0.ru_utime.tv_usec + r1.ru_stime.tv_usec -
+                          r0.ru_stime.tv_usec) / 1e6;
+    /* two waves of 0.3 s timeouts: a spinning thread would burn all of that and more */
+    if (cpu > 0.4) fail_msg("webhook thread used %.2f s CPU while waiting", cpu);
+    webhook_close(w);
+    close(lfd);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backoff),
@@ -248,6 +302,7 @@ int main(void) {
         cmocka_unit_test(test_slack_body),
         cmocka_unit_test(test_alertmanager_body),
         cmocka_unit_test(test_refused_delivery_is_retried_then_failed),
+        cmocka_unit_test(test_silent_receiver_and_transfer_slots),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
