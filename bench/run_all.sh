@@ -96,13 +96,16 @@ bench_argv() {
         else
             argv=(--mode job --repeats 1)
         fi ;;
+    bench_alert_eval)
+        # 100k series, 100 rules with source=*: evaluation cost per tick (~5 s)
+        argv=(--passes "$([[ $full -eq 1 ]] && echo 50 || echo 20)") ;;
     bench_ws_ceiling) argv=() ;; # not run on its own: bench_ws_fanout starts it
     *) return 1 ;;
     esac
 }
 order=(bench_startup bench_ws_idle bench_statsd_ingest bench_exposition)
 order+=(bench_ws_fanout bench_ws_fanout:events)
-order+=(bench_store_aggregate)
+order+=(bench_store_aggregate bench_alert_eval)
 
 failed=()
 results=()

@@ -185,6 +185,7 @@ static int parse_labels(alert_rule_t *r, const char *spec, const char *prefix,
             errf(err, "%s out of memory", prefix);
             return -ENOMEM;
         }
+        m->g = alert_glob_compile(m->glob);
         r->nlabels++;
         p = end;
     }
@@ -270,6 +271,7 @@ alert_rule_t *alert_rule_parse(const char *file, const char *name, const char *c
                 goto fail;
             }
             if (!(r->source = strdup(v))) goto oom;
+            r->source_g = alert_glob_compile(r->source);
         } else if (strcmp(k, "labels") == 0) {
             if (parse_labels(r, v, prefix, err) < 0) goto fail;
         } else if (strcmp(k, "field") == 0) {
@@ -473,11 +475,36 @@ bool alert_stays(const alert_rule_t *r, double v) {
     return compare(r->op, v, r->has_clear ? r->clear : r->threshold);
 }
 
+alert_glob_t alert_glob_compile(const char *p) {
+    alert_glob_t g = {ALERT_GLOB_EXACT, 0};
+    size_t special = strcspn(p, "*?[\\");
+    if (!p[special]) return g; /* no special character: a plain string */
+    if (strcmp(p, "*") == 0) {
+        g.kind = ALERT_GLOB_ANY;
+    } else if (p[special] == '*' && p[special + 1] == '\0') {
+        g.kind = ALERT_GLOB_PREFIX;
+        g.prefix_len = special;
+    } else {
+        g.kind = ALERT_GLOB_FULL;
+    }
+    return g;
+}
+
+bool alert_glob_match(const alert_glob_t *g, const char *p, const char *s) {
+    switch (g->kind) {
+    case ALERT_GLOB_ANY: return true;
+    case ALERT_GLOB_EXACT: return strcmp(p, s) == 0;
+    case ALERT_GLOB_PREFIX: return strncmp(p, s, g->prefix_len) == 0;
+    default: return fnmatch(p, s, 0) == 0;
+    }
+}
+
 static bool series_matches(const alert_rule_t *r, const series_t *s) {
-    if (r->source && (!s->source || fnmatch(r->source, s->source, 0) != 0)) return false;
+    if (r->source && (!s->source || !alert_glob_match(&r->source_g, r->source, s->source)))
+        return false;
     for (int i = 0; i < r->nlabels; i++) {
         const char *v = skey_label_value(s->key, r->labels[i].name);
-        if (!v || fnmatch(r->labels[i].glob, v, 0) != 0) return false;
+        if (!v || !alert_glob_match(&r->labels[i].g, r->labels[i].glob, v)) return false;
     }
     return true;
 }

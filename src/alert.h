@@ -71,8 +71,22 @@ typedef enum {
 
 typedef enum { ALERT_PENDING = 1, ALERT_FIRING = 2 } alert_state_t;
 
+/* A glob as fnmatch(3) reads it (flags 0), classified once so that the common shapes
+ * ("*", an exact id, "prefix*") cost a comparison, not an fnmatch call, per series. */
+typedef enum { ALERT_GLOB_FULL = 0, ALERT_GLOB_ANY, ALERT_GLOB_EXACT, ALERT_GLOB_PREFIX } alert_glob_kind_t;
+
+typedef struct alert_glob {
+    alert_glob_kind_t kind;
+    size_t prefix_len; /* ALERT_GLOB_PREFIX */
+} alert_glob_t;
+
+/* Classifies pattern; and whether s matches it (the same answer as fnmatch(pattern, s, 0)). */
+alert_glob_t alert_glob_compile(const char *pattern);
+bool alert_glob_match(const alert_glob_t *g, const char *pattern, const char *s);
+
 typedef struct alert_label_match {
     char *name, *glob; /* owned */
+    alert_glob_t g;
 } alert_label_match_t;
 
 /* One instance: a series under a rule that is pending or firing (inactive ones have no
@@ -90,6 +104,7 @@ typedef struct alert_inst {
 typedef struct alert_rule {
     char *name, *metric, *source, *webhook, *summary; /* owned; source/webhook/summary NULL if unset */
     char *file;                                       /* the config file it came from */
+    alert_glob_t source_g;
     alert_label_match_t labels[ALERT_MAX_LABELS];
     int nlabels;
     alert_field_t field;

@@ -2,6 +2,7 @@
  * state machine against a real registry — for, clear hysteresis, flapping, per-source
  * instances, fields by kind, series that vanish, reload semantics, the bounded history. */
 #include <errno.h>
+#include <fnmatch.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -340,6 +341,27 @@ static void test_conditions(void **state) {
     alert_rule_free(r);
 }
 
+/* The classified matcher answers exactly as fnmatch(pattern, s, 0) does. */
+static void test_glob_shapes_match_fnmatch(void **state) {
+    (void)state;
+    static const char *const pats[] = {"*", "robot_1", "robot_*", "robot_?", "*_1", "r[a-z]*",
+                                       "a\\*", "", "robot_**", "*robot*"};
+    static const char *const strs[] = {"robot_1", "robot_12", "robot_", "r", "", "a*", "ax",
+                                       "xrobot_1", "robot"};
+    for (size_t i = 0; i < sizeof pats / sizeof pats[0]; i++) {
+        alert_glob_t g = alert_glob_compile(pats[i]);
+        for (size_t k = 0; k < sizeof strs / sizeof strs[0]; k++) {
+            bool want = fnmatch(pats[i], strs[k], 0) == 0;
+            if (alert_glob_match(&g, pats[i], strs[k]) != want)
+                fail_msg("pattern \"%s\" on \"%s\": fnmatch says %d", pats[i], strs[k], want);
+        }
+    }
+    assert_int_equal(alert_glob_compile("*").kind, ALERT_GLOB_ANY);
+    assert_int_equal(alert_glob_compile("robot_1").kind, ALERT_GLOB_EXACT);
+    assert_int_equal(alert_glob_compile("robot_*").kind, ALERT_GLOB_PREFIX);
+    assert_int_equal(alert_glob_compile("*_1").kind, ALERT_GLOB_FULL);
+}
+
 /* ---- the state machine on a real registry --------------------------------------------------- */
 
 static void test_for_duration(void **state) {
@@ -642,6 +664,7 @@ int main(void) {
         cmocka_unit_test(test_webhook_url_redacted),
         cmocka_unit_test(test_rules_from_config_file),
         cmocka_unit_test(test_conditions),
+        cmocka_unit_test(test_glob_shapes_match_fnmatch),
         cmocka_unit_test(test_for_duration),
         cmocka_unit_test(test_flapping_in_hysteresis_band),
         cmocka_unit_test(test_source_glob_instances),
