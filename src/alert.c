@@ -36,7 +36,9 @@ static int lookup(const char *const *names, size_t n, const char *s) {
 /* ---- parsing ----------------------------------------------------------------------------- */
 
 static const alert_key_doc_t keys_doc[] = {
-    {"metric", "series name", "required", "the series the rule watches (as stored: sanitised)"},
+    {"metric", "series name", "required",
+     "the series the rule watches, by its plain name as JSON shows it (a counter `reqs`, not "
+     "`reqs_total`; `cpu.usage` is stored as `cpu_usage`)"},
     {"source", "id or glob", "any", "the `source` label: one id, or a glob for one alert per source"},
     {"labels", "name=glob,...", "none", "further label matchers; every one must match"},
     {"field", "value, rate, count, sum, min, max, mean, p50, p90, p99", "by kind",

@@ -662,6 +662,7 @@ int hub_open(hub_t *hub, const config_t *cfg, char err[HUB_ERR_LEN]) {
         hub->crit_version_shown = hub->alerts.critical_version; /* nothing fires yet */
     }
     snprintf(hub->external_url, sizeof hub->external_url, "http://%s", hub->listen_addr);
+    hub->win_n = hub->win_pos = 1; /* slot 0: the totals at start, all zero */
     {
         char ua[64], werr[160];
         snprintf(ua, sizeof ua, "metricast/%s", MC_VERSION);

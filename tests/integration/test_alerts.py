@@ -423,6 +423,9 @@ class TestEvaluation(AlertTestCase):
         self.assertEqual(st, 200, doc)
         self.assertIn("ingest_drops", doc["checks"])
         self.push(hub, "node_a", disk_used=0.85)  # warning only: still healthy
+        # the drop check sees the last minute's samples (counted at each 1 s roll)
+        wait_for(lambda: hub.get_json("/api/v1/health")[2]["checks"]["ingest_drops"]["offered"] >= 1,
+                 timeout=5, desc="the sample counted for the drop check")
         wait_for(lambda: self.alerts(hub)["firing"] == 1, timeout=10, desc="warning fires")
         self.assertEqual(hub.get_json("/api/v1/health")[0], 200)
         self.push(hub, "node_a", disk_used=0.99)
