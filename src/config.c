@@ -743,6 +743,18 @@ static void mask_url(const char *in, char *out, size_t outlen) {
     snprintf(out, outlen, "%.*s***%s", (int)(start - in), in, at);
 }
 
+/* scheme://host[:port], then a slash and eight asterisks when a path or query followed
+ * (a user:password@ part is dropped too). */
+static void mask_webhook(const char *in, char *out, size_t outlen) {
+    const char *scheme = strstr(in, "://");
+    const char *host = scheme ? scheme + 3 : in;
+    const char *at = strpbrk(host, "@/?#");
+    if (at && *at == '@') host = at + 1;
+    size_t hl = strcspn(host, "/?#");
+    snprintf(out, outlen, "%.*s%.*s%s", scheme ? (int)(scheme + 3 - in) : 0, in, (int)hl, host,
+             host[hl] ? "/********" : "");
+}
+
 static void fmt_seconds(double v, char *out, size_t outlen) {
     double ms = v * 1000;
     if (v > 0 && v < 1 && ms == floor(ms))
@@ -861,6 +873,14 @@ char *config_dump_ini(const config_t *c) {
             /* secret_file is a path, not a secret: only a value that is one is masked */
             bool hide = config_key_is_secret(sec->kv[k].key) &&
                         !strstr(sec->kv[k].key, "_file") && sec->kv[k].value[0];
+            if (strcmp(sec->kv[k].key, "webhook") == 0) {
+                /* webhook URLs carry their credential in the path (Slack's do): keep only
+                 * scheme://host[:port] */
+                char m[1100];
+                mask_webhook(sec->kv[k].value, m, sizeof m);
+                buf_printf(&b, "%s = %s\n", sec->kv[k].key, m);
+                continue;
+            }
             buf_printf(&b, "%s = %s\n", sec->kv[k].key, hide ? "********" : sec->kv[k].value);
         }
     }

@@ -485,6 +485,8 @@ class TestRuleValidation(AlertTestCase):
         self.assertEqual(code, 0, err)
         self.assertIn("[alert.cpu_hot]", out)
         self.assertIn("threshold = 90", out)
+        self.assertIn("webhook = http://127.0.0.1:9000/********", out)  # the path may be a secret
+        self.assertNotIn("/hook", out)
 
     def tmpdir(self):
         import tempfile
