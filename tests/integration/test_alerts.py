@@ -10,16 +10,17 @@ subscriber stays connected."""
 import http.server
 import json
 import os
+import shutil
 import signal
-import socket
 import subprocess
+import tempfile
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (HOST, OP_CLOSE, HubTestCase, RawWS, main, parse_prom, prom_get,  # noqa: E402
-                     run_daemon, run_daemon_full, t, wait_for)
+from harness import (HOST, HubTestCase, RawWS, main, prom_get, run_daemon,  # noqa: E402
+                     run_daemon_full, t, wait_for)
 
 PAYLOAD_KEYS = {"rule", "severity", "metric", "source", "value", "threshold", "since"}
 ENVELOPE_KEYS = {"id", "type", "source", "target", "timestamp", "payload", "meta"}
@@ -489,8 +490,6 @@ class TestRuleValidation(AlertTestCase):
         self.assertNotIn("/hook", out)
 
     def tmpdir(self):
-        import tempfile
-        import shutil
         d = tempfile.mkdtemp(prefix="mc-alert-")
         self.addCleanup(shutil.rmtree, d, True)
         return d
