@@ -15,6 +15,8 @@
 #include "sources.h"
 #include <fnmatch.h>
 #include <jansson.h>
+#include "access.h"
+#include "auth.h"
 #include "conn.h"
 #include "health.h"
 #include "http.h"
@@ -28,11 +30,18 @@
 
 typedef void (*api_handler_t)(http_req_t *r);
 
+/* Access (docs/SECURITY.md): `scope` is what a GET/HEAD needs, `post_scope` what a
+ * POST (or another writing method) needs — AUTH_NONE for public routes, AUTH_ANY for
+ * any valid token; `topic` is the topic whose data the route reads (the token's topics
+ * must cover it); flags: ACCESS_QUERY_TOKEN where browsers must pass ?token=. */
 typedef struct route {
     const char *path;
     bool prefix;      /* path is a prefix: /api/v1/series/{name} */
     unsigned methods; /* http_method_t bits */
     api_handler_t fn;
+    unsigned scope, post_scope;
+    const char *topic;
+    unsigned flags;
 } route_t;
 
 /* ---- answering from the hub thread ---------------------------------------------------
@@ -499,6 +508,8 @@ static void h_events_get(http_req_t *r) {
     }
     char type[QPARAM_MAX];
     if (!qparam(r, "type", type, sizeof type)) return;
+    /* a token limited to some topics reads only the event types they cover */
+    if (!access_topic(r, type[0] ? type : "events")) return;
     api_job_t *j = job_new(hub_events_get);
     if (j) {
         j->since = (uint64_t)since;
@@ -714,22 +725,42 @@ static int hub_alerts(hub_t *hub, api_job_t *j) {
 static void h_alerts(http_req_t *r) { job_submit(r, job_new(hub_alerts)); }
 
 static const route_t routes[] = {
-    {"/api/v1/alerts", false, HM_GET | HM_HEAD, h_alerts},
-    {"/api/v1/trends", false, HM_GET | HM_HEAD, h_trends},
-    {"/api/v1/sources", false, HM_GET | HM_HEAD, h_sources},
-    {"/api/v1/sources/", true, HM_GET | HM_HEAD, h_source_metrics},
-    {"/api/telemetry/robots/", true, HM_GET | HM_HEAD, h_source_metrics},
-    {"/api/v1/events", false, HM_GET | HM_HEAD | HM_POST, h_events},
-    {"/api/v1/health", false, HM_GET | HM_HEAD, h_health},
-    {"/health", false, HM_GET | HM_HEAD, h_health},
-    {"/metrics", false, HM_GET | HM_HEAD, h_prom},
-    {"/api/v1/metrics/prometheus", false, HM_GET | HM_HEAD, h_prom},
-    {"/api/v1/metrics", false, HM_GET | HM_HEAD, h_metrics},
-    {"/api/v1/summary", false, HM_GET | HM_HEAD, h_summary},
-    {"/api/v1/series/", true, HM_GET | HM_HEAD, h_series},
-    {"/api/v1/ingest", false, HM_POST, h_ingest},
-    {"/ws", false, HM_GET, ws_handshake},
+    {"/api/v1/alerts", false, HM_GET | HM_HEAD, h_alerts, AUTH_READ, 0, "alerts", 0},
+    {"/api/v1/trends", false, HM_GET | HM_HEAD, h_trends, AUTH_READ, 0, "metrics", 0},
+    {"/api/v1/sources", false, HM_GET | HM_HEAD, h_sources, AUTH_READ, 0, "sources", 0},
+    {"/api/v1/sources/", true, HM_GET | HM_HEAD, h_source_metrics, AUTH_READ, 0, "metrics", 0},
+    {"/api/telemetry/robots/", true, HM_GET | HM_HEAD, h_source_metrics, AUTH_READ, 0, "metrics",
+     0},
+    /* GET: the token's topics must cover ?type= (h_events_get) */
+    {"/api/v1/events", false, HM_GET | HM_HEAD | HM_POST, h_events, AUTH_READ, AUTH_PUBLISH,
+     NULL, 0},
+    {"/api/v1/health", false, HM_GET | HM_HEAD, h_health, AUTH_NONE, 0, NULL, 0},
+    {"/health", false, HM_GET | HM_HEAD, h_health, AUTH_NONE, 0, NULL, 0},
+    {"/metrics", false, HM_GET | HM_HEAD, h_prom, AUTH_READ, 0, "metrics", 0},
+    {"/api/v1/metrics/prometheus", false, HM_GET | HM_HEAD, h_prom, AUTH_READ, 0, "metrics", 0},
+    {"/api/v1/metrics", false, HM_GET | HM_HEAD, h_metrics, AUTH_READ, 0, "metrics", 0},
+    {"/api/v1/summary", false, HM_GET | HM_HEAD, h_summary, AUTH_READ, 0, "metrics", 0},
+    {"/api/v1/series/", true, HM_GET | HM_HEAD, h_series, AUTH_READ, 0, "metrics", 0},
+    {"/api/v1/ingest", false, HM_POST, h_ingest, AUTH_READ, AUTH_INGEST, NULL, 0},
+    /* any valid token: what the connection then does is checked per message (ws_msg.c),
+     * and what its URL asks for at once by access_ws_upgrade */
+    {"/ws", false, HM_GET, ws_handshake, AUTH_ANY, 0, NULL, ACCESS_QUERY_TOKEN},
 };
+
+static const route_t *find_route(const char *path) {
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        const route_t *rt = &routes[i];
+        if (rt->prefix ? strncmp(rt->path, path, strlen(rt->path)) == 0
+                       : strcmp(rt->path, path) == 0)
+            return rt;
+    }
+    return NULL;
+}
+
+unsigned api_route_methods(const char *path) {
+    const route_t *rt = find_route(path);
+    return rt ? rt->methods : 0;
+}
 
 static void allow_header(unsigned methods, char *out, size_t outlen) {
     static const struct {
@@ -747,25 +778,29 @@ static void allow_header(unsigned methods, char *out, size_t outlen) {
 }
 
 void api_handle(http_req_t *r) {
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        const route_t *rt = &routes[i];
-        if (rt->prefix ? strncmp(rt->path, r->path, strlen(rt->path)) != 0
-                       : strcmp(rt->path, r->path) != 0)
-            continue;
-        if (!(rt->methods & r->method)) {
-            char allow[96], detail[160];
-            allow_header(rt->methods, allow, sizeof allow);
-            snprintf(detail, sizeof detail, "%s is not allowed on %s", r->method_name, rt->path);
-            buf_t b = BUF_INIT;
-            buf_printf(&b, "{\"error\":\"method_not_allowed\",\"detail\":\"%s\"}\n", detail);
-            http_respond(r, 405, "application/json", allow, b.data, b.len);
-            buf_free(&b);
-            return;
-        }
-        rt->fn(r);
+    if (!access_request(r)) return; /* Host, Origin, CORS preflight */
+    const route_t *rt = find_route(r->path);
+    if (!rt) {
+        /* unknown paths are not public either: without a token they get 401, not 404 */
+        if (!access_authorize(r, AUTH_ANY, NULL, 0)) return;
+        char detail[300];
+        snprintf(detail, sizeof detail, "no such path: %.256s", r->path);
+        http_respond_error(r, 404, "not_found", detail);
         return;
     }
-    char detail[300];
-    snprintf(detail, sizeof detail, "no such path: %.256s", r->path);
-    http_respond_error(r, 404, "not_found", detail);
+    if (!(rt->methods & r->method)) {
+        char allow[96], detail[160];
+        allow_header(rt->methods, allow, sizeof allow);
+        snprintf(detail, sizeof detail, "%s is not allowed on %s", r->method_name, rt->path);
+        buf_t b = BUF_INIT;
+        buf_printf(&b, "{\"error\":\"method_not_allowed\",\"detail\":\"%s\"}\n", detail);
+        http_respond(r, 405, "application/json", allow, b.data, b.len);
+        buf_free(&b);
+        return;
+    }
+    bool writes = r->method != HM_GET && r->method != HM_HEAD;
+    if (!access_authorize(r, writes ? rt->post_scope : rt->scope, writes ? NULL : rt->topic,
+                          rt->flags))
+        return;
+    rt->fn(r);
 }

@@ -10,5 +10,7 @@ struct http_req;
 
 /* Routes one complete request. Always answers it (or upgrades the connection). */
 void api_handle(struct http_req *r);
+/* The methods (http_method_t bits) the route of path allows; 0 for no route. */
+unsigned api_route_methods(const char *path);
 
 #endif

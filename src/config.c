@@ -11,8 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "buf.h"
 #include "log.h"
+#include "netacl.h"
 
 #define OFF(f) offsetof(config_t, f)
 
@@ -131,6 +133,28 @@ static const cfg_opt_t options[] = {
     /* bounds memory when receivers are down: a delivery is one alert's body, ~1 KiB */
     {"webhook", "queue", "webhook-queue", "N", CFG_T_U32, OFF(webhook_queue), "1024", 1, 1000000,
      "deliveries queued, in flight or waiting to retry; more are dropped (counted)"},
+    {"server", "allowed_origins", "allowed-origins", "ORIGINS", CFG_T_ORIGINS,
+     OFF(allowed_origins), "", 0, 0,
+     "browser origins (scheme://host[:port], comma-separated, or *) allowed besides the "
+     "hub's own; others get 403; CORS headers go only to these (SIGHUP reloads it)"},
+    {"server", "max_connections", "max-connections", "N", CFG_T_INT, OFF(max_connections), "0",
+     0, 10000000,
+     "open connections at most; more are answered 503 and closed (0: the descriptor limit "
+     "minus 64)"},
+    {"server", "max_connections_per_ip", "max-connections-per-ip", "N", CFG_T_INT,
+     OFF(max_connections_per_ip), "0", 0, 10000000,
+     "open connections per client address at most; more get 429 (0: no limit)"},
+    {"server", "max_connection_rate_per_ip", "max-connection-rate-per-ip", "N", CFG_T_INT,
+     OFF(max_connection_rate_per_ip), "0", 0, 10000000,
+     "new connections per second per client address (bursts up to N); more get 429 (0: no "
+     "limit)"},
+    {"sources", "max_sources", "max-sources", "N", CFG_T_INT, OFF(max_sources), "10000", 1,
+     10000000,
+     "sources the hub keeps track of; when full, the longest-offline one is forgotten, and a "
+     "new source is refused (1008) only when all are online"},
+    {"statsd", "allow_from", "statsd-allow", "NETWORKS", CFG_T_NETS, OFF(statsd_allow), "", 0, 0,
+     "networks StatsD datagrams are accepted from (10.0.0.0/8, fd00::/8, ...; comma-separated; "
+     "empty: any); others are dropped and counted"},
 };
 
 const cfg_opt_t *config_options(size_t *n) {
@@ -246,6 +270,17 @@ const char *config_addr_str(const cfg_addr_t *a, char *out, size_t outlen) {
     return out;
 }
 
+/* Capacity of a text option's field. */
+static size_t str_cap(const cfg_opt_t *o) {
+    switch (o->offset) {
+    case OFF(data_dir): return sizeof ((config_t *)0)->data_dir;
+    case OFF(nats_url): return sizeof ((config_t *)0)->nats_url;
+    case OFF(allowed_origins): return sizeof ((config_t *)0)->allowed_origins;
+    case OFF(statsd_allow): return sizeof ((config_t *)0)->statsd_allow;
+    default: return 0; /* a text option without an entry here refuses every value */
+    }
+}
+
 /* Renders a number range for error messages without trailing zeros. */
 static const char *num(double v, char *out) {
     snprintf(out, 32, "%g", v);
@@ -280,8 +315,11 @@ int config_set(config_t *c, const cfg_opt_t *o, const char *value, const char *o
         return 0;
     }
     case CFG_T_PATH:
+    case CFG_T_FILE:
+    case CFG_T_ORIGINS:
+    case CFG_T_NETS:
     case CFG_T_NATS_URL: {
-        size_t cap = o->offset == OFF(data_dir) ? sizeof c->data_dir : sizeof c->nats_url;
+        size_t cap = str_cap(o);
         if (strlen(value) >= cap) {
             errf(err, "%s: value too long (max %zu characters)", origin, cap - 1);
             return -EINVAL;
@@ -297,6 +335,19 @@ int config_set(config_t *c, const cfg_opt_t *o, const char *value, const char *o
         if (o->type == CFG_T_NATS_URL && *value && strlen(value) <= 7) {
             errf(err, "%s: \"%s\" has no host", origin, value);
             return -EINVAL;
+        }
+        char why[300];
+        if (o->type == CFG_T_ORIGINS && auth_origins_validate(value, why, sizeof why) < 0) {
+            errf(err, "%s: %s", origin, why);
+            return -EINVAL;
+        }
+        if (o->type == CFG_T_NETS) {
+            netacl_t acl;
+            if (netacl_parse(&acl, value, why, sizeof why) < 0) {
+                errf(err, "%s: %s", origin, why);
+                return -EINVAL;
+            }
+            netacl_free(&acl);
         }
         memcpy(field, value, strlen(value) + 1);
         return 0;
@@ -788,6 +839,9 @@ const char *config_value_str(const config_t *c, const cfg_opt_t *o, bool mask, c
         break;
     }
     case CFG_T_PATH:
+    case CFG_T_FILE:
+    case CFG_T_ORIGINS:
+    case CFG_T_NETS:
     case CFG_T_NATS_URL:
         if (mask && o->type == CFG_T_NATS_URL)
             mask_url(field, out, outlen);

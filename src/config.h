@@ -85,6 +85,13 @@ typedef struct config {
     int webhook_retries;
     double webhook_backoff, webhook_backoff_max;
     uint32_t webhook_queue;
+    /* access and limits (docs/SECURITY.md) */
+    char allowed_origins[1024];
+    int max_connections;        /* 0: the descriptor limit minus a reserve */
+    int max_connections_per_ip; /* 0: no limit */
+    int max_connection_rate_per_ip; /* new connections per second per IP; 0: no limit */
+    int max_sources;
+    char statsd_allow[1024];
 } config_t;
 
 typedef enum {
@@ -99,6 +106,9 @@ typedef enum {
     CFG_T_LOG_LEVEL,
     CFG_T_U32,
     CFG_T_RATIO, /* a fraction: "0.05" or "5%" */
+    CFG_T_FILE,    /* a path that may be left empty (an optional file) */
+    CFG_T_ORIGINS, /* comma-separated scheme://host[:port] origins, or "*" */
+    CFG_T_NETS,    /* comma-separated networks: 10.0.0.0/8, ::1, ... */
 } cfg_type_t;
 
 typedef struct cfg_opt {

@@ -7,6 +7,8 @@
 
 #include "config.h"
 #include "http.h"
+#include "hub.h"
+#include "limit.h"
 #include "log.h"
 #include "worker.h"
 #include "ws.h"
@@ -64,6 +66,7 @@ int conn_accept(worker_t *w, uv_stream_t *server) {
     uv_tcp_nodelay(&c->tcp, 1);
     struct sockaddr_storage ss;
     int len = sizeof ss;
+    memset(&ss, 0, sizeof ss);
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
         char ip[48] = "?";
         int port = 0;
@@ -78,11 +81,37 @@ int conn_accept(worker_t *w, uv_stream_t *server) {
         }
         snprintf(c->peer, sizeof c->peer, "%s:%d", ip, port);
     }
+    ipl_addr_t addr;
+    ipl_addr_from(&addr, (struct sockaddr *)&ss);
+    memcpy(c->addr, addr.b, sizeof c->addr);
     c->last_rx_ms = uv_now(&w->loop);
     rc = http_attach(c);
-    if (rc == 0) rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     worker__add_conn(w, c);
     atomic_fetch_add(&w->stats.accepted_total, 1);
+    if (rc) {
+        conn_close(c);
+        return 0;
+    }
+    int hit = iplimits_admit(&w->hub->iplim, &addr, uv_now(&w->loop));
+    if (hit >= 0) {
+        /* over a connection limit: one answer saying which, then closed; never read */
+        worker_limit_hit(w, hit, c->peer);
+        if (hit == LIMIT_CONNECTIONS)
+            http_respond_error_conn(c, 503, "too_many_connections",
+                                    "the hub holds as many connections as it is allowed "
+                                    "([server] max_connections)");
+        else if (hit == LIMIT_CONNECTIONS_PER_IP)
+            http_respond_error_conn(c, 429, "too_many_connections",
+                                    "this address holds as many connections as it is allowed "
+                                    "([server] max_connections_per_ip)");
+        else
+            http_respond_error_conn(c, 429, "connection_rate_exceeded",
+                                    "this address opens connections faster than allowed "
+                                    "([server] max_connection_rate_per_ip)");
+        return 0;
+    }
+    c->admitted = true;
+    rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc) conn_close(c);
     return 0;
 }
@@ -245,6 +274,11 @@ void conn_flush(conn_t *c) {
 
 static void on_close(uv_handle_t *h) {
     conn_t *c = (conn_t *)h;
+    if (c->admitted) {
+        ipl_addr_t a;
+        memcpy(a.b, c->addr, sizeof a.b);
+        iplimits_release(&c->w->hub->iplim, &a);
+    }
     /* protocol state first: it may still use the worker's lists, which the last
      * connection's removal frees when the worker is stopping */
     http_detach(c);

@@ -39,6 +39,12 @@ typedef struct conn {
     uint32_t mgroup;         /* live-metrics group this connection is listed in (0: none) */
     uint32_t mslot;          /* its index in the worker's list for that group */
     int32_t evslot;          /* index in the worker's event subscribers, -1: not listed */
+    /* the token a WebSocket upgrade presented, borrowed from w->auth (re-pointed or
+     * revoked by access_recheck when the policy is reloaded); NULL in open mode */
+    const struct auth_token *token;
+    bool auth_revoked; /* a reload withdrew its authorisation: it is being closed */
+    bool admitted;     /* counted by the hub's connection limits (released on close) */
+    uint8_t addr[16];  /* the client's address (ipl_addr_t) */
 
     /* outbound queue: ring of frames, each holding one reference */
     frame_t **q;

@@ -13,6 +13,7 @@
 #include "conn.h"
 #include "frame.h"
 #include "jsonw.h"
+#include "limit.h"
 #include "log.h"
 #include "version.h"
 #include "worker.h"
@@ -40,6 +41,7 @@ typedef struct http_state {
     uint64_t nrequests;
     struct http_deferred *deferred; /* the request being answered elsewhere */
     buf_t stash;                    /* bytes read after a deferred request */
+    char cors[256];                 /* allowed Origin of the current request, or "" */
 } http_state_t;
 
 struct http_deferred {
@@ -76,6 +78,7 @@ static int on_message_begin(llhttp_t *p) {
     h->in_field = h->in_value = h->in_target = false;
     h->in_request = true;
     h->headers_done = false;
+    h->cors[0] = '\0';
     h->req_start_ms = uv_now(&c->w->loop);
     return 0;
 }
@@ -266,6 +269,16 @@ void http_detach(conn_t *c) {
 
 void http_mark_upgraded(http_req_t *r) { r->conn->http->upgraded = true; }
 
+void http_set_cors(http_req_t *r, const char *origin) {
+    http_state_t *h = r->conn->http;
+    if (!h) return;
+    size_t n = strlen(origin);
+    if (n >= sizeof h->cors) return; /* longer than any origin we could have listed */
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)origin[i] < 0x20 || origin[i] == 0x7f) return; /* no header injection */
+    memcpy(h->cors, origin, n + 1);
+}
+
 http_deferred_t *http_defer(http_req_t *r) {
     http_deferred_t *d = malloc(sizeof *d);
     if (!d) return NULL;
@@ -309,6 +322,8 @@ void http_on_data(conn_t *c, const char *data, size_t len) {
             llhttp_resume(&h->parser);
         } else {
             if (h->abort_status) {
+                if (h->abort_status == 431) worker_limit_hit(c->w, LIMIT_HTTP_HEADER_BYTES, c->peer);
+                if (h->abort_status == 413) worker_limit_hit(c->w, LIMIT_HTTP_BODY_BYTES, c->peer);
                 http_respond_error_conn(c, h->abort_status, h->abort_error, h->abort_detail);
             } else {
                 http_respond_error_conn(c, 400, "bad_request", llhttp_get_error_reason(&h->parser));
@@ -330,17 +345,21 @@ void http_sweep(conn_t *c, uint64_t now_ms) {
     if (h->in_request && !h->headers_done) {
         if (now_ms - h->req_start_ms >= header_ms) {
             h->stop = true;
+            worker_limit_hit(c->w, LIMIT_HTTP_HEADER_TIMEOUT, c->peer);
             http_respond_error_conn(c, 408, "request_timeout",
                                     "request headers did not arrive in time");
         }
     } else if (h->in_request) {
         if (now_ms - c->last_rx_ms >= idle_ms) {
             h->stop = true;
+            worker_limit_hit(c->w, LIMIT_HTTP_BODY_TIMEOUT, c->peer);
             http_respond_error_conn(c, 408, "request_timeout", "request body stalled");
         }
     } else if (h->nrequests == 0 && now_ms - c->last_rx_ms >= header_ms) {
+        worker_limit_hit(c->w, LIMIT_HTTP_HEADER_TIMEOUT, c->peer);
         conn_close(c); /* connected and never sent a request */
     } else if (!c->inflight && c->qlen == 0 && now_ms - c->last_rx_ms >= idle_ms) {
+        worker_limit_hit(c->w, LIMIT_HTTP_IDLE_TIMEOUT, c->peer);
         conn_close(c); /* idle keep-alive */
     }
 }
@@ -442,12 +461,16 @@ const char *http_status_text(int status) {
 static void respond(conn_t *c, int status, const char *ctype, const char *extra, const void *body,
                     size_t len, bool head_only, bool close) {
     buf_t b = BUF_INIT;
-    buf_printf(&b,
-               "HTTP/1.1 %d %s\r\nServer: metricast/" MC_VERSION
-               "\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-               "Cache-Control: no-store\r\n%s%s\r\n",
-               status, http_status_text(status), ctype, len, close ? "Connection: close\r\n" : "",
-               extra ? extra : "");
+    const char *cors = c->http ? c->http->cors : "";
+    buf_printf(&b, "HTTP/1.1 %d %s\r\nServer: metricast/" MC_VERSION "\r\n", status,
+               http_status_text(status));
+    if (status == 204) /* RFC 9110: no content, so no Content-Length either */
+        len = 0;
+    else
+        buf_printf(&b, "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype, len);
+    buf_printf(&b, "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n%s%s%s%s%s\r\n",
+               close ? "Connection: close\r\n" : "", *cors ? "Access-Control-Allow-Origin: " : "",
+               cors, *cors ? "\r\nVary: Origin\r\n" : "", extra ? extra : "");
     if (!head_only && len) buf_append(&b, body, len);
     if (!b.data) {
         conn_close(c);

@@ -50,6 +50,7 @@ typedef struct http_req {
     bool keep_alive;
     bool upgrade; /* Connection: upgrade + Upgrade: present */
     struct conn *conn;
+    const struct auth_token *token; /* the token it presented (access_authorize), or NULL */
 } http_req_t;
 
 /* Attaches HTTP state to a fresh connection. 0 or -ENOMEM. */
@@ -92,6 +93,10 @@ typedef struct http_deferred http_deferred_t;
 http_deferred_t *http_defer(http_req_t *r); /* NULL on ENOMEM (the caller answers 503) */
 void http_deferred_respond(http_deferred_t *d, int status, const char *content_type,
                            const char *extra_headers, const void *body, size_t len);
+
+/* The answer to this request (deferred or not) carries CORS headers for origin (copied;
+ * access.c calls this only for allowed origins). */
+void http_set_cors(http_req_t *r, const char *origin);
 
 /* Called by a route that took the connection over (the WebSocket upgrade): after the
  * parser returns, remaining bytes go to the new protocol. */

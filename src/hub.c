@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -503,6 +504,10 @@ void hub_self_snapshot(hub_t *hub, hub_self_t *o) {
     o->webhook_retried = wc.retried;
     o->webhook_dropped = wc.dropped;
     o->webhook_queued = wc.pending;
+    for (int i = 0; i < DENY_COUNT; i++) o->auth_denied[i] = atomic_load(&hub->access.denied[i]);
+    for (int i = 0; i < LIMIT_COUNT; i++) o->limit_hits[i] = atomic_load(&hub->limits.hits[i]);
+    /* the registry counts its refusals as rejected samples; the limit family shows them too */
+    o->limit_hits[LIMIT_SERIES] = o->rejected[REG_REJECT_SERIES_LIMIT];
 }
 
 static int bind_listener(const cfg_addr_t *a, int *fd_out, char *actual, size_t actual_len) {
@@ -604,6 +609,17 @@ void hub_worker_done(hub_t *hub, worker_t *w) {
         log_error("worker stop not delivered", "worker=%d", w->id);
 }
 
+/* Descriptors kept for the listener, loops, log, store and StatsD sockets: the rest of
+ * the descriptor limit is for connections. */
+#define FD_RESERVE 64
+
+static int64_t default_max_connections(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 0;
+    return rl.rlim_cur > FD_RESERVE * 2 ? (int64_t)rl.rlim_cur - FD_RESERVE
+                                        : (int64_t)rl.rlim_cur / 2;
+}
+
 int hub_open(hub_t *hub, const config_t *cfg, char err[HUB_ERR_LEN]) {
     memset(hub, 0, sizeof *hub);
     hub->cfg = cfg;
@@ -611,6 +627,19 @@ int hub_open(hub_t *hub, const config_t *cfg, char err[HUB_ERR_LEN]) {
     hub->started_unix = clk_unix();
     hub->started_ns = uv_hrtime();
     atomic_init(&hub->data_dir_errno, 0);
+
+    char perr[AUTH_ERR_LEN];
+    if (auth_build(cfg, &hub->auth, perr) != 0) {
+        snprintf(err, HUB_ERR_LEN, "%.*s", HUB_ERR_LEN - 1, perr);
+        return -1;
+    }
+    int64_t maxc = cfg->max_connections ? cfg->max_connections : default_max_connections();
+    if (iplimits_init(&hub->iplim, maxc, cfg->max_connections_per_ip,
+                      cfg->max_connection_rate_per_ip) != 0) {
+        snprintf(err, HUB_ERR_LEN, "start-up failed: cannot create a mutex");
+        return -1;
+    }
+    hub->iplim_ready = true;
 
     char want[80];
     config_addr_str(&cfg->listen, want, sizeof want);
@@ -701,6 +730,11 @@ int hub_open(hub_t *hub, const config_t *cfg, char err[HUB_ERR_LEN]) {
             hub->udp = NULL;
             return -1;
         }
+        char why[300];
+        if (ingest_udp_set_allow(hub->udp, cfg->statsd_allow, why, sizeof why) < 0) {
+            snprintf(err, HUB_ERR_LEN, "--statsd-allow: %s", why);
+            return -1;
+        }
     } else {
         snprintf(hub->statsd_addr, sizeof hub->statsd_addr, "off");
     }
@@ -719,6 +753,7 @@ int hub_open(hub_t *hub, const config_t *cfg, char err[HUB_ERR_LEN]) {
             hub->nworkers = i; /* the ones before are initialised */
             goto fail_uv;
         }
+        hub->workers[i].auth = auth_ref(hub->auth);
     }
     return 0;
 fail_uv:
@@ -765,6 +800,12 @@ int hub_run(hub_t *hub) {
                      cfg->statsd_threads > 0 ? cfg->statsd_threads
                                              : (int)uv_available_parallelism(),
                      cfg->statsd_rcvbuf);
+            bool loopback = strncmp(cfg->statsd.host, "127.", 4) == 0 ||
+                            strcmp(cfg->statsd.host, "::1") == 0;
+            if (!loopback && !cfg->statsd_allow[0])
+                log_warn("statsd accepts datagrams from anyone who can reach it",
+                         "addr=%s hint=\"list your senders' networks in [statsd] allow_from "
+                         "(--statsd-allow), or bind to loopback\"", hub->statsd_addr);
         }
     }
     log_info("http listening", "addr=%s threads=%d data=%s tick=%g version=%s",
@@ -823,6 +864,17 @@ void hub_close(hub_t *hub) {
     sources_free(&hub->sources);
     if (hub->health_mu_ready) uv_mutex_destroy(&hub->health_mu);
     hub->health_mu_ready = false;
+    auth_unref(hub->auth);
+    hub->auth = NULL;
+    if (hub->iplim_ready) iplimits_free(&hub->iplim);
+    hub->iplim_ready = false;
+}
+
+void hub_set_auth(hub_t *hub, auth_t *a) {
+    for (int i = 0; i < hub->workers_started; i++)
+        if (worker_set_auth(&hub->workers[i], auth_ref(a)) < 0) auth_unref(a);
+    auth_unref(hub->auth);
+    hub->auth = a;
 }
 
 void hub_health_input(hub_t *hub, health_input_t *in) {

@@ -18,8 +18,11 @@
 #include <uv.h>
 
 #include "alert.h"
+#include "access.h"
+#include "auth.h"
 #include "health.h"
 #include "inbox.h"
+#include "limit.h"
 #include "ingest_stats.h"
 #include "ingest_udp.h"
 #include "registry.h"
@@ -96,6 +99,11 @@ typedef struct hub {
     int ncrit;
     unsigned crit_more;
     health_alert_t crit[HEALTH_MAX_ALERTS];
+    auth_t *auth;          /* the access policy in force (hub thread; workers hold refs) */
+    access_stats_t access; /* atomics: refusals by reason */
+    limit_stats_t limits;  /* atomics: limit hits */
+    iplimits_t iplim;      /* connection admission, shared by the workers */
+    bool iplim_ready;
 } hub_t;
 
 /* Binds the listening socket and prepares the workers. On failure returns -1 with one
@@ -145,6 +153,10 @@ void hub_on_tick(hub_t *hub);
  * rule returns -EINVAL with err filled and the running rules untouched. */
 int hub_reload_alerts(hub_t *hub, const struct config *next, char err[ALERT_ERR_LEN],
                       alert_reload_t *out);
+/* Hub thread: puts a new access policy in force (a reload): takes over the caller's
+ * reference, hands one to every worker (which re-checks its WebSocket connections with
+ * it, see access_recheck) and drops the old one. */
+void hub_set_auth(hub_t *hub, auth_t *a);
 
 /* Hub thread: the figures /metrics and /api/v1/summary show. */
 void hub_self_snapshot(hub_t *hub, hub_self_t *out);

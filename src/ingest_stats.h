@@ -9,7 +9,9 @@
 #include "agg.h"
 #include "registry.h"
 
-typedef enum { DROP_UDP_BUFFER = 0, DROP_SOURCE_SHED, DROP_REASON_COUNT } drop_reason_t;
+/* not_allowed: StatsD datagrams from outside [statsd] allow_from (counted per datagram,
+ * like udp_buffer, since they are never read) */
+typedef enum { DROP_UDP_BUFFER = 0, DROP_SOURCE_SHED, DROP_NOT_ALLOWED, DROP_REASON_COUNT } drop_reason_t;
 
 typedef struct ingest_stats {
     _Atomic uint64_t lines[INGEST_TRANSPORT_COUNT]; /* samples merged into the registry */
@@ -20,7 +22,10 @@ typedef struct ingest_stats {
 } ingest_stats_t;
 
 static inline const char *drop_reason_name(int r) {
-    return r == DROP_UDP_BUFFER ? "udp_buffer" : r == DROP_SOURCE_SHED ? "source_shed" : "unknown";
+    return r == DROP_UDP_BUFFER    ? "udp_buffer"
+           : r == DROP_SOURCE_SHED ? "source_shed"
+           : r == DROP_NOT_ALLOWED ? "not_allowed"
+                                   : "unknown";
 }
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "netacl.h"
 #include "statsd.h"
 
 /* Datagrams per recvmmsg; with ~1.4 KB datagrams, 64 of them are ~2,500 lines. */
@@ -38,6 +39,7 @@ typedef struct udp_thread {
     struct mmsghdr msgs[UDP_VLEN];
     struct iovec iov[UDP_VLEN];
     char ctrl[UDP_VLEN][CMSG_SPACE(sizeof(uint32_t))];
+    struct sockaddr_storage names[UDP_VLEN]; /* senders, read only with an allow-list */
     statsd_line_t pipe[3]; /* parse_datagram's lines in flight */
 } udp_thread_t;
 
@@ -51,6 +53,7 @@ struct ingest_udp {
     int max_pending;
     ingest_sink_fn sink;
     void *sink_ctx;
+    netacl_t allow; /* empty: every sender */
 };
 
 static int make_socket(const struct sockaddr *sa, socklen_t slen, bool reuseport, size_t rcvbuf) {
@@ -168,6 +171,10 @@ static void thread_main(void *arg) {
             t->msgs[i].msg_hdr.msg_iovlen = 1;
             t->msgs[i].msg_hdr.msg_control = t->ctrl[i];
             t->msgs[i].msg_hdr.msg_controllen = sizeof t->ctrl[i];
+            if (u->allow.n) {
+                t->msgs[i].msg_hdr.msg_name = &t->names[i];
+                t->msgs[i].msg_hdr.msg_namelen = sizeof t->names[i];
+            }
         }
         int n = recvmmsg(t->fd, t->msgs, UDP_VLEN, MSG_WAITFORONE, NULL);
         if (n > 0) {
@@ -175,7 +182,10 @@ static void thread_main(void *arg) {
             for (int i = 0; i < n; i++) {
                 struct mmsghdr *m = &t->msgs[i];
                 bytes += m->msg_len;
-                if (m->msg_hdr.msg_flags & MSG_TRUNC) {
+                if (u->allow.n && !netacl_match(&u->allow, (struct sockaddr *)&t->names[i])) {
+                    atomic_fetch_add_explicit(&u->stats->dropped[DROP_NOT_ALLOWED], 1,
+                                              memory_order_relaxed);
+                } else if (m->msg_hdr.msg_flags & MSG_TRUNC) {
                     t->rejected[STATSD_TOO_LONG]++;
                 } else {
                     parse_datagram(t, t->iov[i].iov_base, m->msg_len);
@@ -269,6 +279,11 @@ int ingest_udp_open(ingest_udp_t **out, const cfg_addr_t *addr, int threads, siz
     return 0;
 }
 
+int ingest_udp_set_allow(ingest_udp_t *u, const char *networks, char *err, size_t errlen) {
+    netacl_free(&u->allow);
+    return netacl_parse(&u->allow, networks, err, errlen);
+}
+
 int ingest_udp_start(ingest_udp_t *u) {
     for (int i = 0; i < u->nthreads; i++) {
         int rc = uv_thread_create(&u->t[i].thread, thread_main, &u->t[i]);
@@ -289,5 +304,6 @@ void ingest_udp_close(ingest_udp_t *u) {
         free(t->bufs);
     }
     free(u->t);
+    netacl_free(&u->allow);
     free(u);
 }

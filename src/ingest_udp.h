@@ -28,6 +28,10 @@ int ingest_udp_open(ingest_udp_t **out, const cfg_addr_t *addr, int threads, siz
                     double flush_interval, ingest_stats_t *stats, _Atomic int *pending,
                     int max_pending, ingest_sink_fn sink, void *sink_ctx, char *actual,
                     size_t actual_len, char *err, size_t errlen);
+/* Accepts datagrams only from these networks (netacl.h syntax; empty: from anyone);
+ * others are dropped unread and counted as dropped{reason="not_allowed"}. Before
+ * ingest_udp_start. 0, or -EINVAL / -ENOMEM with err filled. */
+int ingest_udp_set_allow(ingest_udp_t *u, const char *networks, char *err, size_t errlen);
 int ingest_udp_start(ingest_udp_t *u);
 /* Stops the threads (each finishes its current batch and hands it over), joins, frees. */
 void ingest_udp_close(ingest_udp_t *u);

@@ -7,9 +7,9 @@
  * the effective configuration as INI on stdout and exits 0, or 2 with the one-line error.
  *
  * Under systemd (Type=notify) the hub reports READY=1 once it listens and STOPPING=1 when
- * a stop signal arrives (src/notify.c). SIGHUP re-reads the configuration: alert rules are
- * applied in place (reload_steps below); every other setting that changed is logged as
- * needing a restart. */
+ * a stop signal arrives (src/notify.c). SIGHUP re-reads the configuration: alert rules and
+ * the access policy (tokens, allowed origins) are applied in place (reload_steps below);
+ * every other setting that changed is logged as needing a restart. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "alert.h"
+#include "auth.h"
 #include "config.h"
 #include "health.h"
 #include "hub.h"
@@ -184,9 +185,36 @@ static int reload_alert_rules(hub_t *hub, const config_t *next, char *summary, s
     return (int)(r.added + r.changed + r.removed);
 }
 
+/* Tokens and allowed origins: new requests use them at once, and every worker re-checks
+ * its open WebSocket connections (access_recheck: a revoked or narrowed token closes its
+ * connections with 1008, the others keep streaming). */
+static int reload_access(hub_t *hub, const config_t *next, char *summary, size_t slen,
+                         char *err, size_t errlen) {
+    auth_t *a = NULL;
+    char aerr[AUTH_ERR_LEN];
+    if (auth_build(next, &a, aerr) != 0) {
+        snprintf(err, errlen, "%s", aerr);
+        return -1;
+    }
+    snprintf(summary, slen, "tokens=%zu allowed_origins=%zu", a->ntokens,
+             a->norigins + (a->any_origin ? 1 : 0));
+    if (auth_equal(a, hub->auth)) {
+        auth_unref(a);
+        return 0;
+    }
+    hub_set_auth(hub, a);
+    return 1;
+}
+
 static const reload_step_t reload_steps[] = {
     {"alert rules", reload_alert_rules},
+    {"access policy", reload_access},
 };
+
+/* Options one of the reload_steps applies: not reported as needing a restart. */
+static bool reloadable(const cfg_opt_t *o) {
+    return strcmp(o->section, "server") == 0 && strcmp(o->key, "allowed_origins") == 0;
+}
 
 /* SIGHUP: re-read the configuration exactly as at start (file, environment, flags), apply
  * what reload_steps cover, and report every other setting that differs (restart needed). */
@@ -208,6 +236,7 @@ static void on_hup(uv_signal_t *s, int signum) {
         int changed = 0, applied = 0, failed = 0;
         char a[1100], b[1100], qa[1200], qb[1200];
         for (size_t i = 0; i < n; i++) {
+            if (reloadable(&o[i])) continue;
             config_value_str(ctl.cfg, &o[i], true, a, sizeof a);
             config_value_str(next, &o[i], true, b, sizeof b);
             if (strcmp(a, b) == 0) continue;
@@ -232,8 +261,9 @@ static void on_hup(uv_signal_t *s, int signum) {
                 log_info(msg, "%s", summary);
             }
         }
-        log_info("reload requested", "changed=%d applied=%d failed=%d note=\"alert rules reload "
-                 "in place; other settings need a restart\"", changed, applied, failed);
+        log_info("reload requested", "changed=%d applied=%d failed=%d note=\"alert rules and "
+                 "the access policy reload in place; other settings need a restart\"", changed,
+                 applied, failed);
     }
     if (next) config_free(next);
     free(next);
@@ -301,6 +331,16 @@ int main(int argc, char **argv) {
             return 2;
         }
         alert_ruleset_free(&rs);
+        /* so are the tokens and allowed origins (hub_open builds the policy again) */
+        auth_t *a = NULL;
+        char terr[AUTH_ERR_LEN];
+        if (auth_build(&cfg, &a, terr) != 0) {
+            fprintf(stderr, "metricastd: %s\n", terr);
+            config_free(&cfg);
+            free(args);
+            return 2;
+        }
+        auth_unref(a);
     }
     warn_unknown_env();
     if (check) {

@@ -187,6 +187,19 @@ static void self_metrics(buf_t *b, const hub_self_t *s) {
     COUNTER("metricast_http_errors_total", "HTTP answers with status 400 or above.",
             s->http_errors);
 
+    family_header(b, "metricast_auth_denied_total", "",
+                  "Requests, upgrades and WebSocket messages refused by the access policy.",
+                  "counter");
+    for (int r = 0; r < DENY_COUNT; r++)
+        buf_printf(b, "metricast_auth_denied_total{reason=\"%s\"} %llu\n", access_deny_name(r),
+                   (unsigned long long)s->auth_denied[r]);
+    family_header(b, "metricast_limit_hits_total", "",
+                  "Times a configured limit refused or closed something (docs/SECURITY.md).",
+                  "counter");
+    for (int l = 0; l < LIMIT_COUNT; l++)
+        buf_printf(b, "metricast_limit_hits_total{limit=\"%s\"} %llu\n", limit_name(l),
+                   (unsigned long long)s->limit_hits[l]);
+
     family_header(b, "metricast_loop_lag_seconds", "",
                   "Event-loop lag: worst timer lateness over the last second.", "gauge");
     for (int i = 0; i < s->nloops; i++) {

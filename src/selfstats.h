@@ -5,8 +5,10 @@
 
 #include <stdint.h>
 
+#include "access.h"
 #include "agg.h"
 #include "ingest_stats.h"
+#include "limit.h"
 #include "procstat.h"
 #include "registry.h"
 
@@ -40,6 +42,8 @@ typedef struct hub_self {
     double cpu_percent; /* over the last second; 100 = one core */
     uint64_t alert_rules, alerts_pending, alerts_firing, alerts_fired_total;
     uint64_t webhook_sent, webhook_failed, webhook_retried, webhook_dropped, webhook_queued;
+    uint64_t auth_denied[DENY_COUNT];
+    uint64_t limit_hits[LIMIT_COUNT];
 } hub_self_t;
 
 #endif

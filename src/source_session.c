@@ -13,6 +13,7 @@
 #include "hub.h"
 #include "ingest_json.h"
 #include "jsonw.h"
+#include "limit.h"
 #include "log.h"
 #include "sources.h"
 #include "worker.h"
@@ -49,6 +50,7 @@ typedef struct src_session {
     uint64_t busy_ns, busy_ns_last; /* folding time, total and at the last metrics */
     double rtf;
     uint64_t metrics_sent;
+    bool refused; /* the hub had no room for another source: closing, nothing is kept */
     agg_t agg;
 } src_session_t;
 
@@ -59,6 +61,8 @@ struct online_job {
     char *attrs;
     double now;
     uint32_t attempt;
+    uint32_t max_sources;
+    bool refused;
 };
 
 bool srcs_is_source(const conn_t *c) { return c->src != NULL; }
@@ -68,6 +72,10 @@ bool srcs_is_source(const conn_t *c) { return c->src != NULL; }
 static int online_on_hub(hub_t *hub, void *arg, hub_call_t *call) {
     (void)call;
     online_job_t *j = arg;
+    if (sources_make_room(&hub->sources, j->id, j->max_sources) < 0) {
+        j->refused = true; /* every known source is online: no event, no entry */
+        return HUB_CALL_DONE;
+    }
     j->attempt = sources_online(&hub->sources, j->id, j->session_id, j->attrs, j->now);
     buf_t p = BUF_INIT;
     jsonw_t w;
@@ -87,8 +95,18 @@ static int online_on_hub(hub_t *hub, void *arg, hub_call_t *call) {
 static void online_done(void *arg, int cancelled) {
     online_job_t *j = arg;
     if (!cancelled && j->c && j->c->src) {
-        j->c->src->attempt_id = j->attempt;
-        j->c->src->online = NULL;
+        conn_t *c = j->c;
+        c->src->attempt_id = j->attempt;
+        c->src->online = NULL;
+        if (j->refused) {
+            c->src->refused = true;
+            worker_limit_hit(c->w, LIMIT_SOURCES, c->peer);
+            char detail[96];
+            snprintf(detail, sizeof detail, "the hub tracks %u sources, all online "
+                     "([sources] max_sources)", (unsigned)j->max_sources);
+            ws_msg_error(c, "too_many_sources", detail);
+            ws_close(c, WS_CLOSE_POLICY, "too many sources");
+        }
     }
     free(j->attrs);
     free(j);
@@ -421,7 +439,8 @@ static void on_src_timer(uv_timer_t *t) {
     for (uint32_t i = 0; i < w->nsrcs; i++) {
         conn_t *c = w->srcs[i];
         if (c->closing || !c->src) continue;
-        hand_over(c);
+        /* nothing leaves before the hub admitted the source (it may refuse it) */
+        if (!c->src->online && !c->src->refused) hand_over(c);
         if (second && !c->src->online) { /* the hub has told us the attempt id */
             int rc = send_session_metrics(c, 1.0);
             if (rc < 0 && rc != -EPIPE)
@@ -484,6 +503,7 @@ int srcs_start(conn_t *c, const char *id, const char *attrs) {
         snprintf(j->id, sizeof j->id, "%s", id);
         snprintf(j->session_id, sizeof j->session_id, "%s", ws_session_id(c));
         j->now = s->connected_at;
+        j->max_sources = (uint32_t)w->cfg->max_sources;
         if (hub_call(w->hub, w, online_on_hub, online_done, j) == 0) {
             s->online = j;
         } else {
@@ -502,15 +522,20 @@ void srcs_end(conn_t *c, const char *reason) {
     src_session_t *s = c->src;
     if (!s) return;
     worker_t *w = c->w;
-    /* what was received is folded and handed over: no sample silently lost at close */
+    /* what was received is folded and handed over: no sample silently lost at close (a
+     * refused source's samples were refused with it: counted, never merged) */
     while (s->qlen) {
         src_msg_t *m = pop(s);
-        fold_one(c, m);
+        if (s->refused)
+            atomic_fetch_add_explicit(&w->hub->istats.dropped[DROP_SOURCE_SHED], 1,
+                                      memory_order_relaxed);
+        else
+            fold_one(c, m);
         free(m);
     }
-    hand_over(c);
+    if (!s->refused) hand_over(c);
     if (s->online) s->online->c = NULL;
-    offline_msg_t *m = calloc(1, sizeof *m);
+    offline_msg_t *m = s->refused ? NULL : calloc(1, sizeof *m);
     if (m) {
         m->hub = w->hub;
         snprintf(m->id, sizeof m->id, "%s", s->id);

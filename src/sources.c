@@ -93,6 +93,39 @@ bool sources_offline(sources_t *s, const char *id, const char *session_id, doubl
     return true;
 }
 
+/* Empties slot j of the linear-probing table, shifting later entries of its cluster back
+ * so every lookup still finds them (no tombstones). */
+static void remove_slot(sources_t *s, uint32_t j) {
+    free(s->slots[j]->attrs);
+    free(s->slots[j]);
+    s->slots[j] = NULL;
+    s->n--;
+    for (uint32_t k = (j + 1) & (s->cap - 1); s->slots[k]; k = (k + 1) & (s->cap - 1)) {
+        uint32_t home =
+            (uint32_t)hash_bytes(s->slots[k]->id, strlen(s->slots[k]->id), 3) & (s->cap - 1);
+        /* move k back to j unless its home lies cyclically in (j, k] */
+        bool stays = j <= k ? (home > j && home <= k) : (home > j || home <= k);
+        if (stays) continue;
+        s->slots[j] = s->slots[k];
+        s->slots[k] = NULL;
+        j = k;
+    }
+}
+
+int sources_make_room(sources_t *s, const char *id, uint32_t max) {
+    if (s->n < max || sources_find(s, id)) return 0;
+    int64_t oldest = -1;
+    for (uint32_t i = 0; i < s->cap; i++) {
+        const source_info_t *si = s->slots[i];
+        if (si && !si->online &&
+            (oldest < 0 || si->disconnected_at < s->slots[oldest]->disconnected_at))
+            oldest = i;
+    }
+    if (oldest < 0) return -ENOSPC;
+    remove_slot(s, (uint32_t)oldest);
+    return 0;
+}
+
 void sources_seen(sources_t *s, const char *id, double now) {
     source_info_t *si = sources_find(s, id);
     if (si && now > si->last_seen) si->last_seen = now;

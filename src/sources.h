@@ -33,6 +33,10 @@ typedef struct sources {
 void sources_init(sources_t *s);
 void sources_free(sources_t *s);
 source_info_t *sources_find(const sources_t *s, const char *id);
+/* Before a session of id comes online with at most max sources known: 0 when id is known
+ * or there is room (made, if need be, by forgetting the source offline the longest), or
+ * -ENOSPC when all max are online. */
+int sources_make_room(sources_t *s, const char *id, uint32_t max);
 /* A session came online: returns its attempt number (1 for the first), 0 on ENOMEM.
  * attrs: JSON object text (copied). */
 uint32_t sources_online(sources_t *s, const char *id, const char *session_id, const char *attrs,

@@ -5,8 +5,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "access.h"
+#include "auth.h"
 #include "config.h"
 #include "conn.h"
+#include "limit.h"
 #include "hub.h"
 #include "log.h"
 #include "stream.h"
@@ -275,6 +278,59 @@ int worker_broadcast(worker_t *w, stream_bcast_t *b) {
     return rc;
 }
 
+/* ---- access policy and limits ------------------------------------------------------- */
+
+typedef struct auth_job {
+    worker_t *w;
+    auth_t *a;
+} auth_job_t;
+
+static void auth_task(void *arg, int cancelled) {
+    auth_job_t *j = arg;
+    worker_t *w = j->w;
+    if (cancelled) {
+        auth_unref(j->a);
+        free(j);
+        return;
+    }
+    auth_t *old = w->auth;
+    w->auth = j->a;
+    conn_t *next;
+    for (conn_t *c = w->conns; c; c = next) {
+        next = c->next;
+        access_recheck(c); /* tokens of old are re-pointed into the new policy, or revoked */
+    }
+    auth_unref(old);
+    free(j);
+}
+
+int worker_set_auth(worker_t *w, auth_t *a) {
+    auth_job_t *j = malloc(sizeof *j);
+    if (!j) return -ENOMEM;
+    j->w = w;
+    j->a = a;
+    int rc = inbox_post(&w->inbox, auth_task, j);
+    if (rc) free(j);
+    return rc;
+}
+
+#define LIMIT_LOG_MS 10000
+
+void worker_limit_hit(worker_t *w, int limit, const char *peer) {
+    limit_hit(&w->hub->limits, (limit_t)limit);
+    if (limit < 0 || limit >= (int)(sizeof w->limit_log_ms / sizeof w->limit_log_ms[0])) return;
+    uint64_t now = uv_now(&w->loop);
+    if (w->limit_log_ms[limit] && now - w->limit_log_ms[limit] < LIMIT_LOG_MS) {
+        w->limit_quiet[limit]++;
+        return;
+    }
+    log_info("limit hit", "limit=%s peer=%s worker=%d unlogged_since_last=%llu",
+             limit_name(limit), peer ? peer : "-", w->id,
+             (unsigned long long)w->limit_quiet[limit]);
+    w->limit_log_ms[limit] = now;
+    w->limit_quiet[limit] = 0;
+}
+
 /* ---- lifecycle ----------------------------------------------------------------------- */
 
 static void thread_main(void *arg) {
@@ -399,6 +455,8 @@ static void stop_task(void *arg, int cancelled) {
 int worker_request_stop(worker_t *w) { return inbox_post(&w->inbox, stop_task, w); }
 
 void worker_discard(worker_t *w) {
+    auth_unref(w->auth);
+    w->auth = NULL;
     if (!w->rbuf) return;
     uv_walk(&w->loop, close_on_fail, w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
@@ -425,6 +483,8 @@ void worker_join(worker_t *w) {
     w->flushq = NULL;
     free(w->evsubs);
     w->evsubs = NULL;
+    auth_unref(w->auth);
+    w->auth = NULL;
     uv_loop_close(&w->loop);
     free(w->rbuf);
     w->rbuf = NULL;

@@ -88,6 +88,9 @@ typedef struct worker {
     uv_check_t flush_check;   /* after each poll: write what the pass queued */
     struct conn **flushq;     /* connections with frames queued in this pass */
     uint32_t nflush, flush_cap;
+    struct auth *auth;        /* the access policy in force here; one reference */
+    uint64_t limit_log_ms[32]; /* last "limit hit" log line per limit (rate-limited) */
+    uint64_t limit_quiet[32];  /* hits not logged since */
 } worker_t;
 
 /* Prepares w (loop, handles) to serve the listening socket listen_fd (dup'd; the caller
@@ -119,6 +122,15 @@ void worker_group_remove(worker_t *w, struct conn *c);
 /* Worker thread: write c's queue at the end of this loop pass (after every inbox task and
  * read of the pass), so frames queued for it meanwhile share one writev. */
 void worker_flush_later(worker_t *w, struct conn *c);
+
+/* Any thread: puts policy a in force on this worker (takes the reference); the worker
+ * re-checks its WebSocket connections and drops its old policy. 0, or -ESHUTDOWN (the
+ * caller still owns the reference). */
+int worker_set_auth(worker_t *w, struct auth *a);
+
+/* Worker thread: a limit was hit by connection peer: counts it and logs it, at most one
+ * line per limit per 10 s (with how many hits went unlogged meanwhile). */
+void worker_limit_hit(worker_t *w, int limit, const char *peer);
 
 /* Frees a worker that was initialised but never started. */
 void worker_discard(worker_t *w);

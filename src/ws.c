@@ -6,12 +6,14 @@
 #include <string.h>
 #include <wslay/wslay.h>
 
+#include "access.h"
 #include "buf.h"
 #include "clock.h"
 #include "config.h"
 #include "conn.h"
 #include "http.h"
 #include "jsonw.h"
+#include "limit.h"
 #include "log.h"
 #include "version.h"
 #include "worker.h"
@@ -33,6 +35,7 @@ typedef struct ws_state {
     bool close_queued; /* our close frame is queued: send no more data */
     ws_flow_t flow;
     const char *close_reason; /* why we closed, for source lifecycle events */
+    bool close_counted;       /* a close wslay sent on its own (1009) was counted */
     uint64_t overloaded_since_ms;
     uint64_t dropped;
     char session_id[32];
@@ -349,6 +352,7 @@ void ws_handshake(http_req_t *r) {
                            "Sec-WebSocket-Key must be 16 bytes in base64");
         return;
     }
+    if (!access_ws_upgrade(r)) return; /* 403: ?source= or ?topics= outside the token */
 
     ws_state_t *ws = calloc(1, sizeof *ws);
     if (!ws) {
@@ -380,6 +384,7 @@ void ws_handshake(http_req_t *r) {
              (unsigned long long)c->id);
     c->ws = ws;
     c->proto = CONN_WS;
+    c->token = r->token;
     http_mark_upgraded(r);
     atomic_fetch_add(&c->w->stats.ws_connections, 1);
     log_debug("ws open", "conn=%llu peer=%s", (unsigned long long)c->id, c->peer);
@@ -407,6 +412,12 @@ void ws_on_data(conn_t *c, const uint8_t *data, size_t len) {
         return;
     }
     flush_wslay(c);
+    /* wslay closes by itself with 1009 when a message exceeds the limit: count that once */
+    if (c->ws && !ws->close_counted && wslay_event_get_close_sent(ws->ctx)) { /* freed on close */
+        ws->close_counted = true;
+        if (wslay_event_get_status_code_sent(ws->ctx) == WSLAY_CODE_MESSAGE_TOO_BIG)
+            worker_limit_hit(c->w, LIMIT_WS_MESSAGE_BYTES, c->peer);
+    }
 }
 
 void ws_close(conn_t *c, uint16_t code, const char *reason) {
@@ -442,6 +453,7 @@ void ws_bad_message(conn_t *c) {
     if (++ws->abuse_count >= WS_ABUSE_LIMIT) {
         log_info("ws client closed for abuse", "conn=%llu peer=%s bad_messages=%u",
                  (unsigned long long)c->id, c->peer, ws->abuse_count);
+        worker_limit_hit(c->w, LIMIT_WS_BAD_MESSAGES, c->peer);
         ws_close(c, WS_CLOSE_POLICY, "too many bad messages");
     }
 }
@@ -461,11 +473,13 @@ void ws_sweep(conn_t *c, uint64_t now_ms) {
         /* what it has not read is stale: make room so the close frame can get through;
          * answers and status messages stay */
         count_drops(c, conn_drop_unsent(c, FRAME_CONFLATE | FRAME_DROPPABLE, 0, NULL));
+        worker_limit_hit(c->w, LIMIT_WS_OVERLOAD, c->peer);
         ws_close(c, WS_CLOSE_POLICY, "too slow: outbound queue overloaded");
         return;
     }
     uint64_t quiet = now_ms - c->last_rx_ms;
     if (quiet >= (uint64_t)(cfg->ws_idle_timeout * 1000)) {
+        worker_limit_hit(c->w, LIMIT_WS_IDLE_TIMEOUT, c->peer);
         ws_close(c, WS_CLOSE_GOING_AWAY, "idle timeout");
         return;
     }

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access.h"
+#include "auth.h"
 #include "buf.h"
 #include "clock.h"
 #include "config.h"
@@ -15,6 +17,7 @@
 #include "http.h"
 #include "hub.h"
 #include "jsonw.h"
+#include "limit.h"
 #include "log.h"
 #include "stream.h"
 #include "source_session.h"
@@ -83,6 +86,19 @@ void ws_msg_error(conn_t *c, const char *error, const char *detail) {
     send_json(c, &b);
     buf_free(&b);
     ws_bad_message(c);
+}
+
+/* Refuses a message outside the connection's token: an error message, counted both as a
+ * denial and as a bad message (a client that keeps trying is closed by the abuse rule). */
+static bool may(conn_t *c, unsigned scope, const char *what) {
+    if (access_conn_may(c, scope)) return true;
+    char need[32], detail[200];
+    auth_scope_names(scope, need, sizeof need);
+    snprintf(detail, sizeof detail, "%s needs a token with scope %s%s%s", what, need,
+             c->token ? "; this one is " : "", c->token ? c->token->name : "");
+    access_count(c, DENY_SCOPE);
+    ws_msg_error(c, "forbidden", detail);
+    return false;
 }
 
 static void reply_pong(conn_t *c) {
@@ -393,6 +409,7 @@ static void publish_done(void *arg, int cancelled) {
 }
 
 static void handle_publish(conn_t *c, json_t *root) {
+    if (!may(c, AUTH_PUBLISH, "publishing")) return;
     json_t *data = json_object_get(root, "data");
     if (!json_is_object(data)) {
         ws_msg_error(c, "bad_message", "\"data\" must be the event envelope (an object)");
@@ -499,6 +516,7 @@ static void handle_subscription(conn_t *c, json_t *root, bool subscribe) {
     size_t i;
     json_t *t;
     uint32_t adding = 0;
+    if (subscribe && !may(c, AUTH_READ, "subscribing")) return;
     json_array_foreach(topics, i, t) {
         topic_kind_t kind;
         if (!json_is_string(t)) {
@@ -506,6 +524,14 @@ static void handle_subscription(conn_t *c, json_t *root, bool subscribe) {
             return;
         }
         if (check_topic(c, json_string_value(t), &kind) < 0) return;
+        if (subscribe && !access_conn_topic(c, json_string_value(t))) {
+            char detail[TOPIC_MAX_LEN + 200];
+            snprintf(detail, sizeof detail, "token %s may not read topic %.*s",
+                     c->token ? c->token->name : "", TOPIC_MAX_LEN, json_string_value(t));
+            access_count(c, DENY_TOPIC);
+            ws_msg_error(c, "forbidden", detail);
+            return;
+        }
         if (subscribe && kind != TOPIC_METRICS && !has_topic(s, json_string_value(t))) adding++;
     }
     const char *match = NULL, *source = NULL;
@@ -532,6 +558,7 @@ static void handle_subscription(conn_t *c, json_t *root, bool subscribe) {
             char detail[96];
             snprintf(detail, sizeof detail, "at most %d topics per connection",
                      c->w->cfg->ws_max_subscriptions);
+            worker_limit_hit(c->w, LIMIT_WS_SUBSCRIPTIONS, c->peer);
             ws_msg_error(c, "too_many_subscriptions", detail);
             return;
         }
@@ -564,6 +591,7 @@ static void handle_subscription(conn_t *c, json_t *root, bool subscribe) {
 
 /* {"type":"hello","source":"robot_001","attrs":{...}} */
 static void handle_hello(conn_t *c, json_t *root) {
+    if (!may(c, AUTH_INGEST, "a source session (hello)")) return;
     json_t *src = json_object_get(root, "source");
     json_t *attrs = json_object_get(root, "attrs");
     if (!json_is_string(src) || !sources_id_valid(json_string_value(src))) {
@@ -593,7 +621,7 @@ void ws_msg_handle(conn_t *c, const char *msg, size_t len) {
     size_t i = 0;
     while (i < len && (msg[i] == ' ' || msg[i] == '\t' || msg[i] == '\r' || msg[i] == '\n')) i++;
     if (srcs_is_source(c) && (i == len || msg[i] != '{')) {
-        srcs_enqueue(c, SRC_MSG_STATSD, msg, len);
+        if (may(c, AUTH_INGEST, "sending samples")) srcs_enqueue(c, SRC_MSG_STATSD, msg, len);
         return;
     }
     json_error_t jerr;
@@ -620,15 +648,18 @@ void ws_msg_handle(conn_t *c, const char *msg, size_t len) {
         handle_hello(c, root);
     } else if (strcmp(type, "sample") == 0 || strcmp(type, "client_metrics") == 0) {
         bool sample = type[0] == 's';
-        if (sample && !srcs_is_source(c))
-            ws_msg_error(c, "not_a_source", "send hello (or connect with ?source=ID) first");
-        else if (!json_is_object(json_object_get(root, "metrics")) &&
-                 !json_is_array(json_object_get(root, "samples")))
-            ws_msg_error(c, "bad_message", "\"metrics\" must be an object of name: number");
-        else if (!srcs_is_source(c)) /* client_metrics from a plain subscriber */
-            srcs_client_metrics(c, msg, len);
-        else
-            srcs_enqueue(c, sample ? SRC_MSG_SAMPLE : SRC_MSG_CLIENT_METRICS, msg, len);
+        /* client_metrics become series too (labelled client=SESSION): ingest, like samples */
+        if (may(c, AUTH_INGEST, sample ? "sending samples" : "client_metrics")) {
+            if (sample && !srcs_is_source(c))
+                ws_msg_error(c, "not_a_source", "send hello (or connect with ?source=ID) first");
+            else if (!json_is_object(json_object_get(root, "metrics")) &&
+                     !json_is_array(json_object_get(root, "samples")))
+                ws_msg_error(c, "bad_message", "\"metrics\" must be an object of name: number");
+            else if (!srcs_is_source(c)) /* client_metrics from a plain subscriber */
+                srcs_client_metrics(c, msg, len);
+            else
+                srcs_enqueue(c, sample ? SRC_MSG_SAMPLE : SRC_MSG_CLIENT_METRICS, msg, len);
+        }
     } else {
         char detail[TOPIC_MAX_LEN + 64];
         snprintf(detail, sizeof detail, "unknown message type: %.*s", TOPIC_MAX_LEN, type);
@@ -665,6 +696,21 @@ int ws_msg_open(conn_t *c, const char *query) {
     if (json_array_size(arr) > 0) handle_subscription(c, msg, true);
     json_decref(msg);
     return 0;
+}
+
+const char *ws_msg_recheck(conn_t *c) {
+    struct ws_session *s = c->sess;
+    if (srcs_is_source(c) && !access_conn_may(c, AUTH_INGEST))
+        return "token no longer allows a source session";
+    if (!s) return NULL;
+    bool reads = s->metrics || s->ntopics > 0;
+    if (reads && !access_conn_may(c, AUTH_READ)) return "token no longer allows subscribing";
+    if (s->metrics && !access_conn_topic(c, "metrics"))
+        return "token no longer allows this connection's topics";
+    for (uint32_t i = 0; i < s->ntopics; i++)
+        if (!access_conn_topic(c, s->topics[i].name))
+            return "token no longer allows this connection's topics";
+    return NULL;
 }
 
 void ws_msg_close(conn_t *c) {

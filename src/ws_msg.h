@@ -44,5 +44,9 @@ struct event;
 void ws_msg_deliver_event(struct conn *c, struct event *e);
 /* The outbound queue drained below the recovery mark. */
 void ws_msg_drained(struct conn *c);
+/* After a policy reload re-pointed c->token: NULL when the connection may go on as it
+ * is (its subscriptions and its source session are still within the token), else why
+ * not (a static string, the close reason). */
+const char *ws_msg_recheck(struct conn *c);
 
 #endif

@@ -61,6 +61,9 @@ static const char *type_name(cfg_type_t t) {
     case CFG_T_BOOL: return "boolean";
     case CFG_T_LOG_LEVEL: return "level";
     case CFG_T_RATIO: return "fraction";
+    case CFG_T_FILE: return "path or empty";
+    case CFG_T_ORIGINS: return "origins";
+    case CFG_T_NETS: return "networks";
     }
     return "value";
 }

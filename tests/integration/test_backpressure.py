@@ -239,6 +239,8 @@ class TestBackpressure(HubTestCase):
                             "RSS keeps growing:\n" + trace)
         with self.subTest(check="dropped counted"):
             self.assertGreater(after["metricast_ws_dropped_total"], 0, trace)
+            self.assertEqual(prom_get(h.prom(), "metricast_limit_hits_total", limit="ws_overload"),
+                             1, "the overload close is a limit hit")
             # a status carries the count at its state change: with state changes only
             # while pressure rises, the drops come after the last one
             self.assertTrue(all(st["dropped"] >= 0 for st in statuses), detail)
