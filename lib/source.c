@@ -36,6 +36,7 @@
 #define DEFAULT_RETRY_MS 100
 #define MAX_RETRY_MS 60000
 #define CLOSE_WAIT_MS 1000
+#define MAX_BUDGET 4096
 
 enum { Q_DATA = 0, Q_EVENT = 1 };
 
@@ -77,10 +78,11 @@ struct metricast_source {
     /* the session thread's own */
     mcl_ws_t *ws;
     inflight_t *ifh, *ift;
-    bool bp;
+    bool bp;        /* the hub's last word was backpressure */
+    bool throttled; /* sending in budgeted windows (from a backpressure to full speed) */
     uint32_t retry_ms;
     int64_t pause_until, window_end, hold_since;
-    unsigned burst_left;
+    unsigned budget, burst_left;
     uint32_t fails;
     int64_t next_attempt;
     uint64_t rng;
@@ -302,6 +304,8 @@ static void on_status(metricast_source_t *s, json_t *root, const char *text) {
         if (retry < 1) retry = 1;
         if (retry > MAX_RETRY_MS) retry = MAX_RETRY_MS;
         s->bp = true;
+        s->budget = s->throttled ? (s->budget > 1 ? s->budget / 2 : 1) : s->burst;
+        s->throttled = true;
         s->retry_ms = (uint32_t)retry;
         s->pause_until = now + (int64_t)retry;
         s->window_end = s->pause_until;
@@ -313,7 +317,7 @@ static void on_status(metricast_source_t *s, json_t *root, const char *text) {
         s->st.last_retry_after_ms = (uint32_t)retry;
         pthread_mutex_unlock(&s->mu);
     } else if (strcmp(state, "streaming") == 0) {
-        /* the pause already promised still runs out; then full speed */
+        /* the pause already promised still runs out; then the windows grow */
         s->bp = false;
         pthread_mutex_lock(&s->mu);
         s->st.backpressure = 0;
@@ -410,7 +414,7 @@ static void lost(metricast_source_t *s, int err, const char *detail) {
     snprintf(why, sizeof why, "%s", reason);
     metricast__ws_free(s->ws);
     s->ws = NULL;
-    s->bp = false;
+    s->bp = s->throttled = false;
     s->pause_until = 0;
     s->hold_since = 0;
     for (inflight_t *f = take_inflight(s, NULL); f; f = take_inflight(s, NULL))
@@ -467,7 +471,7 @@ static void try_connect(metricast_source_t *s) {
     s->ws = ws;
     metricast__ws_on_text(ws, on_text, s);
     s->fails = 0;
-    s->bp = false;
+    s->bp = s->throttled = false;
     s->pause_until = 0;
     s->hold_since = 0;
     pthread_mutex_lock(&s->mu);
@@ -484,13 +488,21 @@ static void try_connect(metricast_source_t *s) {
     emit(s, &ev);
 }
 
-/* Whether samples may go out now (the hub's pause and burst windows). */
+/* Whether samples may go out now (the hub's pause, then the budgeted windows). */
 static bool data_allowed(metricast_source_t *s, int64_t now) {
     if (now < s->pause_until) return false;
-    if (!s->bp) return true;
+    if (!s->throttled) return true;
     if (now >= s->window_end) {
+        bool first = s->window_end == s->pause_until; /* the window right after a pause */
+        if (!first && !s->bp) {
+            s->budget *= 2;
+            if (s->budget > MAX_BUDGET) {
+                s->throttled = false;
+                return true;
+            }
+        }
         s->window_end = now + s->retry_ms;
-        s->burst_left = s->burst;
+        s->burst_left = s->budget;
     }
     return s->burst_left > 0;
 }
@@ -532,7 +544,7 @@ static int pump(metricast_source_t *s, int64_t now) {
                 s->ifh = f;
             s->ift = f;
         }
-        if (m->kind == Q_DATA && s->bp && s->burst_left) s->burst_left--;
+        if (m->kind == Q_DATA && s->throttled && s->burst_left) s->burst_left--;
         pthread_mutex_lock(&s->mu);
         s->st.sent++;
         s->st.sent_bytes += m->len;
@@ -597,7 +609,7 @@ static void *session_main(void *arg) {
         pthread_mutex_unlock(&s->mu);
         if (data_waiting && !close_queued) {
             if (now < s->pause_until) until = min64(until, s->pause_until);
-            else if (s->bp) until = min64(until, s->window_end);
+            else if (s->throttled) until = min64(until, s->window_end);
         }
         if (s->idle_ms) until = min64(until, metricast__ws_last_rx(s->ws) + s->idle_ms);
         if (closing) until = min64(until, close_queued ? close_deadline : linger_deadline);

@@ -758,7 +758,6 @@ char *config_usage(const char *prog) {
     buf_printf(&b, "  %-34s %s\n", "--help", "print this and exit");
     buf_printf(&b, "  %-34s %s\n", "--version", "print the version and exit");
     buf_puts(&b, "\nNotes for this build:\n"
-                 "  --demo     starts the hub only; simulated sources are not built in yet.\n"
                  "  --nats     is validated; scale-out through NATS is not built in yet.\n"
 
                  "\nExit status: 0 after SIGINT/SIGTERM, 2 on a bad setting or unusable "

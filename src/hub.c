@@ -568,9 +568,45 @@ static void close_handles(hub_t *hub) {
     uv_close((uv_handle_t *)&hub->roll_timer, NULL);
     uv_close((uv_handle_t *)&hub->aggregate_timer, NULL);
     uv_close((uv_handle_t *)&hub->report_timer, NULL);
+    uv_close((uv_handle_t *)&hub->prestop_timer, NULL);
     uv_close((uv_handle_t *)&hub->lag.timer, NULL);
     stream_close(&hub->stream);
     inbox_close(&hub->inbox, NULL);
+}
+
+/* The second half of a stop: ingest threads, then the workers. */
+static void stop_workers(hub_t *hub) {
+    /* the StatsD threads hand over what they hold; the inbox applies it before closing */
+    ingest_udp_close(hub->udp);
+    hub->udp = NULL;
+    for (int i = 0; i < hub->workers_started; i++) worker_request_stop(&hub->workers[i]);
+    if (hub->workers_started == 0) close_handles(hub);
+}
+
+static void prestop_over(hub_t *hub, bool timed_out) {
+    if (!hub->prestop_waiting) return;
+    hub->prestop_waiting = false;
+    uv_timer_stop(&hub->prestop_timer);
+    if (timed_out)
+        log_warn("shutdown: pre-stop work did not finish in time; stopping anyway", "waited_ms=%d",
+                 HUB_PRESTOP_MS);
+    stop_workers(hub);
+}
+
+static void on_prestop_timeout(uv_timer_t *t) { prestop_over(t->data, true); }
+
+static void prestop_done_task(void *arg, int cancelled) {
+    if (!cancelled) prestop_over(arg, false);
+}
+
+void hub_set_prestop(hub_t *hub, void (*fn)(void *ctx), void *ctx) {
+    hub->prestop_fn = fn;
+    hub->prestop_ctx = ctx;
+}
+
+void hub_prestop_done(hub_t *hub) {
+    if (inbox_post(&hub->inbox, prestop_done_task, hub) < 0)
+        log_warn("pre-stop completion not delivered", "reason=%s", "hub_closing");
 }
 
 static void begin_stop(hub_t *hub, const char *why) {
@@ -583,11 +619,13 @@ static void begin_stop(hub_t *hub, const char *why) {
     uv_timer_stop(&hub->stream.change);
     uv_timer_stop(&hub->aggregate_timer);
     uv_timer_stop(&hub->report_timer);
-    /* the StatsD threads hand over what they hold; the inbox applies it before closing */
-    ingest_udp_close(hub->udp);
-    hub->udp = NULL;
-    for (int i = 0; i < hub->workers_started; i++) worker_request_stop(&hub->workers[i]);
-    if (hub->workers_started == 0) close_handles(hub);
+    if (hub->prestop_fn && hub->workers_started > 0) {
+        hub->prestop_waiting = true;
+        uv_timer_start(&hub->prestop_timer, on_prestop_timeout, HUB_PRESTOP_MS, 0);
+        hub->prestop_fn(hub->prestop_ctx);
+        return;
+    }
+    stop_workers(hub);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -703,6 +741,8 @@ int hub_open(hub_t *hub, const config_t *cfg, char err[HUB_ERR_LEN]) {
             return -1;
         }
     }
+    if ((rc = uv_timer_init(&hub->loop, &hub->prestop_timer))) goto fail_uv;
+    hub->prestop_timer.data = hub;
 
     store_limits_t lim = {(uint32_t)cfg->raw_retention, (uint32_t)cfg->r60_retention,
                           (uint32_t)cfg->r3600_retention, cfg->events_keep};

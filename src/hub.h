@@ -104,6 +104,11 @@ typedef struct hub {
     limit_stats_t limits;  /* atomics: limit hits */
     iplimits_t iplim;      /* connection admission, shared by the workers */
     bool iplim_ready;
+    /* before the workers stop (see hub_set_prestop) */
+    void (*prestop_fn)(void *ctx);
+    void *prestop_ctx;
+    uv_timer_t prestop_timer;
+    bool prestop_waiting;
 } hub_t;
 
 /* Binds the listening socket and prepares the workers. On failure returns -1 with one
@@ -113,6 +118,16 @@ int hub_open(hub_t *hub, const struct config *cfg, char err[HUB_ERR_LEN]);
 int hub_run(hub_t *hub);
 /* Frees what hub_open allocated. */
 void hub_close(hub_t *hub);
+
+/* Something that must end while the workers still serve connections: the --demo sources
+ * close their sessions through them, so their close events are real. On SIGINT/SIGTERM
+ * the hub calls fn(ctx) on its own thread and waits for hub_prestop_done() — at most
+ * HUB_PRESTOP_MS — before it stops the workers. Hub thread, before or during hub_run.
+ * One hook; a second call replaces the first. */
+#define HUB_PRESTOP_MS 3000
+void hub_set_prestop(hub_t *hub, void (*fn)(void *ctx), void *ctx);
+/* Any thread: what the prestop hook started has finished. */
+void hub_prestop_done(hub_t *hub);
 
 /* Work for the hub thread on behalf of a worker: fn(hub, arg, call) runs on the hub
  * thread, then done(arg, 0) back on worker w's thread. fn returns HUB_CALL_DONE, or

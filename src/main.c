@@ -21,6 +21,7 @@
 #include "alert.h"
 #include "auth.h"
 #include "config.h"
+#include "demo.h"
 #include "health.h"
 #include "hub.h"
 #include "log.h"
@@ -136,6 +137,7 @@ static struct {
     uv_timer_t ready;
     uv_signal_t hup, term, intr;
     bool stopping_sent;
+    demo_t *demo; /* --demo: started once listening, stopped before the workers */
 } ctl;
 
 static void notify_stopping(void) {
@@ -144,11 +146,27 @@ static void notify_stopping(void) {
     mc_notify("STOPPING=1");
 }
 
+/* --demo: the hub's pre-stop hook asks the demo to close its sessions; the demo's thread
+ * says when it has (the hub then stops the workers). */
+static void demo_stopped(void *ctx) { hub_prestop_done(ctx); }
+static void demo_prestop(void *ctx) { demo_request_stop(ctx); }
+
+static void start_demo(void) {
+    int rc = demo_start(&ctl.demo, ctl.hub->listen_addr, ctl.hub->statsd_addr, NULL, demo_stopped,
+                        ctl.hub);
+    if (rc < 0) {
+        log_error("demo not started", "error=\"%s\"", strerror(-rc));
+        return;
+    }
+    hub_set_prestop(ctl.hub, demo_prestop, ctl.demo);
+}
+
 /* Runs in the first loop iteration, after hub_run has started the workers and logged
  * "http listening": the listening socket is accepting. */
 static void on_ready(uv_timer_t *t) {
     (void)t;
     if (ctl.hub->stopping) return;
+    if (ctl.cfg->demo) start_demo();
     char msg[160];
     snprintf(msg, sizeof msg, "READY=1\nSTATUS=listening on %s", ctl.hub->listen_addr);
     int rc = mc_notify(msg);
@@ -373,14 +391,14 @@ int main(int argc, char **argv) {
     /* a few descriptors go to the listener, loops, log and store; the rest to clients */
     log_info("file descriptor limit", "max_fds=%llu max_connections=%llu", max_fds,
              max_fds > 64 ? max_fds - 64 : 0);
-    if (cfg.nats_url[0] || cfg.demo)
+    if (cfg.nats_url[0])
         log_info("settings accepted for later stages",
-                 "nats=%s demo=%s note=\"NATS scale-out and demo sources are not part of this "
-                 "build\"",
-                 cfg.nats_url[0] ? cfg.nats_url : "none", cfg.demo ? "true" : "false");
+                 "nats=%s note=\"NATS scale-out is not part of this build\"", cfg.nats_url);
     install_control(&hub, &cfg, nargs, args);
     int status = hub_run(&hub);
     notify_stopping();
+    demo_free(ctl.demo); /* stopped already, unless the pre-stop wait ran out */
+    ctl.demo = NULL;
     hub_close(&hub);
     free(args);
     return status;
