@@ -203,6 +203,9 @@ static int parse_args(int argc, char **argv, opts_t *o) {
         return 2;
     }
     if (o->token && !*o->token) o->token = NULL;
+    for (const char *p = o->token; p && *p; p++)
+        if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e)
+            return usage_error("--token: no spaces or control characters (a bearer token)");
     return -1;
 }
 
@@ -576,6 +579,12 @@ static int cmd_tail(const opts_t *o) {
     json_decref(sub);
     if (!subtext) return fail("out of memory");
 
+    /* from here on SIGINT/SIGTERM end the tail cleanly (close 1000, exit 0) */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     char err[METRICAST_ERR_LEN];
     metricast_ws_t *ws = NULL;
     int rc = metricast_ws_open(&ws, o->url, o->token, o->timeout_ms, err);
@@ -589,11 +598,6 @@ static int cmd_tail(const opts_t *o) {
         metricast_ws_close(ws, 1000, 200);
         return fail("the hub closed the connection before the subscription was sent");
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
     long long seen = 0;
     int status = 0;
     while (!interrupted) {

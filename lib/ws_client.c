@@ -56,6 +56,11 @@ int metricast_ws_open(metricast_ws_t **out, const char *url, const char *token, 
         return -EINVAL;
     }
     *out = NULL;
+    for (const char *p = token; p && *p; p++)
+        if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e) {
+            set_err(err, "the token has spaces or control characters");
+            return -EINVAL;
+        }
     mcl_url_t u;
     int rc = metricast__url_parse(url, &u, err, METRICAST_ERR_LEN);
     if (rc < 0) return rc;

@@ -91,8 +91,8 @@ static void on_event(metricast_source_t *s, const metricast_source_event_t *ev, 
         }
         printf("{\"ev\":\"status\",\"t\":%.6f,\"state\":", t);
         jstr(stdout, ev->status.state);
-        printf(",\"retry_after_ms\":%u,\"fill_ratio\":%g}\n", ev->status.retry_after_ms,
-               ev->status.fill_ratio);
+        printf(",\"retry_after_ms\":%u,\"fill_ratio\":%g,\"dropped\":%" PRIu64 "}\n",
+               ev->status.retry_after_ms, ev->status.fill_ratio, ev->status.dropped);
         break;
     case METRICAST_SOURCE_ACK:
         printf("{\"ev\":\"ack\",\"t\":%.6f,\"err\":%d,\"id\":", t, ev->err);
@@ -127,24 +127,30 @@ static void *sampler(void *arg) {
     return NULL;
 }
 
-/* For each backpressure pause: messages sent by its start, and the most sent during its
- * first 90 % (the sampler's view). Equal numbers mean the pause was kept. */
+/* For each backpressure pause: messages sent by its start, the most sent during its first
+ * 90 % (equal numbers mean the pause was kept), and the most sent by the end of 90 % of
+ * the window after it (what the first budgeted burst let out). */
 static void print_pauses(void) {
     printf("{\"pauses\":[");
     for (int b = 0; b < smp.nbp; b++) {
         double t0 = smp.bp_t[b], t1 = t0 + smp.bp_retry[b] / 1000.0 * 0.9;
-        long long at = -1, max = -1;
-        int inside = 0;
+        double t2 = t0 + smp.bp_retry[b] / 1000.0 * 1.9;
+        long long at = -1, max = -1, next = -1;
+        int inside = 0, after = 0;
         for (int i = 0; i < smp.n; i++) {
             if (smp.t[i] >= t0 && at < 0) at = (long long)smp.sent[i];
             if (smp.t[i] > t0 && smp.t[i] <= t1) {
                 inside++;
                 if ((long long)smp.sent[i] > max) max = (long long)smp.sent[i];
             }
+            if (smp.t[i] > t1 && smp.t[i] <= t2) {
+                after++;
+                if ((long long)smp.sent[i] > next) next = (long long)smp.sent[i];
+            }
         }
         printf("%s{\"t\":%.6f,\"retry_after_ms\":%u,\"sent_at_start\":%lld,\"max_sent_inside\":%lld,"
-               "\"samples_inside\":%d}",
-               b ? "," : "", t0, smp.bp_retry[b], at, max, inside);
+               "\"samples_inside\":%d,\"max_sent_next\":%lld,\"samples_next\":%d}",
+               b ? "," : "", t0, smp.bp_retry[b], at, max, inside, next, after);
     }
     printf("]}\n");
 }
