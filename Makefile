@@ -7,7 +7,8 @@
 #                then the whole suite again in an ASan+UBSan build (build-asan/)
 #   make bench   build and run the benchmarks under bench/
 #   make fuzz    build the libFuzzer targets with clang and run each (FUZZ_SECONDS, 60)
-#   make install     install metricastd, its man page, unit and example configuration
+#   make install     install metricastd, the metricast CLI, libmetricast (shared, static,
+#                    header, metricast.pc), the man pages, unit and example configuration
 #                    under PREFIX (/usr/local) into DESTDIR (empty); make uninstall undoes it
 #   make deb         build dist/metricast_<version>_<arch>.deb (PREFIX=/usr) with dpkg-deb
 #   make config-doc  regenerate docs/CONFIG.md, man/metricastd.8, examples/metricastd.conf
@@ -80,7 +81,8 @@ uninstall:
 deb: deps-build
 	cmake -S . -B $(DEB_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	      -DCMAKE_INSTALL_PREFIX=/usr -DMETRICAST_SYSTEMD_UNITDIR=/lib/systemd/system >/dev/null
-	cmake --build $(DEB_BUILD) --target metricastd config_doc
+	cmake --build $(DEB_BUILD) --target metricastd config_doc metricast_cli metricast_shared \
+	      metricast_static
 	packaging/deb/build.sh $(DEB_BUILD) $(DIST)
 
 config-doc: build

@@ -3,7 +3,7 @@
  *   cc statsd_client.c $(pkg-config --cflags --libs metricast) -o statsd_client
  *   ./statsd_client [HOST [PORT]]        (default 127.0.0.1 8125)
  *
- * Sends a counter, gauges, a timer and a set for five seconds, then prints what the
+ * Sends a counter, gauges, a timer and a set for a second, then prints what the
  * client sent and what it could not. Calls never wait for the network: lines are packed
  * into datagrams of at most 1432 bytes, sent when one is full, every flush interval by
  * the client's own thread, and at close. */
@@ -31,13 +31,13 @@ int main(int argc, char **argv) {
         return 1;
     }
     const char *const ok[] = {"status:200", NULL};
-    for (int i = 0; i < 50; i++) {
+    for (int i = 0; i < 20; i++) {
         metricast_statsd_count(statsd, "orders", 1, 1.0, ok);          /* orders:1|c */
         metricast_statsd_timing(statsd, "latency_ms", 20 + i % 7, 0.5, NULL); /* sampled 50 % */
         metricast_statsd_gauge(statsd, "queue_depth", i % 10, NULL);   /* absolute */
         metricast_statsd_gauge_delta(statsd, "workers", i % 2 ? 1 : -1, NULL); /* +1 / -1 */
         metricast_statsd_set(statsd, "customers", i % 3 ? "alice" : "bob", NULL);
-        usleep(100 * 1000);
+        usleep(50 * 1000);
     }
     metricast_statsd_stats_t st;
     metricast_statsd_stats(statsd, &st);

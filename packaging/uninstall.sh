@@ -2,8 +2,9 @@
 # uninstall.sh MANIFEST — removes exactly the files the last `make install` wrote: CMake's
 # install_manifest.txt lists them without DESTDIR, so the DESTDIR of that install is added
 # back (from the environment, else from MANIFEST.destdir, which `make install` records).
-# Then the metricast-owned directories left empty go too; shared directories (sbin, man8,
-# systemd/system) never do.
+# Then the metricast-owned directories left empty go too (a path with "metricast" in it,
+# judged without DESTDIR, deepest first); shared directories (sbin, man8, lib/pkgconfig,
+# include, systemd/system) never do.
 set -eu
 manifest=${1:?usage: [DESTDIR=dir] uninstall.sh build/install_manifest.txt}
 if [ ! -f "$manifest" ]; then
@@ -17,16 +18,16 @@ destdir=${DESTDIR:-}
 dirs=""
 while IFS= read -r f || [ -n "$f" ]; do
   [ -n "$f" ] || continue
+  d=$(dirname -- "$f")
+  case "$d" in *metricast*) dirs="$dirs
+$destdir$d" ;; esac
   f="$destdir$f"
   if [ -e "$f" ] || [ -L "$f" ]; then
     rm -f -- "$f"
     echo "removed $f"
   fi
-  d=$(dirname -- "$f")
-  case "$(basename -- "$d")" in *metricast*) dirs="$dirs
-$d" ;; esac
 done < "$manifest"
-printf '%s\n' "$dirs" | sort -u | while IFS= read -r d; do
+printf '%s\n' "$dirs" | sort -ru | while IFS= read -r d; do
   if [ -n "$d" ] && rmdir -- "$d" 2>/dev/null; then echo "removed $d/"; fi
 done
 rm -f -- "$manifest" "$manifest.destdir"

@@ -203,7 +203,7 @@ static void fleet_tick(demo_t *d) {
                 metricast_statsd_timing(d->statsd, "fleet_api.latency_ms", round2(ms), 1, tags);
             } else if (n + 80 < sizeof lines) {
                 n += (size_t)snprintf(lines + n, sizeof lines - n,
-                                      "fleet_api.latency_ms:%.2f|ms|#%s\n", ms, routes[r]);
+                                      "fleet_api.latency_ms:%.2f|ms|#%s,source:fleet_api\n", ms, routes[r]);
             }
         }
         if (d->statsd) {
@@ -213,11 +213,11 @@ static void fleet_tick(demo_t *d) {
             if (errors) metricast_statsd_count(d->statsd, "fleet_api.requests", errors, 1, bad);
         } else if (n + 200 < sizeof lines) {
             n += (size_t)snprintf(lines + n, sizeof lines - n,
-                                  "fleet_api.requests:%d|c|#%s,status:200\n", reqs - errors,
+                                  "fleet_api.requests:%d|c|#%s,status:200,source:fleet_api\n", reqs - errors,
                                   routes[r]);
             if (errors)
                 n += (size_t)snprintf(lines + n, sizeof lines - n,
-                                      "fleet_api.requests:%d|c|#%s,status:500\n", errors,
+                                      "fleet_api.requests:%d|c|#%s,status:500,source:fleet_api\n", errors,
                                       routes[r]);
         }
     }
@@ -226,7 +226,7 @@ static void fleet_tick(demo_t *d) {
             if (d->statsd)
                 metricast_statsd_set(d->statsd, "fleet_api.robots_served", d->robots[i].id, NULL);
             else if (n + 64 < sizeof lines)
-                n += (size_t)snprintf(lines + n, sizeof lines - n, "fleet_api.robots_served:%s|s\n",
+                n += (size_t)snprintf(lines + n, sizeof lines - n, "fleet_api.robots_served:%s|s|#source:fleet_api\n",
                                       d->robots[i].id);
         }
     }

@@ -16,8 +16,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (DAEMON, HOST, REPO, Hub, HubTestCase, main, run_daemon,  # noqa: E402
-                     run_daemon_full, t)
+from harness import (DAEMON, HOST, REPO, Hub, HubTestCase, daemon_project_version,  # noqa: E402
+                     main, run_daemon, run_daemon_full, t, wait_for)
 
 BUILD = os.path.dirname(os.path.abspath(DAEMON))
 UNIT = os.path.join(REPO, "packaging", "metricastd.service")
@@ -38,6 +38,11 @@ def option_keys():
     code, out, err = run_daemon_full(["--help"])
     assert code == 0, err
     return re.findall(r"^\s+\[([a-z_]+)\] ([a-z_]+) = ", out, re.M)
+
+
+def library_dir():
+    """CMAKE_INSTALL_LIBDIR as configured: lib, or lib/<multiarch> for /usr."""
+    return cache_value("CMAKE_INSTALL_LIBDIR")
 
 
 def files_under(root):
@@ -85,7 +90,9 @@ class TestInstall(unittest.TestCase):
     def test_install_lists_expected_files_and_uninstall_removes_them(self):
         prefix = cache_value("CMAKE_INSTALL_PREFIX").lstrip("/")
         unitdir = cache_value("METRICAST_SYSTEMD_UNITDIR").lstrip("/")
+        libdir = prefix + "/" + library_dir()
         etc = "etc" if prefix == "usr" else prefix + "/etc"
+        version = daemon_project_version()
         self.install()
         want = sorted([
             prefix + "/sbin/metricastd",
@@ -94,8 +101,20 @@ class TestInstall(unittest.TestCase):
             prefix + "/share/doc/metricast/metricastd.conf",
             prefix + "/share/doc/metricast/CONFIG.md",
             prefix + "/share/doc/metricast/OPERATIONS.md",
+            prefix + "/share/doc/metricast/CLIENTS.md",
             prefix + "/share/doc/metricast/README.md",
             etc + "/metricast/metricastd.conf",
+            # the client side
+            prefix + "/bin/metricast",
+            prefix + "/share/man/man1/metricast.1",
+            prefix + "/include/metricast.h",
+            libdir + "/libmetricast.so",
+            libdir + "/libmetricast.so.0",
+            libdir + "/libmetricast.so." + version,
+            libdir + "/libmetricast.a",
+            libdir + "/pkgconfig/metricast.pc",
+            prefix + "/share/doc/metricast/examples/statsd_client.c",
+            prefix + "/share/doc/metricast/examples/source_session.c",
         ])
         self.assertEqual(files_under(self.dest), want)
         with open(self.manifest, encoding="utf-8") as f:
@@ -106,15 +125,97 @@ class TestInstall(unittest.TestCase):
             unit = f.read()
         self.assertIn("ExecStart=/%s/sbin/metricastd --config /%s/metricast/metricastd.conf"
                       % (prefix, etc), unit)
-        # the installed binary runs
+        # the installed binaries run; the CLI needs no shared library of ours
         r = subprocess.run([os.path.join(self.dest, prefix, "sbin/metricastd"), "--version"],
                            capture_output=True, text=True, timeout=t(10))
         self.assertEqual(r.returncode, 0, r.stderr)
+        cli = os.path.join(self.dest, prefix, "bin/metricast")
+        r = subprocess.run([cli, "--version"], capture_output=True, text=True, timeout=t(10))
+        self.assertEqual((r.returncode, r.stdout), (0, "metricast %s\n" % version), r.stderr)
+        r = subprocess.run(["ldd", cli], capture_output=True, text=True)
+        self.assertNotIn("libmetricast", r.stdout)
+        # the shared library: a soname, the public API exported, internals hidden
+        so = os.path.join(self.dest, libdir, "libmetricast.so." + version)
+        self.assertEqual(os.readlink(os.path.join(self.dest, libdir, "libmetricast.so.0")),
+                         "libmetricast.so." + version)
+        dyn = subprocess.run(["readelf", "-d", so], capture_output=True, text=True).stdout
+        self.assertIn("Library soname: [libmetricast.so.0]", dyn)
+        syms = subprocess.run(["nm", "-D", "--defined-only", so], capture_output=True,
+                              text=True).stdout.split()
+        ours = [x for x in syms if "metricast" in x]
+        self.assertIn("metricast_source_open", ours)
+        self.assertIn("metricast_statsd_count", ours)
+        self.assertEqual([x for x in ours if not x.startswith("metricast_")], [],
+                         "only metricast_* names are exported")
+        self.assertEqual([x for x in ours if x.startswith("metricast__")], [],
+                         "internal metricast__* names are hidden")
+        with open(os.path.join(self.dest, libdir, "pkgconfig", "metricast.pc"),
+                  encoding="utf-8") as f:
+            pc = f.read()
+        self.assertIn("prefix=/%s\n" % prefix, pc)
+        self.assertIn("Version: %s\n" % version, pc)
+        self.assertIn("libdir=${prefix}/%s\n" % library_dir(), pc)
 
         self.uninstall()
         self.assertEqual(files_under(self.dest), [], "uninstall left files behind")
         self.assertFalse(os.path.exists(os.path.join(self.dest, etc, "metricast")))
         self.assertFalse(os.path.exists(os.path.join(self.dest, prefix, "share/doc/metricast")))
+
+    def test_examples_build_against_the_installed_header_and_pc(self):
+        """cc example.c $(pkg-config --cflags --libs metricast), with the .pc found in the
+        DESTDIR tree; the programs run against a real hub with the installed .so."""
+        if not shutil.which("pkg-config") or not shutil.which("cc"):
+            self.skipTest("pkg-config or cc missing (scripts/deps.sh installs them)")
+        prefix = cache_value("CMAKE_INSTALL_PREFIX")
+        self.install()
+        root = self.dest + prefix
+        libdir = os.path.join(root, library_dir())
+        env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(libdir, "pkgconfig"))
+        flags = subprocess.run(["pkg-config", "--define-variable=prefix=" + root, "--cflags",
+                                "--libs", "metricast"], capture_output=True, text=True, env=env)
+        self.assertEqual(flags.returncode, 0, flags.stderr)
+        self.assertIn("-I%s/include" % root, flags.stdout)
+        self.assertIn("-lmetricast", flags.stdout)
+        static = subprocess.run(["pkg-config", "--define-variable=prefix=" + root, "--static",
+                                 "--libs", "metricast"], capture_output=True, text=True, env=env)
+        for lib in ("-lwslay", "-ljansson", "-lcrypto"):
+            self.assertIn(lib, static.stdout)
+        bins = {}
+        for ex in ("statsd_client", "source_session"):
+            src = os.path.join(root, "share/doc/metricast/examples", ex + ".c")
+            out = os.path.join(self.dest, ex)
+            r = subprocess.run(["cc", "-std=c11", "-D_DEFAULT_SOURCE", "-Wall", "-Wextra",
+                                "-Werror", src, "-o", out] + flags.stdout.split(),
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            bins[ex] = out
+        run_env = dict(os.environ, LD_LIBRARY_PATH=libdir)
+        r = subprocess.run(["ldd", bins["source_session"]], capture_output=True, text=True,
+                           env=run_env)
+        self.assertIn(os.path.join(libdir, "libmetricast.so.0"), r.stdout)
+        hub = Hub(statsd=True)
+        try:
+            r = subprocess.run([bins["statsd_client"], HOST, str(hub.statsd_port)],
+                               capture_output=True, text=True, timeout=t(20), env=run_env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertRegex(r.stdout, r"^lines \d+, datagrams [1-9]\d*, sampled out \d+, "
+                                       r"dropped datagrams 0\n$")
+            r = subprocess.run([bins["source_session"], hub.url, "robot_pkg", "2"],
+                               capture_output=True, text=True, timeout=t(20), env=run_env)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("connected (session 1)", r.stdout)
+            self.assertRegex(r.stdout, r"event evt_robot_\d+_[a-z0-9]{6} stored as seq \d+")
+            self.assertIn("sent 3 messages, dropped 0", r.stdout)
+
+            def seen():
+                _s, _h, doc = hub.get_json("/api/v1/metrics")
+                names = {(x["name"], x["labels"].get("source")) for x in doc["series"]}
+                return (("example_orders", None) in names and ("cpu_usage", "robot_pkg") in names
+                        and names)
+            wait_for(seen, desc="both examples' series in the hub")
+        finally:
+            hub.stop()
+            hub.close()
 
     def test_reinstall_keeps_an_edited_config_and_uninstall_leaves_it(self):
         prefix = cache_value("CMAKE_INSTALL_PREFIX").lstrip("/")
@@ -377,7 +478,8 @@ def package_installed(name):
 
 def newest_source_mtime():
     newest = 0
-    for pattern in ("src/*.[ch]", "CMakeLists.txt", "packaging/**/*", "man/*", "examples/*"):
+    for pattern in ("src/*.[ch]", "lib/*.[ch]", "include/*.h", "cli/*.c", "CMakeLists.txt",
+                    "packaging/**/*", "man/*", "examples/*"):
         for p in glob.glob(os.path.join(REPO, pattern), recursive=True):
             if os.path.isfile(p):
                 newest = max(newest, os.path.getmtime(p))
@@ -415,6 +517,21 @@ class TestDeb(unittest.TestCase):
         paths = ["/" + os.path.normpath(p) for p in files if not p.endswith("/")]
         self.assertIn("/etc/metricast/metricastd.conf", paths)
         self.assertIn("/lib/systemd/system/metricastd.service", paths)
+        multiarch = subprocess.run(["dpkg-architecture", "-qDEB_HOST_MULTIARCH"],
+                                   capture_output=True, text=True).stdout.strip()
+        lib = "/usr/lib/" + multiarch if multiarch else "/usr/lib"
+        version = daemon_project_version()
+        for p in ("/usr/bin/metricast", "/usr/share/man/man1/metricast.1.gz",
+                  "/usr/share/man/man8/metricastd.8.gz", "/usr/include/metricast.h",
+                  lib + "/libmetricast.so", lib + "/libmetricast.so.0",
+                  lib + "/libmetricast.so." + version, lib + "/libmetricast.a",
+                  lib + "/pkgconfig/metricast.pc",
+                  "/usr/share/doc/metricast/examples/source_session.c"):
+            self.assertIn(p, paths)
+        ctl = subprocess.run(["dpkg-deb", "--ctrl-tarfile", deb], capture_output=True,
+                             check=True).stdout
+        trig = subprocess.run(["tar", "-xO", "./triggers"], input=ctl, capture_output=True)
+        self.assertEqual(trig.stdout.decode().strip(), "activate-noawait ldconfig")
         daemon = [p for p in paths if re.match(r"^/usr/s?bin/metricastd$", p)]
         self.assertEqual(len(daemon), 1, paths)
         info = subprocess.run(["dpkg-deb", "-f", deb, "Depends"], capture_output=True,
@@ -452,6 +569,12 @@ class TestDeb(unittest.TestCase):
                     self.assertEqual(resp.status, 200)
                     self.assertIn(b"healthy", resp.read())
                     c.close()
+                    # the installed CLI talks to the installed daemon
+                    r = subprocess.run(["/usr/bin/metricast", "push", "deb_check=1",
+                                        "--url", "http://%s:%d" % (HOST, port)],
+                                       capture_output=True, text=True, timeout=30)
+                    self.assertEqual((r.returncode, r.stdout),
+                                     (0, "accepted 1, rejected 0\n"), r.stderr)
                 finally:
                     proc.send_signal(signal.SIGTERM)
                     self.assertEqual(proc.wait(timeout=10), 0)
