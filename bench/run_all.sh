@@ -99,6 +99,9 @@ bench_argv() {
     bench_alert_eval)
         # 100k series, 100 rules with source=*: evaluation cost per tick (~5 s)
         argv=(--passes "$([[ $full -eq 1 ]] && echo 50 || echo 20)") ;;
+    bench_client_statsd)
+        # libmetricast's batched StatsD calls against one send() per line (~10 s)
+        argv=(--lines "$([[ $full -eq 1 ]] && echo 2000000 || echo 1000000)" --repeats 5) ;;
     bench_ws_ceiling) argv=() ;; # not run on its own: bench_ws_fanout starts it
     *) return 1 ;;
     esac
@@ -106,6 +109,7 @@ bench_argv() {
 order=(bench_startup bench_ws_idle bench_statsd_ingest bench_exposition)
 order+=(bench_ws_fanout bench_ws_fanout:events)
 order+=(bench_store_aggregate bench_alert_eval)
+order+=(bench_client_statsd)
 
 failed=()
 results=()

@@ -7,12 +7,46 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* m / 10^k as decimal text ("-452", k 1 → "-45.2"); m < 10^16. */
+static int fixed_point(long long m, int k, char *out) {
+    char d[24];
+    int n = 0;
+    bool neg = m < 0;
+    unsigned long long u = neg ? (unsigned long long)(-m) : (unsigned long long)m;
+    do {
+        d[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    while (n <= k) d[n++] = '0'; /* 0.05: at least one digit before the point */
+    int o = 0;
+    if (neg) out[o++] = '-';
+    for (int i = n - 1; i >= 0; i--) {
+        out[o++] = d[i];
+        if (i == k && k > 0) out[o++] = '.';
+    }
+    out[o] = '\0';
+    return o;
+}
+
 int metricast__fmt_double(double v, char out[MCL_NUM_LEN]) {
     if (!isfinite(v)) return -EINVAL;
     if (v == 0) { /* also -0: "0" reads back as a value equal to it */
         out[0] = '0';
         out[1] = '\0';
         return 1;
+    }
+    /* Fast path for the values metrics mostly are (counts, percentages, milliseconds):
+     * m / 10^k with k <= 6. Both m and 10^k are exact doubles, so m / 10^k is the
+     * correctly rounded value of the decimal m·10^-k, which is what strtod returns for
+     * that text: when it equals v the text reads back as v. The smallest such k is the
+     * shortest fixed-point text. */
+    static const double p10[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6};
+    if (fabs(v) < 1e9) {
+        for (int k = 0; k <= 6; k++) {
+            double r = v * p10[k];
+            double m = nearbyint(r);
+            if (fabs(m) < 1e15 && m / p10[k] == v) return fixed_point((long long)m, k, out);
+        }
     }
     int n = 0;
     for (int prec = 15; prec <= 17; prec++) {

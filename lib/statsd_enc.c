@@ -30,20 +30,34 @@ bool metricast__statsd_member_ok(const char *s) {
     return true;
 }
 
-/* appends s to out at *n, or fails with -EMSGSIZE */
-static int put(char *out, size_t cap, size_t *n, const char *s, size_t l) {
-    if (*n + l >= cap) return -EMSGSIZE;
-    memcpy(out + *n, s, l);
-    *n += l;
+enum { NAME = 0, TAG = 1, PLAIN = 2 };
+
+/* Copies s to out at *n while checking it as a name or tag (PLAIN: not checked): one
+ * pass. Past cap it keeps checking without copying (*over set), so a bad character is
+ * -EINVAL whatever the length. */
+static int put(char *out, size_t cap, size_t *n, const char *s, int kind, bool *over) {
+    size_t i = *n;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        unsigned char c = *p;
+        if (kind != PLAIN && (ctl(c) || c == '|' || c == '#' ||
+                              (kind == NAME ? (c == ':' || c == '@') : c == ',')))
+            return -EINVAL;
+        if (i + 1 < cap)
+            out[i++] = (char)c;
+        else
+            *over = true;
+    }
+    *n = i;
     return 0;
 }
 
-static int put_tags(char *out, size_t cap, size_t *n, const char *const *tags, bool *first) {
+static int put_tags(char *out, size_t cap, size_t *n, const char *const *tags, bool *first,
+                    bool *over) {
     if (!tags) return 0;
     for (; *tags; tags++) {
-        if (!metricast__statsd_tag_ok(*tags)) return -EINVAL;
-        int rc = put(out, cap, n, *first ? "|#" : ",", *first ? 2 : 1);
-        if (rc == 0) rc = put(out, cap, n, *tags, strlen(*tags));
+        if (!**tags) return -EINVAL;
+        put(out, cap, n, *first ? "|#" : ",", PLAIN, over);
+        int rc = put(out, cap, n, *tags, TAG, over);
         if (rc) return rc;
         *first = false;
     }
@@ -53,33 +67,28 @@ static int put_tags(char *out, size_t cap, size_t *n, const char *const *tags, b
 int metricast__statsd_line(char *out, size_t cap, const char *prefix, const char *name,
                            const char *value_text, const char *type, double rate,
                            const char *const *tags_a, const char *const *tags_b) {
-    if (!metricast__statsd_name_ok(prefix, true) || !metricast__statsd_name_ok(name, false))
-        return -EINVAL;
-    if (!value_text || !*value_text || !type || !*type) return -EINVAL;
+    if (!name || !*name) return -EINVAL;
+    if (!value_text || !*value_text || !type || !*type || cap == 0) return -EINVAL;
     if (!(rate > 0 && rate <= 1) && rate != 0) return -EINVAL;
-    /* validate every tag before judging sizes: a bad tag is -EINVAL whatever the length */
-    for (const char *const *t = tags_a; t && *t; t++)
-        if (!metricast__statsd_tag_ok(*t)) return -EINVAL;
-    for (const char *const *t = tags_b; t && *t; t++)
-        if (!metricast__statsd_tag_ok(*t)) return -EINVAL;
     size_t n = 0;
-    int rc = 0;
-    if (prefix) rc = put(out, cap, &n, prefix, strlen(prefix));
-    if (!rc) rc = put(out, cap, &n, name, strlen(name));
-    if (!rc) rc = put(out, cap, &n, ":", 1);
-    if (!rc) rc = put(out, cap, &n, value_text, strlen(value_text));
-    if (!rc) rc = put(out, cap, &n, "|", 1);
-    if (!rc) rc = put(out, cap, &n, type, strlen(type));
-    if (!rc && rate > 0 && rate < 1) {
+    bool over = false;
+    if ((prefix && put(out, cap, &n, prefix, NAME, &over)) || put(out, cap, &n, name, NAME, &over))
+        return -EINVAL;
+    put(out, cap, &n, ":", PLAIN, &over);
+    put(out, cap, &n, value_text, PLAIN, &over);
+    put(out, cap, &n, "|", PLAIN, &over);
+    put(out, cap, &n, type, PLAIN, &over);
+    if (rate > 0 && rate < 1) {
         char r[MCL_NUM_LEN];
-        int rl = metricast__fmt_double(rate, r);
-        rc = put(out, cap, &n, "|@", 2);
-        if (!rc) rc = put(out, cap, &n, r, (size_t)rl);
+        metricast__fmt_double(rate, r);
+        put(out, cap, &n, "|@", PLAIN, &over);
+        put(out, cap, &n, r, PLAIN, &over);
     }
     bool first = true;
-    if (!rc) rc = put_tags(out, cap, &n, tags_a, &first);
-    if (!rc) rc = put_tags(out, cap, &n, tags_b, &first);
-    if (rc) return rc;
+    if (put_tags(out, cap, &n, tags_a, &first, &over) ||
+        put_tags(out, cap, &n, tags_b, &first, &over))
+        return -EINVAL;
+    if (over) return -EMSGSIZE;
     out[n] = '\0';
     return (int)n;
 }

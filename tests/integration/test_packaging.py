@@ -16,8 +16,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (DAEMON, HOST, REPO, Hub, HubTestCase, daemon_project_version,  # noqa: E402
-                     main, run_daemon, run_daemon_full, t, wait_for)
+from harness import (DAEMON, HOST, REPO, SANITIZE, Hub, HubTestCase,  # noqa: E402
+                     daemon_project_version, main, run_daemon, run_daemon_full, t, wait_for)
 
 BUILD = os.path.dirname(os.path.abspath(DAEMON))
 UNIT = os.path.join(REPO, "packaging", "metricastd.service")
@@ -180,12 +180,14 @@ class TestInstall(unittest.TestCase):
                                  "--libs", "metricast"], capture_output=True, text=True, env=env)
         for lib in ("-lwslay", "-ljansson", "-lcrypto"):
             self.assertIn(lib, static.stdout)
+        # an ASan build installs an instrumented library: the programs need the runtime too
+        san = ["-fsanitize=address,undefined"] if SANITIZE else []
         bins = {}
         for ex in ("statsd_client", "source_session"):
             src = os.path.join(root, "share/doc/metricast/examples", ex + ".c")
             out = os.path.join(self.dest, ex)
             r = subprocess.run(["cc", "-std=c11", "-D_DEFAULT_SOURCE", "-Wall", "-Wextra",
-                                "-Werror", src, "-o", out] + flags.stdout.split(),
+                                "-Werror", src, "-o", out] + san + flags.stdout.split(),
                                capture_output=True, text=True, timeout=120)
             self.assertEqual(r.returncode, 0, r.stderr)
             bins[ex] = out

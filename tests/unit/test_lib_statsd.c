@@ -95,6 +95,29 @@ static void test_numbers(void **st) {
         assert_string_equal(t, cases[i].want);
         assert_true(strtod(t, NULL) == cases[i].v);
     }
+    /* the fixed-point fast path: shortest text, exact round trip */
+    struct {
+        double v;
+        const char *want;
+    } fixed[] = {{0.05, "0.05"},       {-0.001, "-0.001"},  {123456.789, "123456.789"},
+                 {999999999.5, "999999999.5"}, {0.1 + 0.2, "0.30000000000000004"},
+                 {1e-7, "1e-07"},      {100, "100"},        {-45.25, "-45.25"},
+                 {0.000001, "0.000001"}, {2.5e-7, "2.5e-07"}};
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) {
+        metricast__fmt_double(fixed[i].v, t);
+        assert_string_equal(t, fixed[i].want);
+    }
+    uint64_t y = 0x9e3779b97f4a7c15ULL;
+    static const double p10[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7};
+    for (int i = 0; i < 100000; i++) {
+        y ^= y << 13, y ^= y >> 7, y ^= y << 17;
+        double v = (double)(int64_t)(y % 2000000000001ULL - 1000000000000LL) / p10[y >> 61];
+        int n = metricast__fmt_double(v, t);
+        assert_true(strtod(t, NULL) == v);
+        char ref[40];
+        int rn = snprintf(ref, sizeof ref, "%.17g", v);
+        assert_true(n <= rn);
+    }
     assert_int_equal(metricast__fmt_double(NAN, t), -EINVAL);
     assert_int_equal(metricast__fmt_double(INFINITY, t), -EINVAL);
     /* round trip over many values */
