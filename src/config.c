@@ -31,7 +31,8 @@ static const cfg_opt_t options[] = {
     {"store", "aggregate_every", "aggregate-every", "SECONDS", CFG_T_SECONDS,
      OFF(aggregate_every), "30", 1, 86400, "aggregation job interval"},
     {"server", "demo", "demo", NULL, CFG_T_BOOL, OFF(demo), "false", 0, 0,
-     "run simulated sources (robots, a streaming session) through the real ingest paths"},
+     "run simulated sources (robots, a streaming session) through the real ingest paths "
+     "(with tokens configured they use METRICAST_TOKEN)"},
     {"nats", "url", "nats", "URL", CFG_T_NATS_URL, OFF(nats_url), "", 0, 0,
      "NATS server for scale-out across hubs (nats://host:port); empty: standalone"},
     /* 64: far above any core count this daemon is sized for; each loop costs a thread */

@@ -22,8 +22,15 @@ typedef struct walk {
     double v, mean, sigma, theta, lo, hi;
 } walk_t;
 
+/* what a session's events log: the first failure of a run of them, then every 10th */
+typedef struct src_log {
+    const char *id;
+    unsigned fails;
+} src_log_t;
+
 typedef struct robot {
     char id[16];
+    src_log_t log;
     metricast_source_t *s;
     walk_t cpu, mem, lat;
     double battery;
@@ -44,6 +51,7 @@ struct demo {
     uint64_t rng;
     robot_t robots[NROBOTS];
     metricast_source_t *asr;
+    src_log_t asr_log;
     walk_t asr_queue, asr_proc, asr_rtf;
     uint64_t asr_utterances, asr_frames;
     double asr_audio_s;
@@ -84,20 +92,26 @@ static double round2(double v) { return round(v * 100) / 100; }
 
 static void log_session(metricast_source_t *s, const metricast_source_event_t *ev, void *user) {
     (void)s;
-    const char *id = user;
-    if (ev->kind == METRICAST_SOURCE_DISCONNECTED) {
-        char q[300];
-        log_warn("demo source disconnected", "source=%s error=%s retry_in_ms=%u", id,
-                 log_quote(ev->conn.detail ? ev->conn.detail : "", q, sizeof q),
-                 ev->conn.retry_in_ms);
+    src_log_t *l = user;
+    if (ev->kind == METRICAST_SOURCE_CONNECTED) {
+        if (l->fails) log_info("demo source connected", "source=%s after_failures=%u", l->id, l->fails);
+        l->fails = 0;
+    } else if (ev->kind == METRICAST_SOURCE_DISCONNECTED) {
+        if (l->fails++ % 10 == 0) {
+            char q[300];
+            log_warn("demo source disconnected", "source=%s error=%s retry_in_ms=%u failures=%u",
+                     l->id, log_quote(ev->conn.detail ? ev->conn.detail : "", q, sizeof q),
+                     ev->conn.retry_in_ms, l->fails);
+        }
     } else if (ev->kind == METRICAST_SOURCE_ERROR) {
         char q[300];
-        log_warn("demo source refused by the hub", "source=%s code=%s detail=%s", id,
+        log_warn("demo source refused by the hub", "source=%s code=%s detail=%s", l->id,
                  ev->error.code, log_quote(ev->error.detail, q, sizeof q));
     }
 }
 
-static int open_source(demo_t *d, metricast_source_t **out, const char *id, const char *attrs) {
+static int open_source(demo_t *d, metricast_source_t **out, src_log_t *log, const char *id,
+                       const char *attrs) {
     metricast_source_options_t o;
     metricast_source_options_init(&o);
     o.url = d->base_url;
@@ -106,8 +120,9 @@ static int open_source(demo_t *d, metricast_source_t **out, const char *id, cons
     o.token = d->token;
     o.linger_ms = DEMO_LINGER_MS;
     o.reconnect_max_ms = 5000;
+    log->id = id;
     o.on_event = log_session;
-    o.user = (void *)id;
+    o.user = log;
     char err[METRICAST_ERR_LEN];
     int rc = metricast_source_open(out, &o, err);
     if (rc < 0) {
@@ -357,12 +372,12 @@ int demo_start(demo_t **out, const char *http_addr, const char *statsd_addr, con
         snprintf(attrs, sizeof attrs,
                  "{\"kind\":\"robot\",\"model\":\"%s\",\"firmware\":\"1.4.%d\",\"site\":\"lab-a\"}",
                  models[i], 2 + i);
-        open_source(d, &r->s, r->id, attrs);
+        open_source(d, &r->s, &r->log, r->id, attrs);
     }
     d->asr_queue = (walk_t){2, 3, 1.0, 0.3, 0, 40};
     d->asr_proc = (walk_t){120, 120, 15, 0.2, 30, 900};
     d->asr_rtf = (walk_t){0.45, 0.45, 0.05, 0.2, 0.05, 2.5};
-    open_source(d, &d->asr, "asr_session_01",
+    open_source(d, &d->asr, &d->asr_log, "asr_session_01",
                 "{\"kind\":\"asr\",\"provider\":\"demo\",\"model\":\"streaming-asr-small\","
                 "\"language\":\"en-US\",\"sample_rate_hz\":16000}");
     if (d->asr)

@@ -151,9 +151,17 @@ static void notify_stopping(void) {
 static void demo_stopped(void *ctx) { hub_prestop_done(ctx); }
 static void demo_prestop(void *ctx) { demo_request_stop(ctx); }
 
+/* The demo is a client like any other: when tokens are configured it needs one (ingest and
+ * publish scopes), given the way every client gets it, in METRICAST_TOKEN. */
 static void start_demo(void) {
-    int rc = demo_start(&ctl.demo, ctl.hub->listen_addr, ctl.hub->statsd_addr, NULL, demo_stopped,
-                        ctl.hub);
+    const char *token = getenv("METRICAST_TOKEN");
+    if (token && !*token) token = NULL;
+    if (!token && auth_enabled(ctl.hub->auth))
+        log_warn("demo: tokens are configured but METRICAST_TOKEN is not set; the hub will "
+                 "refuse the demo sources",
+                 "hint=\"set METRICAST_TOKEN to a token with the ingest and publish scopes\"");
+    int rc = demo_start(&ctl.demo, ctl.hub->listen_addr, ctl.hub->statsd_addr, token,
+                        demo_stopped, ctl.hub);
     if (rc < 0) {
         log_error("demo not started", "error=\"%s\"", strerror(-rc));
         return;

@@ -285,6 +285,38 @@ class TestErrors(HubTestCase):
         self.assertIn("--token", one_line(err))
 
 
+class TestTokens(HubTestCase):
+    CONF = ("[token.robot]\nsecret = ingest-secret-0123456789ab\nscopes = ingest\n"
+            "[token.viewer]\nsecret = read-secret-0123456789abcd\nscopes = read\n")
+
+    def test_against_a_hub_with_tokens(self):
+        h = self.hub(config=self.CONF)
+        ingest, read = "ingest-secret-0123456789ab", "read-secret-0123456789abcd"
+        code, out, err = cli("push", "tok_gauge=5", "--url", h.url, "--token", ingest)
+        self.assertEqual((code, out), (0, "accepted 1, rejected 0\n"), err)
+        code, out, err = cli("push", "tok_gauge=6", "--url", h.url)
+        self.assertEqual(code, 1)
+        self.assertRegex(one_line(err), r"^metricast: the hub answered 401 ")
+        code, out, err = cli("push", "tok_gauge=7", "--url", h.url, "--token", read)
+        self.assertEqual(code, 1)
+        self.assertRegex(one_line(err), r"^metricast: the hub answered 403 ")
+        wait_for(lambda: cli("query", "tok_gauge", "--url", h.url,
+                             extra_env={"METRICAST_TOKEN": read})[0] == 0
+                 and "5" in cli("query", "tok_gauge", "--url", h.url, "--token", read)[1],
+                 desc="query with the read token")
+        code, out, err = cli("tail", "--topics", "metrics", "--count", "1", "--url", h.url,
+                             "--token", read)
+        self.assertEqual(code, 0, err)
+        self.assertIn("tok_gauge", out)
+        code, out, err = cli("tail", "--url", h.url)
+        self.assertEqual(code, 1)
+        self.assertEqual(one_line(err), "metricast: the hub at %s wants a valid token (401): use "
+                                        "--token or METRICAST_TOKEN" % h.url)
+        code, out, err = cli("tail", "--url", h.url, "--token", "wrong-secret-0123456789")
+        self.assertEqual(code, 1)
+        self.assertIn("(401)", err)
+
+
 class TestHelp(HubTestCase):
     def test_help_version_and_the_man_page(self):
         code, out, err = cli("--help")

@@ -290,6 +290,31 @@ class TestRefusals(HubTestCase):
             self.assertLess(err, 0)
             self.assertIn(needle, [x for x in d.lines if "open_error" in x][0]["detail"])
 
+    def test_real_tokens_ingest_scope_needed(self):
+        conf = ("[token.robot]\nsecret = ingest-secret-0123456789ab\nscopes = ingest, publish\n"
+                "[token.viewer]\nsecret = read-secret-0123456789abcd\nscopes = read\n")
+        h = self.hub(config=conf)
+        auth = {"Authorization": "Bearer read-secret-0123456789abcd"}
+        d = Driver("source", h.url, "robot_tok", "--token", "ingest-secret-0123456789ab",
+                   "--rate", 5, "--seconds", 1.5, "--publish", "tasks.created")
+        self.assertEqual(d.wait(10), 0)
+        self.assertEqual(d.one("stats")["connects"], 1)
+        self.assertEqual([a["err"] for a in d.evs("ack")], [0])
+        s = wait_for(lambda: [x for x in h.get_json("/api/v1/metrics?match=drv_const",
+                                                    headers=auth)[2]["series"]],
+                     desc="samples stored with the ingest token")
+        self.assertEqual(s[0]["labels"], {"source": "robot_tok"})
+        # a read token opens the socket but may not be a source: the hub says forbidden
+        d = Driver("source", h.url, "robot_ro", "--token", "read-secret-0123456789abcd",
+                   "--rate", 5, "--seconds", 1)
+        self.assertEqual(d.wait(10), 0)
+        codes = {e["code"] for e in d.evs("error")}
+        self.assertIn("forbidden", codes, d.lines)
+        # no token at all: the upgrade is refused (401)
+        d = Driver("source", h.url, "robot_none", "--seconds", 0.5, "--linger", 100)
+        self.assertEqual(d.wait(10), 0)
+        self.assertEqual(d.evs("disconnected")[0]["err"], -13)
+
     def test_token_goes_on_the_upgrade(self):
         """A listener that records the upgrade and answers 401 (the hub of this build has
         no tokens yet): the query carries token=, the header Authorization: Bearer."""

@@ -93,6 +93,29 @@ class TestDemo(HubTestCase):
         self.assertEqual(reasons, {s: "client_disconnect" for s in SOURCES})
         self.assertTrue(events(again, "asr.session_ended"))
 
+    def test_with_tokens_the_demo_uses_METRICAST_TOKEN(self):
+        conf = ("[token.demo]\nsecret = demo-secret-0123456789abcdef\nscopes = ingest, publish\n"
+                "[token.viewer]\nsecret = read-secret-0123456789abcdef\nscopes = read\n")
+        h = self.hub(["--demo"], config=conf, statsd=True,
+                     env={"METRICAST_TOKEN": "demo-secret-0123456789abcdef"})
+        auth = {"Authorization": "Bearer read-secret-0123456789abcdef"}
+
+        def up():
+            _s, _h, doc = h.get_json("/api/v1/sources", headers=auth)
+            return {s["id"] for s in doc["sources"] if s["online"]} >= set(SOURCES)
+        wait_for(up, timeout=5, desc="demo sources online with a token")
+        _s, _h, doc = h.get_json("/api/v1/events?since=0&type=asr.*", headers=auth)
+        self.assertTrue(doc["events"], "the demo's events need the publish scope")
+        self.assertNotIn("METRICAST_TOKEN is not set", h.log())
+        self.assertEqual(h.stop(), 0)
+        # no token for the demo: refused, and the log says what to do
+        h2 = self.hub(["--demo"], config=conf)
+        wait_for(lambda: "METRICAST_TOKEN is not set" in h2.log(), desc="the hint")
+        wait_for(lambda: 'msg="demo source disconnected"' in h2.log(), desc="refusal logged")
+        _s, _h, doc = h2.get_json("/api/v1/sources", headers=auth)
+        self.assertEqual([s for s in doc["sources"] if s["online"]], [])
+        self.assertEqual(h2.stop(), 0)
+
     def test_without_statsd_the_service_uses_http_ingest(self):
         h = self.hub(["--demo"])  # the harness starts it with --statsd off
         wait_for(lambda: ("fleet_api_requests", "fleet_api") in series(h), timeout=5,
