@@ -18,6 +18,7 @@
 #include "access.h"
 #include "auth.h"
 #include "conn.h"
+#include "dashboard.h"
 #include "health.h"
 #include "http.h"
 #include "hub.h"
@@ -725,6 +726,10 @@ static int hub_alerts(hub_t *hub, api_job_t *j) {
 static void h_alerts(http_req_t *r) { job_submit(r, job_new(hub_alerts)); }
 
 static const route_t routes[] = {
+    /* the page itself takes ?token= (the browser opens it from a link); the files it
+     * loads cannot carry a token, and are the same public code for everyone: no data */
+    {"/", false, HM_GET | HM_HEAD, dashboard_handle, AUTH_READ, 0, NULL, ACCESS_QUERY_TOKEN},
+    {"/assets/", true, HM_GET | HM_HEAD, dashboard_handle, AUTH_NONE, 0, NULL, 0},
     {"/api/v1/alerts", false, HM_GET | HM_HEAD, h_alerts, AUTH_READ, 0, "alerts", 0},
     {"/api/v1/trends", false, HM_GET | HM_HEAD, h_trends, AUTH_READ, 0, "metrics", 0},
     {"/api/v1/sources", false, HM_GET | HM_HEAD, h_sources, AUTH_READ, 0, "sources", 0},

@@ -439,6 +439,7 @@ const char *http_status_text(int status) {
     case 201: return "Created";
     case 202: return "Accepted";
     case 204: return "No Content";
+    case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -458,20 +459,23 @@ const char *http_status_text(int status) {
 }
 
 /* Builds and queues one answer. */
-static void respond(conn_t *c, int status, const char *ctype, const char *extra, const void *body,
-                    size_t len, bool head_only, bool close) {
+/* cache: the Cache-Control value (NULL: no-store). A 304 has no content (RFC 9110
+ * 15.4.5): no Content-Type, no Content-Length, no body. */
+static void respond(conn_t *c, int status, const char *ctype, const char *cache,
+                    const char *extra, const void *body, size_t len, bool head_only, bool close) {
     buf_t b = BUF_INIT;
     const char *cors = c->http ? c->http->cors : "";
+    /* RFC 9110: 204 and 304 have no content, so no Content-Length (nor, for a 304,
+     * Content-Type) and no body */
+    bool no_content = status == 204 || status == 304;
     buf_printf(&b, "HTTP/1.1 %d %s\r\nServer: metricast/" MC_VERSION "\r\n", status,
                http_status_text(status));
-    if (status == 204) /* RFC 9110: no content, so no Content-Length either */
-        len = 0;
-    else
-        buf_printf(&b, "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype, len);
-    buf_printf(&b, "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n%s%s%s%s%s\r\n",
-               close ? "Connection: close\r\n" : "", *cors ? "Access-Control-Allow-Origin: " : "",
-               cors, *cors ? "\r\nVary: Origin\r\n" : "", extra ? extra : "");
-    if (!head_only && len) buf_append(&b, body, len);
+    if (!no_content) buf_printf(&b, "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype, len);
+    buf_printf(&b, "Cache-Control: %s\r\nX-Content-Type-Options: nosniff\r\n%s%s%s%s%s\r\n",
+               cache ? cache : "no-store", close ? "Connection: close\r\n" : "",
+               *cors ? "Access-Control-Allow-Origin: " : "", cors,
+               *cors ? "\r\nVary: Origin\r\n" : "", extra ? extra : "");
+    if (!head_only && !no_content && len) buf_append(&b, body, len);
     if (!b.data) {
         conn_close(c);
         return;
@@ -488,6 +492,12 @@ static void respond(conn_t *c, int status, const char *ctype, const char *extra,
 
 void http_respond(http_req_t *r, int status, const char *content_type, const char *extra_headers,
                   const void *body, size_t len) {
+    http_respond_cacheable(r, status, content_type, NULL, extra_headers, body, len);
+}
+
+void http_respond_cacheable(http_req_t *r, int status, const char *content_type,
+                            const char *cache_control, const char *extra_headers,
+                            const void *body, size_t len) {
     /* client errors that leave the stream in doubt close the connection */
     bool close = !r->keep_alive || status == 400 || status == 408 || status == 413 ||
                  status == 431;
@@ -498,8 +508,8 @@ void http_respond(http_req_t *r, int status, const char *content_type, const cha
                   (unsigned long long)r->conn->id, r->conn->peer, r->method_name,
                   log_quote(r->path, qp, sizeof qp), status);
     }
-    respond(r->conn, status, content_type, extra_headers, body, len, r->method == HM_HEAD,
-            close);
+    respond(r->conn, status, content_type, cache_control, extra_headers, body, len,
+            r->method == HM_HEAD, close);
 }
 
 static void error_body(buf_t *b, const char *error, const char *detail) {
@@ -524,7 +534,7 @@ void http_respond_error_conn(conn_t *c, int status, const char *error, const cha
     error_body(&b, error, detail);
     log_debug("http error", "conn=%llu peer=%s status=%d error=%s", (unsigned long long)c->id,
               c->peer, status, error);
-    respond(c, status, "application/json", NULL, b.data ? b.data : "", b.len, false, true);
+    respond(c, status, "application/json", NULL, NULL, b.data ? b.data : "", b.len, false, true);
     buf_free(&b);
     conn_pause_read(c, true);
 }
@@ -539,7 +549,7 @@ void http_deferred_respond(http_deferred_t *d, int status, const char *content_t
     http_state_t *h = c->http;
     h->deferred = NULL;
     bool close = !keep_alive || status == 400 || status == 413;
-    respond(c, status, content_type, extra_headers, body, len, head, close);
+    respond(c, status, content_type, NULL, extra_headers, body, len, head, close);
     if (close) {
         h->stop = true;
         return;

@@ -79,6 +79,12 @@ const char *http_status_text(int status);
  * status demands it. */
 void http_respond(http_req_t *r, int status, const char *content_type, const char *extra_headers,
                   const void *body, size_t len);
+/* The same with the caller's Cache-Control value instead of "no-store" (NULL keeps
+ * no-store): for answers a client may keep and revalidate. A 304 goes out without a
+ * body, Content-Type or Content-Length (RFC 9110 15.4.5). */
+void http_respond_cacheable(http_req_t *r, int status, const char *content_type,
+                            const char *cache_control, const char *extra_headers,
+                            const void *body, size_t len);
 /* JSON error answer: {"error":error,"detail":detail}. */
 void http_respond_error(http_req_t *r, int status, const char *error, const char *detail);
 /* The same outside a parsed request (parse errors, timeouts): always closes. */
