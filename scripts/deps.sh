@@ -20,6 +20,8 @@ build_pkgs=(
   libcurl4-openssl-dev # webhooks (libcurl multi)
   dpkg-dev            # make deb: dpkg-shlibdeps derives the package's Depends
   libcmocka-dev       # the build always configures the unit tests (make run too)
+  zlib1g-dev          # tools/embed_assets gzips the dashboard's files at build time
+  nodejs              # npm ci of the dashboard's front-end packages (uPlot) at build time
 )
 test_pkgs=(
   python3 python3-websockets # integration-test harness (a real WebSocket client)
@@ -28,6 +30,7 @@ test_pkgs=(
   clang libclang-rt-14-dev # libFuzzer targets (make fuzz; CI runs each)
   systemd             # systemd-analyze verify on packaging/metricastd.service
   gdb                 # the test harness dumps the stacks of a daemon that does not stop
+  chromium            # the dashboard's browser tests (driven by npm playwright-core)
 )
 
 want=("${build_pkgs[@]}")
@@ -38,11 +41,15 @@ for p in "${want[@]}"; do
   st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
   [ "$st" = "installed" ] || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# Some nodejs packages bundle npm (and conflict with Debian's npm package): ask for npm
+# only when there is no npm command once nodejs is there.
+want_npm=0
+command -v npm >/dev/null 2>&1 || want_npm=1
+[ ${#missing[@]} -eq 0 ] && [ $want_npm -eq 0 ] && exit 0
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-echo "deps: installing ${missing[*]}" >&2
+[ ${#missing[@]} -gt 0 ] && echo "deps: installing ${missing[*]}" >&2
 
 # Some packages (prometheus, nats-server) start their services on install; forbid that so
 # they never hold the ports tests use. Removed again on exit if we created it.
@@ -57,5 +64,11 @@ trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq >/dev/null
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v npm >/dev/null 2>&1; then
+  echo "deps: installing npm" >&2
+  $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null
+fi
 echo "deps: done" >&2
