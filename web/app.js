@@ -83,7 +83,7 @@ function renderSummary(s) {
     ['uptime', fmtDuration(s.uptime_seconds)],
     ['ingest', fmtNumber(s.ingest ? s.ingest.lines_per_second : NaN) + '/s'],
     ['series', fmtNumber(s.ingest ? s.ingest.series : NaN)],
-    ['sources online', fmtNumber(s.sources_online)],
+    ['online', fmtNumber(s.sources_online)],
     ['subscribers', fmtNumber(s.subscribers)],
     ['events', fmtNumber(s.events_total)],
     ['drops', fmtNumber(s.drops ? (s.drops.ingest_total || 0) + (s.drops.ws_total || 0) : NaN)],
@@ -345,15 +345,19 @@ const alertKey = (a) => `${a.rule}|${a.source || ''}`;
 
 function renderAlerts() {
   const list = [...alerts.values()];
+  const firing = list.filter((a) => a.state !== 'pending').length;
+  $('alerts-count').textContent = list.length ? `${firing} firing${list.length > firing ? `, ${list.length - firing} pending` : ''}` : '';
   const rank = { critical: 0, error: 1, warning: 2, info: 3 };
   list.sort((a, b) => (rank[a.severity] ?? 9) - (rank[b.severity] ?? 9) || (alertKey(a) < alertKey(b) ? -1 : 1));
   $('alerts').replaceChildren(...list.map((a) => {
     const li = el('li', 'alert');
     li.dataset.severity = a.severity || 'info';
+    li.dataset.state = a.state || 'firing';
     const what = `${a.metric || ''}${a.source ? '{' + a.source + '}' : ''} = ${fmtNumber(a.value)} (threshold ${fmtNumber(a.threshold)})`;
     const since = toUnix(a.since);
-    li.append(el('span', 'sev', a.severity || 'info'), el('span', 'rule', a.rule || '?'), el('span', 'what', what),
-              el('span', 'muted small', Number.isFinite(since) ? 'since ' + fmtClock(since) : ''));
+    li.append(el('span', 'sev', a.severity || 'info'), el('span', 'rule', a.rule || '?'),
+              el('span', 'muted small', a.state === 'pending' ? 'pending' : Number.isFinite(since) ? 'since ' + fmtClock(since) : ''),
+              el('span', 'what', what));
     return li;
   }));
   $('alerts-empty').hidden = list.length > 0;
@@ -366,7 +370,7 @@ async function loadAlerts() {
     const doc = await client.request('/api/v1/alerts');
     const active = Array.isArray(doc.active) ? doc.active : Array.isArray(doc.alerts) ? doc.alerts : [];
     alerts.clear();
-    for (const a of active) if (!a.state || a.state === 'firing') alerts.set(alertKey(a), a);
+    for (const a of active) if (!a.state || a.state === 'firing' || a.state === 'pending') alerts.set(alertKey(a), a);
   } catch (e) {
     if (e && e.status === 404) alertsAvailable = false; // a hub without the alerts stage
   }
@@ -375,7 +379,7 @@ async function loadAlerts() {
 
 function alertEvent(type, p) {
   if (!p || !p.rule) return;
-  if (type === 'alert.firing') alerts.set(alertKey(p), p); else alerts.delete(alertKey(p));
+  if (type === 'alert.firing') alerts.set(alertKey(p), { ...p, state: 'firing' }); else alerts.delete(alertKey(p));
   renderAlerts();
   clearTimeout(alertsRefresh);
   alertsRefresh = setTimeout(() => { alertsRefresh = null; loadAlerts(); }, 500);

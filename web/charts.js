@@ -40,6 +40,11 @@ export class LiveChart {
       l = { label, pts: [] };
       this.#lines.set(key, l);
       this.#order.push(key);
+      this.#order.sort((a, b) => {
+        const la = this.#lines.get(a).label || a;
+        const lb = this.#lines.get(b).label || b;
+        return la < lb ? -1 : la > lb ? 1 : 0;
+      });
       this.#linesChanged = true;
     }
     return l;
