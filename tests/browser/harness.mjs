@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(HERE, '..', '..');
 export const DAEMON = process.env.METRICASTD || path.join(REPO, 'build', 'metricastd');
-const MODULES = process.env.MC_NODE_MODULES || path.join(REPO, 'build', 'npm', 'browser', 'node_modules');
+const MODULES = path.resolve(process.env.MC_NODE_MODULES || path.join(REPO, 'build', 'npm', 'browser', 'node_modules'));
 export const SANITIZE = /^(on|1|true|yes)$/i.test((process.env.MC_SANITIZE || '').trim());
 export const SCALE = SANITIZE ? 3 : 1;
 export const HOST = '127.0.0.1';
@@ -80,6 +80,7 @@ export class Hub {
     const mark = fs.statSync(this.logPath).size;
     this.proc = spawn(DAEMON, argv, { stdio: ['ignore', log, log], env });
     fs.closeSync(log);
+    this.proc.unref(); // a test that fails before close() must not hang on it: 'exit' kills it
     live.add(this.proc);
     const proc = this.proc;
     proc.on('exit', (code, signal) => { proc.exitCode_ = code ?? signal; live.delete(proc); });

@@ -18,9 +18,10 @@ fs.writeFileSync(hub.args[1], [
   '[alert.battery_low]', 'metric = battery_percentage', 'source = *', 'op = <', 'threshold = 25',
   'clear = 30', 'severity = warning', '',
 ].join('\n'));
-await hub.start();
-const ctx = await launch();
+let ctx = null;
 try {
+  await hub.start();
+  ctx = await launch();
   // the fleet: each robot a source session, samples once a second
   const fleet = await ctx.newPage();
   await fleet.goto(hub.url + '/assets/favicon.svg');
@@ -101,6 +102,6 @@ try {
   await background;
   console.log('wrote', out);
 } finally {
-  await ctx.close();
+  if (ctx) await ctx.close();
   await hub.close();
 }

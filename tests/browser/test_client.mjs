@@ -18,10 +18,13 @@ function otherOrigin() {
 }
 
 test('JS client module from another origin', async (tt) => {
-  const hub = await new Hub().start();
-  const other = await otherOrigin();
-  const ctx = await launch();
+  const hub = new Hub();
+  let other = null;
+  let ctx = null;
   try {
+    await hub.start();
+    other = await otherOrigin();
+    ctx = await launch();
     const page = await ctx.newPage();
     const errors = watchConsole(page);
     await page.goto(`http://${HOST}:${other.address().port}/`);
@@ -147,8 +150,8 @@ test('JS client module from another origin', async (tt) => {
       assert.deepEqual(bad, []);
     });
   } finally {
-    await ctx.close();
-    await new Promise((r) => other.close(r));
+    if (ctx) await ctx.close();
+    if (other) await new Promise((r) => other.close(r));
     await hub.close();
   }
 });

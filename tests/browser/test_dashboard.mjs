@@ -50,13 +50,15 @@ const cardValue = (page, name, source) => page.evaluate(([n, s]) => {
 }, [name, source]);
 
 test('dashboard against the real hub', async (tt) => {
-  const hub = await new Hub(['--tick', '0.5']).start();
-  for (let i = 0; i < 6; i++) { await feed(hub, i); await sleep(300); } // history before the page opens
-  const before = await hub.publish('tasks.created', { task: 'before-page' });
-  const ctx = await launch();
+  const hub = new Hub(['--tick', '0.5']);
   const outages = [];
   let feeding = null;
+  let ctx = null;
   try {
+    await hub.start();
+    for (let i = 0; i < 6; i++) { await feed(hub, i); await sleep(300); } // history before the page opens
+    const before = await hub.publish('tasks.created', { task: 'before-page' });
+    ctx = await launch();
     const page = await ctx.newPage();
     const errors = watchConsole(page);
 
@@ -212,7 +214,7 @@ test('dashboard against the real hub', async (tt) => {
 
   } finally {
     if (feeding) await feeding.stop();
-    await ctx.close();
+    if (ctx) await ctx.close();
     await hub.close();
   }
 });

@@ -56,11 +56,14 @@ const cpuCard = (page) => page.evaluate(() => {
 });
 
 test('polling fallback through a proxy without WebSocket', async (tt) => {
-  const hub = await new Hub().start();
-  await hub.ingest({ source: 'robot_001', metrics: { cpu_usage: 10 } });
-  const proxy = await startProxy(hub);
-  const ctx = await launch();
+  const hub = new Hub();
+  let proxy = null;
+  let ctx = null;
   try {
+    await hub.start();
+    await hub.ingest({ source: 'robot_001', metrics: { cpu_usage: 10 } });
+    proxy = await startProxy(hub);
+    ctx = await launch();
     const page = await ctx.newPage();
     const errors = watchConsole(page);
     const url = `http://${HOST}:${proxy.port}/?poll=1&backoff_max=1&token=s3cret`;
@@ -124,9 +127,11 @@ test('polling fallback through a proxy without WebSocket', async (tt) => {
       assert.deepEqual(errors.filter((e) => !/WebSocket connection to|\/api\/v1\/alerts/.test(e.text + e.url)), []);
     });
   } finally {
-    await ctx.close();
-    proxy.cut();
-    await new Promise((r) => proxy.server.close(r));
+    if (ctx) await ctx.close();
+    if (proxy) {
+      proxy.cut();
+      await new Promise((r) => proxy.server.close(r));
+    }
     await hub.close();
   }
 });
