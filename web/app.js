@@ -47,6 +47,8 @@ const cardEls = new Map(); // series key → card element
 const sources = new Map(); // id → source entry
 const alerts = new Map(); // rule|source → alert
 let alertsAvailable = true;
+let alertsAllowed = true; // false: this page's token may not read alerts
+let sourcesAllowed = true;
 let lastDataAt = NaN;
 let renderQueued = false;
 let sourcesRefresh = null;
@@ -309,6 +311,7 @@ function renderSources() {
   const online = list.filter((s) => s.online).length;
   $('sources-count').textContent = list.length ? `${online} of ${list.length} online` : '';
   $('sources-empty').hidden = list.length > 0;
+  $('sources-empty').textContent = sourcesAllowed ? 'No sources have connected.' : "This page's token may not read sources.";
 }
 
 async function loadSources() {
@@ -319,7 +322,8 @@ async function loadSources() {
     renderSources();
     notice('');
   } catch (e) {
-    if (e && (e.status === 401 || e.status === 403)) notice(`The hub refused this page's token (HTTP ${e.status}): open it with ?token=…`);
+    if (e && e.status === 401) notice("The hub wants a valid token: open this page with ?token=…");
+    if (e && e.status === 403) { sourcesAllowed = false; renderSources(); }
   }
 }
 
@@ -361,11 +365,12 @@ function renderAlerts() {
     return li;
   }));
   $('alerts-empty').hidden = list.length > 0;
-  $('alerts-empty').textContent = alertsAvailable ? 'None.' : 'This hub does not serve alerts.';
+  $('alerts-empty').textContent = !alertsAvailable ? 'This hub does not serve alerts.'
+    : !alertsAllowed ? "This page's token may not read alerts." : 'None.';
 }
 
 async function loadAlerts() {
-  if (!alertsAvailable) return;
+  if (!alertsAvailable || !alertsAllowed) return;
   try {
     const doc = await client.request('/api/v1/alerts');
     const active = Array.isArray(doc.active) ? doc.active : Array.isArray(doc.alerts) ? doc.alerts : [];
@@ -373,6 +378,7 @@ async function loadAlerts() {
     for (const a of active) if (!a.state || a.state === 'firing' || a.state === 'pending') alerts.set(alertKey(a), a);
   } catch (e) {
     if (e && e.status === 404) alertsAvailable = false; // a hub without the alerts stage
+    if (e && e.status === 403) alertsAllowed = false;
   }
   renderAlerts();
 }
@@ -480,7 +486,7 @@ async function start() {
     const doc = await client.request('/api/v1/events?since=0&limit=1');
     since = Math.max(0, (doc.latest_seq || 0) - FEED_MAX);
   } catch (e) {
-    if (e && (e.status === 401 || e.status === 403)) notice(`The hub refused this page's token (HTTP ${e.status}): open it with ?token=…`);
+    if (e && e.status === 401) notice("The hub wants a valid token: open this page with ?token=…");
   }
   client.subscribe(['metrics', 'sources', 'alerts', 'events'], { since });
   client.start();

@@ -82,6 +82,8 @@ export class MetricastClient extends EventTarget {
   #pollTimer = null;
   #pollAbort = null;
   #lastPollOk = false;
+  #eventSubPending = null; // the combined event-topic subscribe awaiting the hub's verdict
+  #splitEvents = false; // a token limited to some topics: subscribe and poll one by one
   #sockets = new Set(); // created and not yet closed
   #stats = { connects: 0, opens: 0, drops: 0, polls: 0, pollFailures: 0, messages: 0 };
   #onOnline = () => this.#reconnectNow();
@@ -136,10 +138,12 @@ export class MetricastClient extends EventTarget {
     if (filter !== undefined) this.#filter = filter;
     if (since !== undefined && this.#lastSeq === null) this.#since = since;
     if (this.#state === 'live') {
-      const msg = { type: 'subscribe', topics };
-      if (this.#filter && topics.includes('metrics')) msg.filter = this.#filter;
-      if (since !== undefined) msg.since = since;
-      this.#send(msg);
+      if (topics.includes('metrics')) {
+        const msg = { type: 'subscribe', topics: ['metrics'] };
+        if (this.#filter) msg.filter = this.#filter;
+        this.#send(msg);
+      }
+      this.#subscribeEvents(topics.filter((t) => t !== 'metrics'), since);
     }
   }
 
@@ -250,14 +254,15 @@ export class MetricastClient extends EventTarget {
     if (this.#pollAbort) this.#pollAbort.abort();
     this.#pollAbort = null;
     this.#flow = null;
-    const topics = [...this.#topics];
-    if (topics.length) {
-      const msg = { type: 'subscribe', topics };
-      if (this.#filter && this.#topics.has('metrics')) msg.filter = this.#filter;
-      const since = this.#lastSeq !== null ? this.#lastSeq : this.#since;
-      if (since !== undefined && since !== null && this.#eventTopics().length) msg.since = since;
+    // metrics on its own, the event topics together: a subscribe is all or nothing, and a
+    // token limited to some topics must not cost the others
+    if (this.#topics.has('metrics')) {
+      const msg = { type: 'subscribe', topics: ['metrics'] };
+      if (this.#filter) msg.filter = this.#filter;
       this.#send(msg);
     }
+    const since = this.#lastSeq !== null ? this.#lastSeq : this.#since;
+    this.#subscribeEvents(this.#eventTopics(), since);
     this.#setState('live');
     if (this.#lastSeq === null && this.#since === undefined && this.#eventTopics().length) this.#learnLatestSeq();
     const hb = Math.max(1000, this.#o.idleTimeout / 3);
@@ -266,6 +271,22 @@ export class MetricastClient extends EventTarget {
       if (quiet > this.#o.idleTimeout) this.#lost(true);
       else if (quiet >= hb) this.#send({ type: 'ping' });
     });
+  }
+
+  #subscribeEvents(topics, since) {
+    if (!topics.length) return;
+    const one = (t) => {
+      const msg = { type: 'subscribe', topics: t };
+      if (since !== undefined && since !== null) msg.since = since;
+      this.#send(msg);
+    };
+    if (this.#splitEvents || topics.length === 1) {
+      for (const t of topics) one([t]);
+      this.#eventSubPending = null;
+    } else {
+      one(topics);
+      this.#eventSubPending = { topics, since };
+    }
   }
 
   // Live-only subscribers still need a seq to resume from after a drop: ask the hub for
@@ -330,7 +351,15 @@ export class MetricastClient extends EventTarget {
       case 'event': this.#applyEvent(m); break;
       case 'resync': this.#emit('resync', { oldest_seq: m.oldest_seq }); break;
       case 'status': this.#flow = m; this.#emit('status', m); break;
-      case 'error': this.#emit('hub-error', m); break;
+      case 'error':
+        if (this.#eventSubPending && (m.error === 'forbidden' || m.error === 'unknown_topic')) {
+          // refused as a whole: take what the token allows, topic by topic
+          const { topics, since } = this.#eventSubPending;
+          this.#splitEvents = true;
+          this.#subscribeEvents(topics, since);
+        }
+        this.#emit('hub-error', m);
+        break;
       default: break;
     }
     this.#emit('message', m);
@@ -409,25 +438,39 @@ export class MetricastClient extends EventTarget {
     }
     const evTopics = this.#eventTopics();
     if (!evTopics.length) return;
-    // one pattern: let the hub filter; several: fetch all and filter here
-    const single = evTopics.length === 1 && evTopics[0] !== 'events' ? (EVENT_TOPICS[evTopics[0]] || evTopics[0]) : undefined;
-    let since = this.#lastSeq !== null ? this.#lastSeq : this.#since;
-    if (since === undefined || since === null) {
+    const typeOf = (t) => (t === 'events' ? undefined : EVENT_TOPICS[t] || t);
+    const start = this.#lastSeq !== null ? this.#lastSeq : this.#since;
+    if (start === undefined || start === null) {
       // live-only: only what happens from now on matters
-      const doc = await this.request('/api/v1/events' + q({ since: 0, limit: 1 }), { signal });
+      const doc = await this.request('/api/v1/events' + q({ since: 0, limit: 1, type: typeOf(evTopics[0]) }), { signal });
       if (!signal.aborted && this.#lastSeq === null) this.#lastSeq = doc.latest_seq;
       return;
     }
-    for (let page = 0; page < EVENTS_PAGES_PER_POLL; page++) {
-      const doc = await this.request('/api/v1/events' + q({ since, limit: EVENTS_PAGE, type: single }), { signal });
-      if (signal.aborted) return;
-      if (doc.resync) this.#emit('resync', { oldest_seq: doc.oldest_seq });
-      for (const e of doc.events || []) if (this.#wantsEvent(e.data && e.data.type)) this.#applyEvent(e);
-      if (typeof doc.next_since === 'number') {
-        if (this.#lastSeq === null || doc.next_since > this.#lastSeq) this.#lastSeq = doc.next_since;
-        since = doc.next_since;
+    // one pattern: the hub filters (type=); several: one read of everything, filtered
+    // here — or, for a token that may not read everything, one read per topic it may
+    const reads = evTopics.length === 1 ? [typeOf(evTopics[0])] : this.#splitEvents ? evTopics.map(typeOf) : [undefined];
+    let next = start;
+    for (let r = 0; r < reads.length; r++) {
+      let since = start;
+      try {
+        for (let page = 0; page < EVENTS_PAGES_PER_POLL; page++) {
+          const doc = await this.request('/api/v1/events' + q({ since, limit: EVENTS_PAGE, type: reads[r] }), { signal });
+          if (signal.aborted) return;
+          if (doc.resync) this.#emit('resync', { oldest_seq: doc.oldest_seq });
+          for (const e of doc.events || []) if (this.#wantsEvent(e.data && e.data.type)) this.#applyEvent(e);
+          if (typeof doc.next_since === 'number') since = doc.next_since;
+          if ((doc.count || 0) < EVENTS_PAGE) break;
+        }
+      } catch (e) {
+        if (!(e instanceof HttpError && e.status === 403)) throw e;
+        if (reads.length === 1 && reads[0] === undefined && evTopics.length > 1 && !this.#splitEvents) {
+          this.#splitEvents = true; // not allowed to read everything: per topic from now on
+          reads.push(...evTopics.map(typeOf));
+        }
+        continue; // a topic this token may not read
       }
-      if ((doc.count || 0) < EVENTS_PAGE) break;
+      next = Math.max(next, since);
     }
+    if (this.#lastSeq === null || next > this.#lastSeq) this.#lastSeq = next;
   }
 }

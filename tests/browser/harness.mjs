@@ -51,7 +51,11 @@ function describe(v) {
 
 // ---- the daemon -----------------------------------------------------------------------
 const live = new Set();
-process.on('exit', () => { for (const p of live) try { p.kill('SIGKILL'); } catch { /* gone */ } });
+const configDirs = [];
+process.on('exit', () => {
+  for (const p of live) try { p.kill('SIGKILL'); } catch { /* gone */ }
+  for (const d of configDirs) fs.rmSync(d, { recursive: true, force: true });
+});
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(128 + (sig === 'SIGINT' ? 2 : 15)));
 
 export class Hub {
@@ -64,9 +68,19 @@ export class Hub {
     this.port = 0;
     this.proc = null;
     this.starts = 0;
+    this.token = null; // sent as Bearer on the harness's own requests when set
   }
 
   get url() { return `http://${HOST}:${this.port}`; }
+
+  // Writes an INI file in a fresh temporary directory; returns its path (for --config).
+  static writeConfig(text) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mc-browser-conf-'));
+    const file = path.join(dir, 'metricast.ini');
+    fs.writeFileSync(file, text);
+    configDirs.push(dir);
+    return file;
+  }
 
   // Starts the daemon on a free port the first time, on the same port after. The port is
   // chosen here rather than with --listen :0: the hub sets SO_REUSEADDR only on a fixed
@@ -117,6 +131,7 @@ export class Hub {
   }
 
   async request(method, p, { body, headers = {} } = {}) {
+    if (this.token && !headers.Authorization) headers = { ...headers, Authorization: `Bearer ${this.token}` };
     const res = await fetch(this.url + p, { method, body, headers });
     return { status: res.status, headers: res.headers, body: await res.text() };
   }

@@ -18,20 +18,25 @@ function otherOrigin() {
 }
 
 test('JS client module from another origin', async (tt) => {
-  const hub = new Hub();
   let other = null;
+  let hub = null;
   let ctx = null;
   try {
-    await hub.start();
     other = await otherOrigin();
+    const origin = `http://${HOST}:${other.address().port}`;
+    // the other page's origin is listed: it may import the module, open the WebSocket
+    // and call the REST API (CORS); every other origin is refused
+    hub = new Hub(['--config', Hub.writeConfig(`[server]\nallowed_origins = ${origin}\n`)]);
+    await hub.start();
     ctx = await launch();
     const page = await ctx.newPage();
     const errors = watchConsole(page);
     await page.goto(`http://${HOST}:${other.address().port}/`);
 
     await tt.test('served with CORS, imports across origins', async () => {
-      const r = await hub.request('GET', '/assets/metricast.js');
-      assert.equal(r.headers.get('access-control-allow-origin'), '*');
+      const r = await hub.request('GET', '/assets/metricast.js', { headers: { Origin: `http://${HOST}:${other.address().port}` } });
+      assert.equal(r.headers.get('access-control-allow-origin'), `http://${HOST}:${other.address().port}`);
+      assert.equal((await hub.request('GET', '/assets/metricast.js', { headers: { Origin: 'http://elsewhere.example' } })).status, 403);
       assert.match(r.headers.get('content-type'), /^text\/javascript/);
       const names = await page.evaluate(async (u) => {
         window.mc = await import(u + '/assets/metricast.js');
@@ -152,6 +157,6 @@ test('JS client module from another origin', async (tt) => {
   } finally {
     if (ctx) await ctx.close();
     if (other) await new Promise((r) => other.close(r));
-    await hub.close();
+    if (hub) await hub.close();
   }
 });

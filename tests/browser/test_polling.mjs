@@ -55,18 +55,29 @@ const cpuCard = (page) => page.evaluate(() => {
   return null;
 });
 
+const TOKEN = 's3cret-dashboard-0123456789';
+const NARROW = 'narrow-metrics-sources-0123456789';
+const ADMIN = 'feeder-admin-0123456789abcdef';
+
 test('polling fallback through a proxy without WebSocket', async (tt) => {
-  const hub = new Hub();
+  // tokens are on: the page's data needs the token it was given, in the header and on the
+  // WebSocket URL; a second token may read only metrics and sources
+  const hub = new Hub(['--config', Hub.writeConfig([
+    '[token.dashboard]', `secret = ${TOKEN}`, 'scopes = read', '',
+    '[token.narrow]', `secret = ${NARROW}`, 'scopes = read', 'topics = metrics, sources', '',
+    '[token.feeder]', `secret = ${ADMIN}`, 'scopes = admin', '',
+  ].join('\n'))]);
   let proxy = null;
   let ctx = null;
   try {
     await hub.start();
+    hub.token = ADMIN; // the test's own ingest and publish
     await hub.ingest({ source: 'robot_001', metrics: { cpu_usage: 10 } });
     proxy = await startProxy(hub);
     ctx = await launch();
     const page = await ctx.newPage();
     const errors = watchConsole(page);
-    const url = `http://${HOST}:${proxy.port}/?poll=1&backoff_max=1&token=s3cret`;
+    const url = `http://${HOST}:${proxy.port}/?poll=1&backoff_max=1&token=${TOKEN}`;
     await page.goto(url);
 
     await tt.test('WebSocket refused, REST answers: Polling', async () => {
@@ -88,9 +99,9 @@ test('polling fallback through a proxy without WebSocket', async (tt) => {
     await tt.test('the token goes along: Bearer on REST, token= on the WebSocket URL', async () => {
       const api = proxy.requests.filter((r) => r.url.startsWith('/api/'));
       assert.ok(api.length >= 6, `REST calls: ${api.length}`);
-      for (const r of api) assert.equal(r.authorization, 'Bearer s3cret', r.url);
+      for (const r of api) assert.equal(r.authorization, `Bearer ${TOKEN}`, r.url);
       assert.ok(proxy.handshakes.length >= 2, 'it kept trying the socket');
-      for (const h of proxy.handshakes) assert.match(h.url, /^\/ws\?token=s3cret$/);
+      for (const h of proxy.handshakes) assert.equal(h.url, `/ws?token=${TOKEN}`);
     });
 
     await tt.test('no flapping: Polling is not interrupted by each failed socket attempt', async () => {
@@ -117,6 +128,23 @@ test('polling fallback through a proxy without WebSocket', async (tt) => {
       assert.ok(proxy.requests.length > polls, 'it polled');
       const counts = await page.evaluate(() => window.__mcTest.counts());
       assert.ok(counts.open <= 1, `at most the one attempt under way: ${JSON.stringify(counts)}`);
+    });
+
+    await tt.test('a token limited to some topics: what it may read still works', async () => {
+      const p2 = await ctx.newPage();
+      const errs2 = watchConsole(p2);
+      await p2.goto(`${hub.url}/?poll=1&token=${NARROW}`);
+      await waitFor(async () => (await word(p2)) === 'Live', 'Live with the narrow token');
+      await hub.ingest({ source: 'robot_001', metrics: { cpu_usage: 13.5 } });
+      await waitFor(async () => (await cpuCard(p2)) === '13.5 %', 'metrics with the narrow token');
+      await waitFor(async () => /may not read alerts/.test(await p2.textContent('#alerts-empty')), 'the alerts panel says why');
+      // sources: refused together with events and alerts, then subscribed on its own
+      const ev = await hub.publish('telemetry.connection_established', { robot_id: 'robot_narrow', connection_id: 'c1', connected_at: new Date().toISOString() });
+      await waitFor(() => p2.locator(`#events li[data-seq="${ev.seq}"]`).count(), 'a sources event through the split subscription');
+      assert.equal(await p2.locator('#sources li[data-id="robot_narrow"]').getAttribute('data-status'), 'online');
+      const bad = errs2.filter((e) => e.uncaught || !/status of 403/.test(e.text));
+      assert.deepEqual(bad, []);
+      await p2.close();
     });
 
     await tt.test('no console errors besides the refused handshakes', async () => {

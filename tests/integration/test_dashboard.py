@@ -68,10 +68,8 @@ class DashboardHTTP(HubTestCase):
         _s, hd, _b = self.h.get("/", headers={"Host": "evil; script-src *"})
         self.assertIn("connect-src 'self';", hd.get("Content-Security-Policy"))
         self.assertNotIn("evil", hd.get("Content-Security-Policy"))
-        # only the JS client is for other origins
-        self.assertEqual(self.h.get("/assets/metricast.js")[1].get("Access-Control-Allow-Origin"), "*")
-        self.assertIsNone(self.h.get("/assets/app.js")[1].get("Access-Control-Allow-Origin"))
-        self.assertIsNone(self.h.get("/")[1].get("Access-Control-Allow-Origin"))
+        # no CORS for anybody unless listed (see DashboardWithTokens)
+        self.assertIsNone(self.h.get("/assets/metricast.js")[1].get("Access-Control-Allow-Origin"))
 
     def test_etag_and_304(self):
         for path in ASSETS:
@@ -160,6 +158,52 @@ class DashboardHTTP(HubTestCase):
             self.assertTrue(c.body.startswith(b"<svg"))
         finally:
             s.close()
+
+
+SECRET = "dash-read-0123456789abcdef"
+CONFIG = """[token.dash]
+secret = %s
+scopes = read
+
+[server]
+allowed_origins = http://app.example.com
+""" % SECRET
+
+
+class DashboardWithTokens(HubTestCase):
+    """With tokens: the page needs a read token (?token= accepted there), its files none;
+    pages on listed origins may import the JS client (CORS), others are refused."""
+
+    def setUp(self):
+        super().setUp()
+        self.h = self.hub(config=CONFIG)
+
+    def test_page_needs_a_token_its_files_do_not(self):
+        status, hd, _b = self.h.get("/")
+        self.assertEqual(status, 401)
+        self.assertIn("Bearer", hd.get("WWW-Authenticate"))
+        self.assertEqual(self.h.get("/?token=wrong")[0], 401)
+        status, hd, body = self.h.get("/?token=" + SECRET)
+        self.assertEqual(status, 200)
+        self.assertIn(b"/assets/app.js", body)
+        self.assertEqual(self.h.get("/", headers={"Authorization": "Bearer " + SECRET})[0], 200)
+        for path in ASSETS:
+            if path != "/":
+                self.assertEqual(self.h.get(path)[0], 200, path)
+        # the data still needs the token, in the header
+        self.assertEqual(self.h.get("/api/v1/metrics")[0], 401)
+        self.assertEqual(self.h.get("/api/v1/metrics",
+                                    headers={"Authorization": "Bearer " + SECRET})[0], 200)
+
+    def test_client_module_for_listed_origins(self):
+        status, hd, body = self.h.get("/assets/metricast.js",
+                                      headers={"Origin": "http://app.example.com"})
+        self.assertEqual(status, 200)
+        self.assertEqual(hd.get("Access-Control-Allow-Origin"), "http://app.example.com")
+        self.assertIn(b"export class MetricastClient", body)
+        status, hd, _b = self.h.get("/assets/metricast.js", headers={"Origin": "http://evil.example"})
+        self.assertEqual(status, 403)
+        self.assertIsNone(hd.get("Access-Control-Allow-Origin"))
 
 
 if __name__ == "__main__":
