@@ -44,6 +44,7 @@ static int on_sample(void *ud, const statsd_line_t *l) {
             assert(isfinite(l->values[i]));
     }
     if (l->kind != METRIC_GAUGE) assert(!l->gauge_delta);
+    assert(!l->counter_total); /* only internal producers send running totals */
     assert(l->ntags >= 0 && l->ntags <= STATSD_MAX_TAGS);
     for (int i = 0; i < l->ntags; i++) {
         const statsd_tag_t *t = &l->tags[i];

@@ -60,6 +60,7 @@ static void check_line(const char *p, size_t n) {
         assert(l.member == NULL);
     }
     if (l.kind != METRIC_GAUGE) assert(!l.gauge_delta);
+    assert(!l.counter_total); /* only internal producers send running totals */
     assert(l.ntags >= 0 && l.ntags <= STATSD_MAX_TAGS);
     for (int i = 0; i < l.ntags; i++) {
         const statsd_tag_t *t = &l.tags[i];

@@ -27,7 +27,11 @@ struct agg_entry {
     uint8_t enc;
     bool dirty;
     union {
-        double counter;
+        struct {
+            double counter; /* increments (after the total, when has_total) */
+            bool counter_has_total;
+            double counter_abs;
+        };
         struct {
             bool has_abs;
             double abs, delta;
@@ -256,7 +260,15 @@ int agg_add_probed(agg_t *a, const statsd_line_t *line, const agg_probe_t *probe
     double rate = line->rate > 0 && line->rate <= 1 ? line->rate : 1.0;
     switch (e->kind) {
     case METRIC_COUNTER:
-        for (int i = 0; i < line->nvalues; i++) e->acc.counter += line->values[i] / rate;
+        for (int i = 0; i < line->nvalues; i++) {
+            if (line->counter_total) { /* a total includes every earlier increment */
+                e->acc.counter_has_total = true;
+                e->acc.counter_abs = line->values[i]; /* a total is never sampled */
+                e->acc.counter = 0;
+            } else {
+                e->acc.counter += line->values[i] / rate;
+            }
+        }
         break;
     case METRIC_GAUGE:
         for (int i = 0; i < line->nvalues; i++) {
@@ -344,7 +356,11 @@ agg_batch_t *agg_flush(agg_t *a, ingest_transport_t transport, uint32_t evict_af
         d->kind = e->kind;
         d->nlines = e->nlines;
         switch (e->kind) {
-        case METRIC_COUNTER: d->v.counter = e->acc.counter; break;
+        case METRIC_COUNTER:
+            d->v.counter = e->acc.counter;
+            d->v.counter_has_total = e->acc.counter_has_total;
+            d->v.counter_abs = e->acc.counter_abs;
+            break;
         case METRIC_GAUGE:
             d->v.gauge.has_abs = e->acc.gauge.has_abs;
             d->v.gauge.abs = e->acc.gauge.abs;

@@ -2,7 +2,8 @@
  *
  * Each producer (a StatsD UDP thread, one HTTP ingest request, a WebSocket source) owns
  * an agg_t. agg_add() folds a parsed sample into a per-series accumulator: counters sum
- * (scaled by 1/rate), gauges keep the last absolute value plus later deltas, timers feed
+ * (scaled by 1/rate) — or, for a running total (counter_total), keep the latest total
+ * plus later increments —, gauges keep the last absolute value plus later deltas, timers feed
  * a sketch, sets collect member hashes. agg_flush() moves everything touched since the
  * last flush into an agg_batch_t that the hub applies to the registry in one go; the
  * accumulators restart empty. So the hub's work per flush is per distinct series, not per
@@ -35,7 +36,11 @@ typedef struct agg_delta {
     metric_kind_t kind;
     uint32_t nlines; /* samples folded in: what the hub counts as accepted/rejected */
     union {
-        double counter;
+        struct {
+            double counter; /* increments (after counter_abs when has_total) */
+            bool counter_has_total;
+            double counter_abs; /* the latest running total (statsd_line_t.counter_total) */
+        };
         struct {
             bool has_abs;
             double abs, delta;

@@ -289,8 +289,19 @@ static int mark(registry_t *r, series_t *s) {
 static int apply_delta(registry_t *r, series_t *s, const agg_delta_t *d) {
     switch (s->kind) {
     case METRIC_COUNTER:
-        s->value += d->v.counter;
-        s->interval_sum += d->v.counter;
+        if (d->v.counter_has_total) {
+            double total = d->v.counter_abs, inc = d->v.counter;
+            bool known = s->has_total;
+            if (known) inc += total >= s->value ? total - s->value : total;
+            s->value = total + d->v.counter;
+            s->has_total = true;
+            /* a first total says where the counter stands, not what happened this second */
+            if (!known && d->v.counter == 0) return 0;
+            s->interval_sum += inc;
+        } else {
+            s->value += d->v.counter;
+            s->interval_sum += d->v.counter;
+        }
         break;
     case METRIC_GAUGE:
         if (d->v.gauge.has_abs)

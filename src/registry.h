@@ -9,7 +9,12 @@
  * rate, timer statistics, set cardinality, and a history point.
  *
  * What a series reports (JSON, WebSocket, /metrics):
- *   counter: value = total since the hub started, rate = per second over the last interval
+ *   counter: value = total since the hub started, rate = per second over the last interval;
+ *            for running totals (agg_delta_t.counter_has_total: a kernel counter since
+ *            boot) value = the latest total, and the interval's increase is the difference
+ *            from the previous total (a total below it means the counter restarted: the
+ *            increase is the new total, as Prometheus reads a reset). The first total a
+ *            series sees only sets its value: no increase, no point, rate stays 0.
  *   gauge:   value = current value
  *   timer:   count/sum/min/max/p50/p90/p99 of the last interval that had samples,
  *            value = its mean; /metrics also has cumulative _sum and _count
@@ -50,6 +55,7 @@ typedef struct series {
     metric_kind_t kind;
     bool dirty;        /* received data in the current interval */
     bool zero_pending; /* rate/cardinality must drop to 0 at the next roll */
+    bool has_total;    /* counters: a running total was seen, the next one's increase is known */
     uint64_t roll_mark;
     uint64_t changed_gen; /* registry->gen of the last interval with data */
     uint64_t change_seq;  /* registry->change_seq when its reported values last changed */

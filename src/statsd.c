@@ -290,6 +290,7 @@ statsd_reason_t statsd_parse_line(const char *p, size_t n, statsd_line_t *out) {
     out->name_len = name_len;
     out->kind = kind;
     out->gauge_delta = false;
+    out->counter_total = false;
     out->rate = 1.0;
     out->nvalues = 0;
     out->member = NULL;

@@ -55,6 +55,11 @@ typedef struct statsd_line {
     size_t name_len;
     metric_kind_t kind;
     bool gauge_delta;   /* gauge value had an explicit sign */
+    /* Counters: the value is the counter's running total (a kernel counter since boot,
+     * say), not an increment. Never set by the StatsD or JSON parsers; producers that
+     * read totals (the host source) set it so the registry keeps the total as the value
+     * and derives the increase, without a bogus first interval. */
+    bool counter_total;
     double rate;        /* 1.0 when absent */
     int nvalues;        /* numbers in values[] (0 for sets) */
     double values[STATSD_MAX_VALUES];

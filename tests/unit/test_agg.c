@@ -65,6 +65,45 @@ static void test_counter_rate(void **state) {
     agg_free(&a);
 }
 
+/* A running total (counter_total, as the host source sends kernel counters): the latest
+ * total wins, increments after it add to it, increments before it are part of it, and a
+ * sample rate does not scale a total. */
+static int add_total(agg_t *a, const char *text) {
+    statsd_line_t l;
+    assert_int_equal(statsd_parse_line(text, strlen(text), &l), STATSD_OK);
+    l.counter_total = true;
+    return agg_add(a, &l);
+}
+
+static void test_counter_total(void **state) {
+    (void)state;
+    agg_t a;
+    agg_init(&a, 0);
+    add_ok(&a, "t:5|c");                                   /* wiped by the total after it */
+    assert_int_equal(add_total(&a, "t:1000|c"), STATSD_OK);
+    assert_int_equal(add_total(&a, "t:1200|c|@0.5"), STATSD_OK); /* latest wins, unscaled */
+    add_ok(&a, "t:3|c");                                   /* after the total: kept */
+    add_ok(&a, "plain:2|c");
+    agg_batch_t *b = flush(&a);
+    const agg_delta_t *d = find(b, "t", METRIC_COUNTER);
+    assert_true(d->v.counter_has_total);
+    assert_true(d->v.counter_abs == 1200);
+    assert_true(d->v.counter == 3);
+    assert_int_equal(d->nlines, 4);
+    d = find(b, "plain", METRIC_COUNTER);
+    assert_false(d->v.counter_has_total);
+    assert_true(d->v.counter == 2);
+    agg_batch_free(b);
+    /* the next flush starts empty: no total carried over */
+    add_ok(&a, "t:1|c");
+    b = flush(&a);
+    d = find(b, "t", METRIC_COUNTER);
+    assert_false(d->v.counter_has_total);
+    assert_true(d->v.counter == 1);
+    agg_batch_free(b);
+    agg_free(&a);
+}
+
 static void test_gauge_rules(void **state) {
     (void)state;
     agg_t a;
@@ -454,6 +493,7 @@ static void test_transport_names(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counter_rate),
+        cmocka_unit_test(test_counter_total),
         cmocka_unit_test(test_gauge_rules),
         cmocka_unit_test(test_timer_moved),
         cmocka_unit_test(test_set_members),

@@ -26,7 +26,10 @@ static registry_result_t feed_at(registry_t *r, double now, const char *const *l
     agg_init(&a, 0);
     for (; *lines; lines++) {
         statsd_line_t l;
-        assert_int_equal(statsd_parse_line(*lines, strlen(*lines), &l), STATSD_OK);
+        /* "=name:v|c": a running total (statsd_line_t.counter_total) */
+        const char *text = **lines == '=' ? *lines + 1 : *lines;
+        assert_int_equal(statsd_parse_line(text, strlen(text), &l), STATSD_OK);
+        l.counter_total = **lines == '=';
         assert_int_equal(agg_add(&a, &l), STATSD_OK);
     }
     int err;
@@ -125,6 +128,63 @@ static void test_counter_zero_pending_then_data(void **state) {
     registry_roll(&r, T0 + 3);
     assert_true(s->rate == 0 && s->value == 6);
     expect_point(s, 2, T0 + 2, 0);
+    registry_free(&r);
+}
+
+/* Running totals (kernel counters since boot): value = the total, rate = its increase over
+ * the interval; the first total sets the value only; a smaller total is a restart. */
+static void test_counter_total(void **state) {
+    (void)state;
+    registry_t r;
+    registry_init(&r, 0, 0);
+    registry_result_t res = FEED(&r, T0 + 0.5, "=k:123456.5|c");
+    assert_int_equal(res.accepted, 1);
+    series_t *s = find(&r, "k");
+    assert_non_null(s);
+    assert_true(s->value == 123456.5); /* the total itself, not "since the hub started" */
+    assert_true(s->has_total);
+    registry_roll(&r, T0 + 1);
+    assert_true(s->rate == 0);      /* no bogus first-interval rate */
+    assert_int_equal(s->hist.len, 0); /* and no point: nothing is known about that second */
+    FEED(&r, T0 + 1.5, "=k:123460|c");
+    registry_roll(&r, T0 + 2);
+    assert_true(s->value == 123460 && s->rate == 3.5);
+    assert_int_equal(s->hist.len, 1);
+    expect_point(s, 0, T0 + 1, 3.5);
+    /* unchanged total: increase 0, a point of 0 */
+    FEED(&r, T0 + 2.5, "=k:123460|c");
+    registry_roll(&r, T0 + 3);
+    assert_true(s->rate == 0);
+    expect_point(s, 1, T0 + 2, 0);
+    /* a restart (interface re-created, counter from 0): the increase is the new total */
+    FEED(&r, T0 + 3.5, "=k:40|c");
+    registry_roll(&r, T0 + 4);
+    assert_true(s->value == 40 && s->rate == 40);
+    /* two totals in one interval (two flushes before the roll): increases add up */
+    FEED(&r, T0 + 4.2, "=k:50|c");
+    FEED(&r, T0 + 4.7, "=k:65|c");
+    registry_roll(&r, T0 + 5);
+    assert_true(s->value == 65 && s->rate == 25);
+    /* increments after a total in the same flush count too */
+    FEED(&r, T0 + 5.5, "=k:70|c", "k:2|c");
+    registry_roll(&r, T0 + 6);
+    assert_true(s->value == 72 && s->rate == 7);
+    /* plain increments on a counter that had totals add as usual */
+    FEED(&r, T0 + 6.5, "k:3|c");
+    registry_roll(&r, T0 + 7);
+    assert_true(s->value == 75 && s->rate == 3);
+
+    /* a plain counter that later gets a total: the first total sets the value only */
+    FEED(&r, T0 + 7.2, "p:5|c");
+    registry_roll(&r, T0 + 8);
+    series_t *p = find(&r, "p");
+    assert_true(p->value == 5 && p->rate == 5);
+    FEED(&r, T0 + 8.2, "=p:1000|c");
+    registry_roll(&r, T0 + 9);
+    assert_true(p->value == 1000 && p->rate == 0);
+    FEED(&r, T0 + 9.2, "=p:1010|c");
+    registry_roll(&r, T0 + 10);
+    assert_true(p->value == 1010 && p->rate == 10);
     registry_free(&r);
 }
 
@@ -415,6 +475,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counter),
         cmocka_unit_test(test_counter_zero_pending_then_data),
+        cmocka_unit_test(test_counter_total),
         cmocka_unit_test(test_gauge),
         cmocka_unit_test(test_timer),
         cmocka_unit_test(test_set),
