@@ -35,14 +35,16 @@ declare -A SRCS=(
     [fuzz_sketch]="src/sketch.c"
     [fuzz_ingest_json]="src/ingest_json.c src/statsd.c src/metric.c"
     [fuzz_client_parse]="lib/http_resp.c lib/url.c lib/sbuf.c"
+    [fuzz_host_parse]="src/host_parse.c"
 )
 declare -A LIBS=(
     [fuzz_statsd]="-lm"
     [fuzz_sketch]="-lm"
     [fuzz_ingest_json]="$JANSSON_LIBS -lm"
     [fuzz_client_parse]="-Ilib -Iinclude" # the client library's private headers
+    [fuzz_host_parse]=""
 )
-ALL=(fuzz_statsd fuzz_sketch fuzz_ingest_json fuzz_client_parse)
+ALL=(fuzz_statsd fuzz_sketch fuzz_ingest_json fuzz_client_parse fuzz_host_parse)
 
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${ALL[@]}")
