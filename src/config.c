@@ -156,6 +156,16 @@ static const cfg_opt_t options[] = {
     {"statsd", "allow_from", "statsd-allow", "NETWORKS", CFG_T_NETS, OFF(statsd_allow), "", 0, 0,
      "networks StatsD datagrams are accepted from (10.0.0.0/8, fd00::/8, ...; comma-separated; "
      "empty: any); others are dropped and counted"},
+    {"host", "metrics", "host-metrics", "on|off", CFG_T_BOOL, OFF(host_metrics), "on", 0, 0,
+     "the built-in source `host`: this machine's CPU, memory, disks and network as "
+     "node_exporter-named series, every second"},
+    {"host", "proc", "host-proc", "DIR", CFG_T_PATH, OFF(host_proc), "/proc", 0, 0,
+     "where the host source reads /proc (a container's view of the host: /host/proc)"},
+    {"host", "sys", "host-sys", "DIR", CFG_T_PATH, OFF(host_sys), "/sys", 0, 0,
+     "where the host source reads /sys (network link state, MTU and speed)"},
+    {"debug", "host_statfs_stall", "debug-host-statfs-stall", "PATH", CFG_T_PATH,
+     OFF(debug_host_statfs_stall), "", 0, 0,
+     "test hook: statvfs() of this mount point never answers (empty: none)"},
 };
 
 const cfg_opt_t *config_options(size_t *n) {
@@ -321,11 +331,17 @@ int config_set(config_t *c, const cfg_opt_t *o, const char *value, const char *o
     case CFG_T_NETS:
     case CFG_T_NATS_URL: {
         size_t cap = str_cap(o);
+        /* every CFG_T_PATH field is a char[1024], like data_dir */
+        _Static_assert(sizeof c->host_proc == sizeof c->data_dir &&
+                           sizeof c->host_sys == sizeof c->data_dir &&
+                           sizeof c->debug_host_statfs_stall == sizeof c->data_dir,
+                       "path fields share one size");
+        size_t cap = o->type == CFG_T_PATH ? sizeof c->data_dir : sizeof c->nats_url;
         if (strlen(value) >= cap) {
             errf(err, "%s: value too long (max %zu characters)", origin, cap - 1);
             return -EINVAL;
         }
-        if (o->type == CFG_T_PATH && !*value) {
+        if (o->type == CFG_T_PATH && !*value && *o->def) { /* "" only where it is the default */
             errf(err, "%s: empty path", origin);
             return -EINVAL;
         }
@@ -721,7 +737,8 @@ int config_load(config_t *c, int argc, char **argv, char *const *env, cfg_action
         }
         char origin[96];
         snprintf(origin, sizeof origin, "--%s", o->flag);
-        if (o->type == CFG_T_BOOL && used != 1) { /* bare --demo */
+        /* bare --demo; a boolean with a metavar (--host-metrics on|off) takes its value */
+        if (o->type == CFG_T_BOOL && !o->metavar && used != 1) {
             bool t = true;
             memcpy((char *)c + o->offset, &t, sizeof t);
             continue;

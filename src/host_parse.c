@@ -87,22 +87,25 @@ static bool tok_hex(const char *t, size_t n, uint64_t *out) {
     return true;
 }
 
-/* A decimal like "0.52" (loadavg): digits, optional fraction. */
+/* A decimal like "0.52" (loadavg): digits, optional fraction; converted as an integer
+ * over a power of ten, so "1.75" is exactly 1.75 (correctly rounded). */
 static bool tok_decimal(const char *t, size_t n, double *out) {
-    size_t i = 0;
-    double v = 0;
-    if (i >= n || !is_digit(t[i])) return false;
-    for (; i < n && is_digit(t[i]); i++) {
-        if (i > 15) return false;
-        v = v * 10 + (t[i] - '0');
+    static const double pow10[] = {1,   1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7, 1e8,
+                                   1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17};
+    uint64_t mant = 0;
+    int digits = 0, frac = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (t[i] == '.' && frac < 0 && digits > 0) {
+            frac = 0;
+            continue;
+        }
+        if (!is_digit(t[i]) || digits >= 17) return false;
+        mant = mant * 10 + (uint64_t)(t[i] - '0');
+        digits++;
+        if (frac >= 0) frac++;
     }
-    if (i < n && t[i] == '.') {
-        double scale = 0.1;
-        if (++i >= n) return false;
-        for (; i < n && is_digit(t[i]); i++, scale /= 10) v += (t[i] - '0') * scale;
-    }
-    if (i != n) return false;
-    *out = v;
+    if (digits == 0 || frac == 0) return false;
+    *out = (double)mant / pow10[frac < 0 ? 0 : frac];
     return true;
 }
 

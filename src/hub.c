@@ -25,6 +25,8 @@
 
 /* ---- ingest batches ------------------------------------------------------------------ */
 
+static void roll_at(hub_t *hub, uint32_t boundary, double now);
+
 typedef struct batch_job {
     hub_t *hub;
     agg_batch_t *b;
@@ -61,6 +63,47 @@ int hub_submit_batch(hub_t *hub, agg_batch_t *b) {
 }
 
 static int udp_sink(void *ctx, agg_batch_t *b) { return hub_submit_batch(ctx, b); }
+
+/* Merges b, closing the previous second first when the wall clock has passed it. */
+static void apply_now(hub_t *hub, const agg_batch_t *b, registry_result_t *res) {
+    memset(res, 0, sizeof *res);
+    double now = clk_unix();
+    /* The roll timer fires a few ms after the wall-clock second; a batch that reaches the
+     * hub in between belongs to the new second, so the old one is closed first. Without
+     * this, a sample sent at 17.001 could be stored under second 16. */
+    uint32_t sec = (uint32_t)floor(now);
+    if (sec > hub->last_roll_sec) roll_at(hub, sec, now);
+    registry_apply(&hub->reg, b, now, res);
+    if (res->accepted) stream_changed(&hub->stream);
+}
+
+/* ---- the host source ------------------------------------------------------------------
+ * Its batches are not ingest: they are applied like the others but counted apart
+ * (metricast_host_*), so ingest rates show what senders sent. */
+static void host_batch_task(void *arg, int cancelled) {
+    batch_job_t *j = arg;
+    hub_t *hub = j->hub;
+    if (!cancelled) {
+        registry_result_t res;
+        apply_now(hub, j->b, &res);
+        for (int r = 0; r < REJECT_REASON_COUNT; r++) hub->host_rejected += res.rejected[r];
+        sources_seen(&hub->sources, HOST_SOURCE_ID, clk_unix());
+    }
+    atomic_fetch_sub(&hub->host_pending, 1);
+    agg_batch_free(j->b);
+    free(j);
+}
+
+static int host_sink(void *ctx, agg_batch_t *b) {
+    hub_t *hub = ctx;
+    batch_job_t *j = malloc(sizeof *j);
+    if (!j) return -ENOMEM;
+    j->hub = hub;
+    j->b = b;
+    int rc = inbox_post(&hub->inbox, host_batch_task, j);
+    if (rc) free(j);
+    return rc;
+}
 
 /* ---- events -------------------------------------------------------------------------- */
 
@@ -430,16 +473,8 @@ static void on_roll(uv_timer_t *t) {
 }
 
 void hub_apply_batch(hub_t *hub, const agg_batch_t *b, registry_result_t *res) {
-    memset(res, 0, sizeof *res);
-    double now = clk_unix();
-    /* The roll timer fires a few ms after the wall-clock second; a batch that reaches the
-     * hub in between belongs to the new second, so the old one is closed first. Without
-     * this, a sample sent at 17.001 could be stored under second 16. */
-    uint32_t sec = (uint32_t)floor(now);
-    if (sec > hub->last_roll_sec) roll_at(hub, sec, now);
-    registry_apply(&hub->reg, b, now, res);
+    apply_now(hub, b, res);
     account(hub, b->transport, res);
-    if (res->accepted) stream_changed(&hub->stream);
 }
 
 void hub_self_snapshot(hub_t *hub, hub_self_t *o) {
@@ -508,6 +543,16 @@ void hub_self_snapshot(hub_t *hub, hub_self_t *o) {
     for (int i = 0; i < LIMIT_COUNT; i++) o->limit_hits[i] = atomic_load(&hub->limits.hits[i]);
     /* the registry counts its refusals as rejected samples; the limit family shows them too */
     o->limit_hits[LIMIT_SERIES] = o->rejected[REG_REJECT_SERIES_LIMIT];
+    if (hub->host) {
+        host_stats_t *hs = host_stats(hub->host);
+        o->host_on = true;
+        for (int f = 0; f < HOST_F_COUNT; f++) o->host_read_errors[f] = atomic_load(&hs->read_errors[f]);
+        o->host_collections = atomic_load(&hs->collections);
+        o->host_samples = atomic_load(&hs->samples);
+        o->host_rejected = atomic_load(&hs->rejected) + hub->host_rejected;
+        o->host_statfs_timeouts = atomic_load(&hs->statfs_timeouts);
+        o->host_cpu_seconds = (double)atomic_load(&hs->cpu_ns) / 1e9;
+    }
 }
 
 static int bind_listener(const cfg_addr_t *a, int *fd_out, char *actual, size_t actual_len) {
@@ -779,6 +824,13 @@ int hub_open(hub_t *hub, const config_t *cfg, char err[HUB_ERR_LEN]) {
         snprintf(hub->statsd_addr, sizeof hub->statsd_addr, "off");
     }
 
+    if (cfg->host_metrics) {
+        host_opts_t ho = {cfg->host_proc, cfg->host_sys, cfg->debug_host_statfs_stall};
+        if (host_open(&hub->host, &ho, host_sink, hub, &hub->host_pending, err, HUB_ERR_LEN) < 0)
+            return -1;
+        hub->reg.family_help = host_family_help;
+    }
+
     int n = cfg->threads;
     if (n <= 0) n = (int)uv_available_parallelism();
     if (n < 1) n = 1;
@@ -826,6 +878,18 @@ int hub_run(hub_t *hub) {
         log_error("cannot start the store thread", "error=\"%s\"", "thread");
         begin_stop(hub, "start-up failure");
     }
+    if (hub->host && !hub->stopping) {
+        /* the built-in source: online while the hub runs, seen at every collection */
+        sources_builtin(&hub->sources, HOST_SOURCE_ID, host_attrs_json(hub->host), clk_unix());
+        int rc = host_start(hub->host);
+        if (rc) { /* not fatal: the hub runs without host metrics */
+            log_error("cannot start the host metrics thread", "error=\"%s\"", uv_strerror(rc));
+            host_close(hub->host);
+            hub->host = NULL;
+        } else {
+            log_info("host metrics on", "proc=%s sys=%s", cfg->host_proc, cfg->host_sys);
+        }
+    }
     uint64_t agg_ms = (uint64_t)(cfg->aggregate_every * 1000);
     uv_timer_start(&hub->aggregate_timer, on_aggregate, agg_ms, agg_ms);
     uint64_t report_ms = (uint64_t)(cfg->report_interval * 1000);
@@ -868,6 +932,8 @@ static void close_any(uv_handle_t *h, void *arg) {
 }
 
 void hub_close(hub_t *hub) {
+    host_close(hub->host); /* its thread posts to the inbox: stop it while the inbox exists */
+    hub->host = NULL;
     ingest_udp_close(hub->udp);
     hub->udp = NULL;
     while (hub->pend_head) { /* never confirmed: their publishers are told it failed */

@@ -21,6 +21,7 @@
 #include "access.h"
 #include "auth.h"
 #include "health.h"
+#include "host_source.h"
 #include "inbox.h"
 #include "limit.h"
 #include "ingest_stats.h"
@@ -109,6 +110,9 @@ typedef struct hub {
     void *prestop_ctx;
     uv_timer_t prestop_timer;
     bool prestop_waiting;
+    host_source_t *host;          /* the built-in source `host`; NULL with --host-metrics off */
+    _Atomic int host_pending;     /* host batches handed to the inbox, not yet applied */
+    uint64_t host_rejected;       /* host samples the registry refused (hub thread) */
 } hub_t;
 
 /* Binds the listening socket and prepares the workers. On failure returns -1 with one

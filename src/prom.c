@@ -72,14 +72,16 @@ static void render_family(buf_t *b, const family_t *f) {
     switch (f->kind) {
     case METRIC_COUNTER: {
         const char *sfx = ends_with(name, "_total") ? "" : "_total";
-        family_header(b, name, sfx, "Counter from metricast ingest (StatsD |c or JSON).",
+        family_header(b, name, sfx,
+                      f->help ? f->help : "Counter from metricast ingest (StatsD |c or JSON).",
                       "counter");
         for (uint32_t i = 0; i < f->n; i++)
             sample(b, name, sfx, f->v[i]->key, NULL, NULL, f->v[i]->value);
         break;
     }
     case METRIC_GAUGE:
-        family_header(b, name, "", "Gauge from metricast ingest (StatsD |g or JSON).", "gauge");
+        family_header(b, name, "", f->help ? f->help : "Gauge from metricast ingest (StatsD |g or JSON).",
+                      "gauge");
         for (uint32_t i = 0; i < f->n; i++)
             sample(b, name, "", f->v[i]->key, NULL, NULL, f->v[i]->value);
         break;
@@ -219,6 +221,29 @@ static void self_metrics(buf_t *b, const hub_self_t *s) {
     GAUGE("process_max_fds", "Maximum number of open file descriptors.", s->proc.max_fds);
     GAUGE("process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
           s->proc.start_time);
+    if (s->host_on) {
+        family_header(b, "metricast_host_read_errors_total", "",
+                      "Reads of a /proc or /sys file by the host source that failed (missing, "
+                      "unreadable, too large) or found content it skipped.",
+                      "counter");
+        for (int f = 0; f < HOST_F_COUNT; f++)
+            buf_printf(b, "metricast_host_read_errors_total{file=\"%s\"} %llu\n",
+                       host_file_name((host_file_t)f),
+                       (unsigned long long)s->host_read_errors[f]);
+        COUNTER("metricast_host_collections_total", "Seconds of host metrics collected.",
+                s->host_collections);
+        COUNTER("metricast_host_collect_cpu_seconds_total",
+                "CPU time the host source's thread spent collecting.", s->host_cpu_seconds);
+        COUNTER("metricast_host_samples_total", "Host samples handed to the registry.",
+                s->host_samples);
+        COUNTER("metricast_host_rejected_total",
+                "Host samples not stored (a label over 255 bytes, the series limit, a name "
+                "another sender took with another kind).",
+                s->host_rejected);
+        COUNTER("metricast_host_statfs_timeouts_total",
+                "statvfs() calls abandoned after the timeout (a mount not answering).",
+                s->host_statfs_timeouts);
+    }
 #undef GAUGE
 #undef COUNTER
 }

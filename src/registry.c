@@ -44,6 +44,7 @@ void registry_free(registry_t *r) {
         if (r->slots[i].s) series_free(r->slots[i].s);
     for (uint32_t i = 0; i < r->nfam; i++) {
         free(r->fams[i]->name);
+        free(r->fams[i]->help);
         free(r->fams[i]->v);
         free(r->fams[i]);
     }
@@ -214,6 +215,11 @@ static family_t *family_get(registry_t *r, const char *name, metric_kind_t kind,
     }
     f->kind = kind;
     f->reg = r;
+    if (r->family_help) { /* out of memory here only costs the specific text */
+        char hb[256];
+        const char *help = r->family_help(name, hb, sizeof hb);
+        if (help) f->help = strdup(help);
+    }
     uint32_t j = (uint32_t)hash_bytes(name, strlen(name), 1) & (r->fcap - 1);
     while (r->fslots[j]) j = (j + 1) & (r->fcap - 1);
     r->fslots[j] = f;

@@ -77,6 +77,7 @@ typedef struct series {
 typedef struct family {
     const struct registry *reg; /* the owner (its settings: trend dead-band) */
     char *name;
+    char *help; /* owned; NULL: the generic text of its kind (registry_t.family_help) */
     metric_kind_t kind;
     series_t **v;
     uint32_t n, cap;
@@ -111,6 +112,9 @@ typedef struct registry {
     series_t **changed;
     uint32_t nchanged, changed_cap;
     double trend_deadband; /* relative change within which a trend is "stable" */
+    /* The HELP text /metrics shows for a new family, when its producer knows one (the
+     * host source's node_* families): written into buf, or NULL for the generic text. */
+    const char *(*family_help)(const char *name, char *buf, size_t cap);
     /* Every history point the roll appends is also offered here (the store writes it). */
     void (*on_point)(void *ctx, const series_t *s, uint32_t t, double v);
     void *point_ctx;

@@ -6,7 +6,10 @@
 #include <stdint.h>
 
 #include "access.h"
+#include <stdbool.h>
+
 #include "agg.h"
+#include "host_source.h"
 #include "ingest_stats.h"
 #include "limit.h"
 #include "procstat.h"
@@ -44,6 +47,11 @@ typedef struct hub_self {
     uint64_t webhook_sent, webhook_failed, webhook_retried, webhook_dropped, webhook_queued;
     uint64_t auth_denied[DENY_COUNT];
     uint64_t limit_hits[LIMIT_COUNT];
+    /* the host source (all 0 and host_on false with --host-metrics off) */
+    bool host_on;
+    uint64_t host_read_errors[HOST_F_COUNT];
+    uint64_t host_collections, host_samples, host_rejected, host_statfs_timeouts;
+    double host_cpu_seconds;
 } hub_self_t;
 
 #endif

@@ -69,10 +69,17 @@ static source_info_t *get_or_add(sources_t *s, const char *id) {
     return si;
 }
 
+int sources_builtin(sources_t *s, const char *id, const char *attrs, double now) {
+    if (!sources_online(s, id, "builtin", attrs, now)) return -ENOMEM;
+    sources_find(s, id)->builtin = true;
+    return 0;
+}
+
 uint32_t sources_online(sources_t *s, const char *id, const char *session_id, const char *attrs,
                         double now) {
     source_info_t *si = get_or_add(s, id);
     if (!si) return 0;
+    if (si->builtin) return ++si->attempts; /* the hub's own source stays as it is */
     char *a = strdup(attrs && *attrs ? attrs : "{}");
     if (!a) return 0;
     free(si->attrs);
@@ -86,7 +93,7 @@ uint32_t sources_online(sources_t *s, const char *id, const char *session_id, co
 
 bool sources_offline(sources_t *s, const char *id, const char *session_id, double now) {
     source_info_t *si = sources_find(s, id);
-    if (!si || !si->online || strcmp(si->session_id, session_id) != 0) return false;
+    if (!si || !si->online || si->builtin || strcmp(si->session_id, session_id) != 0) return false;
     si->online = false;
     si->disconnected_at = now;
     s->online--;

@@ -22,6 +22,7 @@ typedef struct source_info {
     char session_id[40];
     char *attrs; /* JSON object text (owned), "{}" when none */
     uint32_t attempts; /* sessions seen for this id */
+    bool builtin;      /* the hub's own (the host source): online while the hub runs */
 } source_info_t;
 
 typedef struct sources {
@@ -44,6 +45,10 @@ uint32_t sources_online(sources_t *s, const char *id, const char *session_id, co
 /* A session ended: the source goes offline unless a newer session holds it. Returns
  * whether this session was the current one. */
 bool sources_offline(sources_t *s, const char *id, const char *session_id, double now);
+/* A source the hub runs itself (the host source): online until the hub stops; a session
+ * that says hello under its id cannot take it offline or replace its attrs. attrs: JSON
+ * object text (copied). 0 or -ENOMEM. */
+int sources_builtin(sources_t *s, const char *id, const char *attrs, double now);
 void sources_seen(sources_t *s, const char *id, double now);
 /* {"sources":[...],"online":N,"count":N} */
 int sources_json(const sources_t *s, buf_t *b);
