@@ -796,38 +796,40 @@ static void collect_netstat(host_source_t *h) {
 }
 
 /* Streams a socket table a chunk at a time: it can hold hundreds of thousands of lines. */
-static void read_tcp(host_source_t *h, host_file_t f, const char *rel, bool optional,
+static bool read_tcp(host_source_t *h, host_file_t f, const char *rel, bool optional,
                      host_tcp_t *acc) {
     char path[2048 + 64];
     snprintf(path, sizeof path, "%s/%s", h->proc, rel);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         if (!(optional && errno == ENOENT)) count_error(h, f, NULL, -errno);
-        return;
+        return false;
     }
     struct stat sb;
     if (fstat(fd, &sb) == 0 && !S_ISREG(sb.st_mode)) {
         close(fd);
         count_error(h, f, "not a regular file", 0);
-        return;
+        return false;
     }
     if (h->cap < HOST_CHUNK) {
         char *nb = realloc(h->buf, HOST_CHUNK);
         if (!nb) {
             close(fd);
             count_error(h, f, NULL, -ENOMEM);
-            return;
+            return false;
         }
         h->buf = nb;
         h->cap = HOST_CHUNK;
     }
     size_t have = 0; /* bytes of an incomplete line carried to the next read */
     int bad = 0, lines = 0;
+    bool ok = true;
     for (;;) {
         ssize_t r = read(fd, h->buf + have, h->cap - have);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
             count_error(h, f, NULL, -errno);
+            ok = false;
             break;
         }
         const char *p = h->buf, *end = h->buf + have + (size_t)r;
@@ -847,6 +849,7 @@ static void read_tcp(host_source_t *h, host_file_t f, const char *rel, bool opti
     }
     close(fd);
     if (bad) verdict(h, f, bad == lines ? -1 : bad);
+    return ok && !(bad && bad == lines);
 }
 
 /* The live kernel's sockets through sock_diag (what node_exporter's tcpstat reads): the
@@ -928,12 +931,13 @@ static void collect_tcp(host_source_t *h) {
     }
     if (!done) { /* a fake or foreign root, or no netlink: the text tables */
         memset(&acc, 0, sizeof acc);
-        read_tcp(h, HOST_F_TCP, "net/tcp", false, &acc);
-        read_tcp(h, HOST_F_TCP6, "net/tcp6", true, &acc); /* absent without IPv6 */
+        done = read_tcp(h, HOST_F_TCP, "net/tcp", false, &acc);
+        (void)read_tcp(h, HOST_F_TCP6, "net/tcp6", true, &acc); /* absent without IPv6 */
     }
     uint64_t spent = clk_mono_ns() - t0;
     h->tcp_skip = (uint32_t)(spent / HOST_TCP_BUDGET_NS);
     if (h->tcp_skip > HOST_TCP_MAX_SKIP) h->tcp_skip = HOST_TCP_MAX_SKIP;
+    if (!done) return; /* no table: no counts, rather than zeros */
     for (int s = 1; s < HOST_TCP_STATES; s++) {
         label_t l = {"state", host_tcp_state_name(s)};
         emit(h, "node_tcp_connection_states", METRIC_GAUGE, false, (double)acc.state[s], &l, 1);

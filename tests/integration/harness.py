@@ -148,11 +148,13 @@ class Hub:
     """A running metricastd on 127.0.0.1:<ephemeral port>.
 
     Hub(args=[...], env={...}, config="ini text", defaults=True)
-    `defaults` adds --listen 127.0.0.1:0 --statsd off --data <fresh dir> in front of args.
+    `defaults` adds --listen 127.0.0.1:0 --statsd off --data <fresh dir> in front of args,
+    and --host-metrics off unless host=True: the machine's own series (node_*) stay out of
+    tests of other parts; tests/integration/test_host.py turns them on.
     """
 
     def __init__(self, args=(), env=None, config=None, defaults=True,
-                 start_timeout=10.0, start=True, statsd=False):
+                 start_timeout=10.0, start=True, statsd=False, host=False):
         self.tmp = tempfile.mkdtemp(prefix="mc-it-")
         self.data_dir = os.path.join(self.tmp, "data")
         os.mkdir(self.data_dir)
@@ -163,7 +165,8 @@ class Hub:
             # statsd=True: a StatsD UDP listener on an ephemeral port (see statsd_port)
             argv += ["--listen", "%s:0" % HOST,
                      "--statsd", ("%s:0" % HOST) if statsd else "off",
-                     "--data", self.data_dir]
+                     "--data", self.data_dir,
+                     "--host-metrics", "on" if host else "off"]
         if config is not None:
             self.config_path = os.path.join(self.tmp, "metricast.ini")
             with open(self.config_path, "w", encoding="utf-8") as f:
