@@ -91,6 +91,13 @@ static const cfg_opt_t options[] = {
      "inbound queue of a source session, in messages (backpressure above 0.85 of it)"},
     {"sources", "queue_bytes", "source-queue-bytes", "BYTES", CFG_T_SIZE, OFF(src_queue_bytes),
      "1m", 4096, 1024.0 * 1024 * 1024, "inbound queue of a source session, in bytes"},
+    {"host", "metrics", "host-metrics", "on|off", CFG_T_BOOL, OFF(host_metrics), "on", 0, 0,
+     "the built-in source `host`: this machine's CPU, memory, disks and network as "
+     "node_exporter-named series, every second"},
+    {"host", "proc", "host-proc", "DIR", CFG_T_PATH, OFF(host_proc), "/proc", 0, 0,
+     "where the host source reads /proc (a container's view of the host: /host/proc)"},
+    {"host", "sys", "host-sys", "DIR", CFG_T_PATH, OFF(host_sys), "/sys", 0, 0,
+     "where the host source reads /sys (network link state, MTU and speed)"},
     {"debug", "session_metrics_fail_every", "debug-session-metrics-fail-every", "N", CFG_T_INT,
      OFF(debug_session_metrics_fail_every), "0", 0, 1000000,
      "test hook: fail every Nth per-session metrics message (0: never)"},
@@ -156,13 +163,6 @@ static const cfg_opt_t options[] = {
     {"statsd", "allow_from", "statsd-allow", "NETWORKS", CFG_T_NETS, OFF(statsd_allow), "", 0, 0,
      "networks StatsD datagrams are accepted from (10.0.0.0/8, fd00::/8, ...; comma-separated; "
      "empty: any); others are dropped and counted"},
-    {"host", "metrics", "host-metrics", "on|off", CFG_T_BOOL, OFF(host_metrics), "on", 0, 0,
-     "the built-in source `host`: this machine's CPU, memory, disks and network as "
-     "node_exporter-named series, every second"},
-    {"host", "proc", "host-proc", "DIR", CFG_T_PATH, OFF(host_proc), "/proc", 0, 0,
-     "where the host source reads /proc (a container's view of the host: /host/proc)"},
-    {"host", "sys", "host-sys", "DIR", CFG_T_PATH, OFF(host_sys), "/sys", 0, 0,
-     "where the host source reads /sys (network link state, MTU and speed)"},
     {"debug", "host_statfs_stall", "debug-host-statfs-stall", "PATH", CFG_T_PATH,
      OFF(debug_host_statfs_stall), "", 0, 0,
      "test hook: statvfs() of this mount point never answers (empty: none)"},
@@ -288,6 +288,9 @@ static size_t str_cap(const cfg_opt_t *o) {
     case OFF(nats_url): return sizeof ((config_t *)0)->nats_url;
     case OFF(allowed_origins): return sizeof ((config_t *)0)->allowed_origins;
     case OFF(statsd_allow): return sizeof ((config_t *)0)->statsd_allow;
+    case OFF(host_proc): return sizeof ((config_t *)0)->host_proc;
+    case OFF(host_sys): return sizeof ((config_t *)0)->host_sys;
+    case OFF(debug_host_statfs_stall): return sizeof ((config_t *)0)->debug_host_statfs_stall;
     default: return 0; /* a text option without an entry here refuses every value */
     }
 }
@@ -331,12 +334,6 @@ int config_set(config_t *c, const cfg_opt_t *o, const char *value, const char *o
     case CFG_T_NETS:
     case CFG_T_NATS_URL: {
         size_t cap = str_cap(o);
-        /* every CFG_T_PATH field is a char[1024], like data_dir */
-        _Static_assert(sizeof c->host_proc == sizeof c->data_dir &&
-                           sizeof c->host_sys == sizeof c->data_dir &&
-                           sizeof c->debug_host_statfs_stall == sizeof c->data_dir,
-                       "path fields share one size");
-        size_t cap = o->type == CFG_T_PATH ? sizeof c->data_dir : sizeof c->nats_url;
         if (strlen(value) >= cap) {
             errf(err, "%s: value too long (max %zu characters)", origin, cap - 1);
             return -EINVAL;

@@ -27,6 +27,7 @@ static const struct {
     {"series", "the series registry and in-memory history"},
     {"events", "the retained event window"},
     {"sources", "telemetry source sessions"},
+    {"host", "the built-in source `host`: this machine's metrics, read from /proc and /sys"},
     {"debug", "test hooks; leave at their defaults in production"},
     {"alerts", "alert rule evaluation (the rules themselves are [alert.NAME] sections, below)"},
     {"webhook", "delivery of alert webhooks (timeouts, retries, the queue)"},
@@ -159,10 +160,11 @@ char *config_doc_markdown(void) {
             if (strcmp(o[k].section, o[i].section)) continue;
             env_name(&o[k], env, sizeof env);
             range_str(&o[k], range, sizeof range);
-            buf_printf(&b, "| `%s` | `--%s%s%s` | `%s` | %s | %s%s%s | %s | ", o[k].key,
-                       o[k].flag, o[k].metavar ? " " : "", o[k].metavar ? o[k].metavar : "",
-                       env, type_name(o[k].type), *o[k].def ? "`" : "",
-                       *o[k].def ? o[k].def : "(empty)", *o[k].def ? "`" : "", range);
+            buf_printf(&b, "| `%s` | `--%s%s", o[k].key, o[k].flag, o[k].metavar ? " " : "");
+            md_cell(&b, o[k].metavar ? o[k].metavar : ""); /* "on|off": a pipe splits cells */
+            buf_printf(&b, "` | `%s` | %s | %s%s%s | %s | ", env, type_name(o[k].type),
+                       *o[k].def ? "`" : "", *o[k].def ? o[k].def : "(empty)",
+                       *o[k].def ? "`" : "", range);
             md_cell(&b, o[k].help);
             if (config_is_secret(&o[k])) buf_puts(&b, " (secret: masked by --check-config)");
             buf_puts(&b, " |\n");

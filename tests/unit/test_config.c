@@ -230,6 +230,46 @@ static void test_flags_misc(void **state) {
     assert_int_equal(act, CFG_HELP); /* --help wins over anything malformed */
 }
 
+/* --host-metrics takes on|off as its own argument (a boolean with a metavar), unlike the
+ * bare --demo; the roots are paths; the test hook's path may be empty (its default). */
+static void test_host_flags(void **state) {
+    (void)state;
+    config_t c;
+    char err[CFG_ERR_LEN];
+    char *env[] = {NULL};
+    const char *a0[] = {NULL};
+    assert_int_equal(load(&c, a0, env, err), 0);
+    assert_true(c.host_metrics);
+    assert_string_equal(c.host_proc, "/proc");
+    assert_string_equal(c.host_sys, "/sys");
+    assert_string_equal(c.debug_host_statfs_stall, "");
+    const char *a1[] = {"--host-metrics", "off", "--demo", "--host-proc", "/host/proc", NULL};
+    assert_int_equal(load(&c, a1, env, err), 0);
+    assert_false(c.host_metrics);
+    assert_true(c.demo);
+    assert_string_equal(c.host_proc, "/host/proc");
+    const char *a2[] = {"--host-metrics=on", NULL};
+    char *env2[] = {(char *)"METRICAST_HOST_METRICS=off", (char *)"METRICAST_HOST_SYS=/s", NULL};
+    assert_int_equal(load(&c, a2, env2, err), 0);
+    assert_true(c.host_metrics); /* the flag over the environment */
+    assert_string_equal(c.host_sys, "/s");
+    const char *a3[] = {"--host-metrics", NULL};
+    expect_error(NULL, a3, "--host-metrics: missing on|off");
+    const char *a4[] = {"--host-metrics", "sometimes", NULL};
+    expect_error(NULL, a4, "--host-metrics");
+    const char *a5[] = {"--host-proc", "", NULL};
+    expect_error(NULL, a5, "--host-proc: empty path");
+    char *path = write_tmp("[host]\nmetrics = off\nproc = /x/proc\n");
+    char cfgarg[128];
+    snprintf(cfgarg, sizeof cfgarg, "%s", path);
+    const char *a6[] = {"--config", cfgarg, NULL};
+    assert_int_equal(load(&c, a6, env, err), 0);
+    assert_false(c.host_metrics);
+    assert_string_equal(c.host_proc, "/x/proc");
+    config_free(&c);
+    unlink(path);
+}
+
 /* [alert.x] and [token.x] sections are collected verbatim for their owners; unknown kinds,
  * bad names and repeated keys are refused here. */
 static void test_named_sections(void **state) {
@@ -310,6 +350,7 @@ int main(void) {
         cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_errors_name_the_setting),
         cmocka_unit_test(test_flags_misc),
+        cmocka_unit_test(test_host_flags),
         cmocka_unit_test(test_usage_lists_every_flag),
         cmocka_unit_test(test_named_sections),
     };

@@ -348,6 +348,47 @@ static void test_render_empty_registry(void **state) {
     registry_free(&r);
 }
 
+/* A family's producer can name its HELP text (the host source's node_* families); the
+ * host's own counters appear only when it runs. */
+static const char *help_for(const char *name, char *buf, size_t cap) {
+    if (strcmp(name, "node_load1") != 0 && strcmp(name, "node_cpu_seconds_total") != 0)
+        return NULL;
+    snprintf(buf, cap, "Specific help for %s.", name);
+    return buf;
+}
+
+static void test_family_help_and_host_counters(void **state) {
+    (void)state;
+    registry_t r;
+    registry_init(&r, 0, 0);
+    r.family_help = help_for;
+    feed(&r, (const char *const[]){"node_load1:0.5|g", "node_cpu_seconds_total:3|c", "other:1|g",
+                                   NULL});
+    hub_self_t self;
+    zero_self(&self);
+    buf_t b = BUF_INIT;
+    assert_int_equal(prom_render(&r, &self, &b), 0);
+    expect_line(b.data, "# HELP node_load1 Specific help for node_load1.");
+    expect_line(b.data, "# HELP node_cpu_seconds_total Specific help for node_cpu_seconds_total.");
+    expect_line(b.data, "# HELP other Gauge from metricast ingest (StatsD |g or JSON).");
+    assert_null(strstr(b.data, "metricast_host_"));
+    buf_free(&b);
+    self.host_on = true;
+    self.host_read_errors[HOST_F_MEMINFO] = 4;
+    self.host_collections = 7;
+    self.host_cpu_seconds = 0.25;
+    b = (buf_t)BUF_INIT;
+    assert_int_equal(prom_render(&r, &self, &b), 0);
+    expect_line(b.data, "metricast_host_read_errors_total{file=\"meminfo\"} 4");
+    expect_line(b.data, "metricast_host_read_errors_total{file=\"net/dev\"} 0");
+    expect_line(b.data, "metricast_host_collections_total 7");
+    expect_line(b.data, "metricast_host_collect_cpu_seconds_total 0.25");
+    fam_t fams[64];
+    assert_int_equal(check_structure(b.data, fams, 64), 25 + 6 + 3);
+    buf_free(&b);
+    registry_free(&r);
+}
+
 static void test_render_workers_and_self_values(void **state) {
     (void)state;
     registry_t r;
@@ -465,6 +506,7 @@ int main(void) {
         cmocka_unit_test(test_render_structure),
         cmocka_unit_test(test_render_empty_registry),
         cmocka_unit_test(test_render_workers_and_self_values),
+        cmocka_unit_test(test_family_help_and_host_counters),
         cmocka_unit_test(test_promtool),
         cmocka_unit_test(test_family_name_collisions_refused),
     };
