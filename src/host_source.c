@@ -23,6 +23,7 @@
 
 #include "buf.h"
 #include "clock.h"
+#include "hash.h"
 #include "host_parse.h"
 #include "jsonw.h"
 #include "log.h"
@@ -168,6 +169,119 @@ static void helper_retire(helper_t *hp) {
     helper_unref(hp);
 }
 
+/* ---- sets of label keys ----------------------------------------------------------------
+ * What was seen in this collection and in the previous one (filesystems, disks,
+ * interfaces): something in `prev` but not in `cur` went away, and its gauges are
+ * published once as NaN — Prometheus' staleness marker — so a threshold on a filesystem
+ * that was unmounted resolves instead of holding its last value forever. */
+typedef struct keyslot {
+    uint64_t hash;
+    uint32_t len;
+    uint32_t mask; /* which of its gauges were ever published (bit i: gauge i of its kind) */
+    char *key;     /* owned; NULL: empty */
+} keyslot_t;
+
+typedef struct keyset {
+    keyslot_t *slots;
+    uint32_t cap, n;
+} keyset_t;
+
+static keyslot_t *ks_find(const keyset_t *ks, const char *key, uint32_t len, uint64_t h) {
+    if (!ks->cap) return NULL;
+    for (uint32_t j = (uint32_t)h & (ks->cap - 1); ks->slots[j].key; j = (j + 1) & (ks->cap - 1))
+        if (ks->slots[j].hash == h && ks->slots[j].len == len && !memcmp(ks->slots[j].key, key, len))
+            return &ks->slots[j];
+    return NULL;
+}
+
+static bool ks_has(const keyset_t *ks, const char *key, uint32_t len, uint64_t h) {
+    return ks_find(ks, key, len, h) != NULL;
+}
+
+static uint64_t ks_hash(const char *key, uint32_t len) { return hash_bytes(key, len, 0x686f7374ULL); }
+
+/* Adds key: its slot in *out (NULL when out of memory); 1 added, 0 already there. */
+static int ks_put(keyset_t *ks, const char *key, uint32_t len, keyslot_t **out) {
+    uint64_t h = ks_hash(key, len);
+    if ((*out = ks_find(ks, key, len, h))) return 0;
+    if ((ks->n + 1) * 2 > ks->cap) {
+        uint32_t ncap = ks->cap ? ks->cap * 2 : 16;
+        keyslot_t *ns = calloc(ncap, sizeof *ns);
+        if (!ns) return -ENOMEM; /* *out is NULL */
+        for (uint32_t i = 0; i < ks->cap; i++) {
+            if (!ks->slots[i].key) continue;
+            uint32_t j = (uint32_t)ks->slots[i].hash & (ncap - 1);
+            while (ns[j].key) j = (j + 1) & (ncap - 1);
+            ns[j] = ks->slots[i];
+        }
+        free(ks->slots);
+        ks->slots = ns;
+        ks->cap = ncap;
+    }
+    char *k = malloc(len ? len : 1);
+    if (!k) return -ENOMEM;
+    memcpy(k, key, len);
+    uint32_t j = (uint32_t)h & (ks->cap - 1);
+    while (ks->slots[j].key) j = (j + 1) & (ks->cap - 1);
+    ks->slots[j] = (keyslot_t){h, len, 0, k};
+    ks->n++;
+    *out = &ks->slots[j];
+    return 1;
+}
+
+static void ks_clear(keyset_t *ks) {
+    for (uint32_t i = 0; i < ks->cap; i++) {
+        free(ks->slots[i].key);
+        ks->slots[i].key = NULL;
+    }
+    ks->n = 0;
+}
+
+static void ks_free(keyset_t *ks) {
+    ks_clear(ks);
+    free(ks->slots);
+    memset(ks, 0, sizeof *ks);
+}
+
+/* The previous and the current collection's keys of one kind of thing. */
+typedef struct seen {
+    keyset_t prev, cur;
+} seen_t;
+
+/* Marks key seen in this collection: the mask of its published gauges (carried over from
+ * the previous collection) in *mask, or NULL when out of memory. False when the key was
+ * seen already in this collection (a duplicate line: skip it). */
+static bool seen_put(seen_t *s, const char *key, uint32_t len, uint32_t **mask) {
+    keyslot_t *k;
+    int added = ks_put(&s->cur, key, len, &k);
+    *mask = k ? &k->mask : NULL;
+    if (added == 0) return false;
+    if (k) {
+        const keyslot_t *old = ks_find(&s->prev, key, len, k->hash);
+        if (old) k->mask = old->mask;
+    }
+    return true;
+}
+
+/* Calls gone(key) for every key of the previous collection not seen in this one, then
+ * makes this one the previous. Only after a successful read: a file that failed to read
+ * once does not make everything in it vanish. */
+static void seen_turn(seen_t *s, void (*gone)(void *ctx, const char *key, uint32_t mask), void *ctx) {
+    for (uint32_t i = 0; i < s->prev.cap; i++) {
+        const keyslot_t *k = &s->prev.slots[i];
+        if (k->key && !ks_has(&s->cur, k->key, k->len, k->hash)) gone(ctx, k->key, k->mask);
+    }
+    keyset_t t = s->prev;
+    s->prev = s->cur;
+    s->cur = t;
+    ks_clear(&s->cur);
+}
+
+static void seen_free(seen_t *s) {
+    ks_free(&s->prev);
+    ks_free(&s->cur);
+}
+
 /* ---- the source ---------------------------------------------------------------------- */
 
 typedef struct cpu_state { /* the last values published for one CPU (node_exporter's cache) */
@@ -189,11 +303,6 @@ typedef struct stuck {
     helper_t *hp;
     char path[HOST_PATH_MAX];
 } stuck_t;
-
-typedef struct fs_seen {
-    char key[HOST_PATH_MAX + 256]; /* device \0 mountpoint \0 fstype, for de-duplication */
-    size_t len;
-} fs_seen_t;
 
 struct host_source {
     char proc[1024], sys[1024], stall[HOST_PATH_MAX];
@@ -226,8 +335,7 @@ struct host_source {
     helper_t *helper;
     stuck_t *stuck;
     uint32_t nstuck;
-    fs_seen_t *fs_seen;
-    uint32_t nfs_seen, fs_seen_cap;
+    seen_t fs_seen, disk_seen, net_seen; /* keys: device\0mountpoint\0fstype; device */
     double mem_total, mem_avail;
     bool has_mem_total, has_mem_avail;
     bool live_proc; /* proc root is the running kernel's /proc */
@@ -319,7 +427,7 @@ typedef struct label {
  * registry's 255-byte limit cannot name a series: the sample is dropped and counted. */
 static void emit(host_source_t *h, const char *name, metric_kind_t kind, bool total, double v,
                  const label_t *labels, int nl) {
-    if (!isfinite(v)) return;
+    if (isinf(v) || (isnan(v) && kind != METRIC_GAUGE)) return; /* NaN: a gauge gone stale */
     statsd_line_t *l = &h->line;
     l->name = name;
     l->name_len = strlen(name);
@@ -345,6 +453,11 @@ static void emit(host_source_t *h, const char *name, metric_kind_t kind, bool to
     }
     if (agg_add(&h->agg, l) != STATSD_OK)
         atomic_fetch_add_explicit(&h->stats.rejected, 1, memory_order_relaxed);
+}
+
+/* The staleness marker of a gauge whose thing went away. */
+static void stale(host_source_t *h, const char *name, const label_t *labels, int nl) {
+    emit(h, name, METRIC_GAUGE, false, NAN, labels, nl);
 }
 
 static void gauge(host_source_t *h, const char *name, double v) {
@@ -540,15 +653,26 @@ static void on_disk(void *ctx, const host_disk_t *d) {
     char dev[64];
     host_utf8_clean(d->name, strlen(d->name), dev, sizeof dev);
     label_t l = {"device", dev};
+    uint32_t *mask, none = 0;
+    if (!seen_put(&h->disk_seen, dev, (uint32_t)strlen(dev), &mask)) return; /* listed twice */
     for (int i = 0; i < d->nfields && i < HOST_DISK_FIELDS; i++)
         emit(h, cols[i].name, cols[i].counter ? METRIC_COUNTER : METRIC_GAUGE, cols[i].counter,
              (double)d->f[i] * cols[i].scale, &l, 1);
+    *(mask ? mask : &none) |= 1; /* node_disk_io_now */
+}
+
+static void disk_gone(void *ctx, const char *key, uint32_t mask) {
+    label_t l = {"device", key};
+    if (mask & 1) stale(ctx, "node_disk_io_now", &l, 1);
 }
 
 static void collect_disks(host_source_t *h) {
     ssize_t n = read_file(h, HOST_F_DISKSTATS, "diskstats", false);
     if (n < 0) return;
-    verdict(h, HOST_F_DISKSTATS, host_parse_diskstats(h->buf, (size_t)n, on_disk, h));
+    int r = host_parse_diskstats(h->buf, (size_t)n, on_disk, h);
+    verdict(h, HOST_F_DISKSTATS, r);
+    if (r >= 0) seen_turn(&h->disk_seen, disk_gone, h);
+    else ks_clear(&h->disk_seen.cur);
 }
 
 /* ---- filesystems --------------------------------------------------------------------- */
@@ -618,44 +742,58 @@ static int timed_statfs(host_source_t *h, const char *path, struct statvfs *out)
     return -ETIMEDOUT;
 }
 
-/* True the first time this (device, mountpoint, fstype) is seen in this collection. */
-static bool fs_first(host_source_t *h, const host_mount_t *m) {
-    char key[sizeof h->fs_seen[0].key];
-    int n = snprintf(key, sizeof key, "%s%c%s%c%s", m->device, 0, m->mountpoint, 0, m->fstype);
-    if (n < 0 || (size_t)n >= sizeof key) return true;
-    for (uint32_t i = 0; i < h->nfs_seen; i++)
-        if (h->fs_seen[i].len == (size_t)n && memcmp(h->fs_seen[i].key, key, (size_t)n) == 0)
-            return false;
-    if (h->nfs_seen == h->fs_seen_cap) {
-        uint32_t ncap = h->fs_seen_cap ? h->fs_seen_cap * 2 : 8;
-        fs_seen_t *nf = realloc(h->fs_seen, ncap * sizeof *nf);
-        if (!nf) return true;
-        h->fs_seen = nf;
-        h->fs_seen_cap = ncap;
-    }
-    memcpy(h->fs_seen[h->nfs_seen].key, key, (size_t)n);
-    h->fs_seen[h->nfs_seen++].len = (size_t)n;
-    return true;
+/* The gauges of one filesystem, in the order of their bits in its seen mask. */
+enum { FS_SIZE = 0, FS_FREE, FS_AVAIL, FS_FILES, FS_FILES_FREE, FS_RATIO, FS_RO, FS_ERROR, FS_N };
+static const char *const fs_gauges[FS_N] = {
+    "node_filesystem_size_bytes", "node_filesystem_free_bytes", "node_filesystem_avail_bytes",
+    "node_filesystem_files",      "node_filesystem_files_free", "host_filesystem_avail_ratio",
+    "node_filesystem_readonly",   "node_filesystem_device_error"};
+
+static void fs_stale(host_source_t *h, const label_t *l, uint32_t mask, int upto) {
+    for (int i = 0; i < upto; i++)
+        if (mask & (1u << i)) stale(h, fs_gauges[i], l, 3);
+}
+
+static void fs_gone(void *ctx, const char *key, uint32_t mask) {
+    const char *mp = key + strlen(key) + 1, *fst = mp + strlen(mp) + 1;
+    label_t l[3] = {{"device", key}, {"fstype", fst}, {"mountpoint", mp}};
+    fs_stale(ctx, l, mask, FS_N);
 }
 
 static void on_mount(void *ctx, const host_mount_t *m) {
     host_source_t *h = ctx;
     if (host_mountpoint_ignored(m->mountpoint) || host_fstype_ignored(m->fstype)) return;
-    if (!fs_first(h, m)) return; /* the same filesystem mounted twice at one place */
+    /* the key: device, mountpoint, fstype NUL-separated (no label holds a NUL) */
+    char key[HOST_PATH_MAX * 2];
+    int kn = snprintf(key, sizeof key, "%s%c%s%c%s", m->device, 0, m->mountpoint, 0, m->fstype);
+    uint32_t *mask = NULL, none = 0;
+    if (kn > 0 && (size_t)kn < sizeof key && !seen_put(&h->fs_seen, key, (uint32_t)kn, &mask))
+        return; /* the same filesystem mounted twice at one place */
+    if (!mask) mask = &none;
     label_t l[3] = {{"device", m->device}, {"fstype", m->fstype}, {"mountpoint", m->mountpoint}};
     struct statvfs st;
     int rc = timed_statfs(h, m->path, &st);
-    emit(h, "node_filesystem_readonly", METRIC_GAUGE, false, m->readonly ? 1 : 0, l, 3);
-    emit(h, "node_filesystem_device_error", METRIC_GAUGE, false, rc ? 1 : 0, l, 3);
-    if (rc) return;
+    emit(h, fs_gauges[FS_RO], METRIC_GAUGE, false, m->readonly ? 1 : 0, l, 3);
+    emit(h, fs_gauges[FS_ERROR], METRIC_GAUGE, false, rc ? 1 : 0, l, 3);
+    *mask |= 1u << FS_RO | 1u << FS_ERROR;
+    if (rc) { /* sizes unknown now: their last values would mislead (and hold alerts) */
+        fs_stale(h, l, *mask, FS_RO);
+        *mask &= ~((1u << FS_RO) - 1);
+        return;
+    }
     double bs = (double)st.f_frsize;
-    double size = (double)st.f_blocks * bs, avail = (double)st.f_bavail * bs;
-    emit(h, "node_filesystem_size_bytes", METRIC_GAUGE, false, size, l, 3);
-    emit(h, "node_filesystem_free_bytes", METRIC_GAUGE, false, (double)st.f_bfree * bs, l, 3);
-    emit(h, "node_filesystem_avail_bytes", METRIC_GAUGE, false, avail, l, 3);
-    emit(h, "node_filesystem_files", METRIC_GAUGE, false, (double)st.f_files, l, 3);
-    emit(h, "node_filesystem_files_free", METRIC_GAUGE, false, (double)st.f_ffree, l, 3);
-    if (size > 0) emit(h, "host_filesystem_avail_ratio", METRIC_GAUGE, false, avail / size, l, 3);
+    double v[FS_RATIO + 1];
+    v[FS_SIZE] = (double)st.f_blocks * bs;
+    v[FS_FREE] = (double)st.f_bfree * bs;
+    v[FS_AVAIL] = (double)st.f_bavail * bs;
+    v[FS_FILES] = (double)st.f_files;
+    v[FS_FILES_FREE] = (double)st.f_ffree;
+    v[FS_RATIO] = v[FS_SIZE] > 0 ? v[FS_AVAIL] / v[FS_SIZE] : NAN; /* no size: no ratio */
+    for (int i = 0; i <= FS_RATIO; i++) {
+        if (isnan(v[i]) && !(*mask & (1u << i))) continue;
+        emit(h, fs_gauges[i], METRIC_GAUGE, false, v[i], l, 3);
+        *mask |= 1u << i;
+    }
 }
 
 static void collect_filesystems(host_source_t *h) {
@@ -667,10 +805,12 @@ static void collect_filesystems(host_source_t *h) {
         count_error(h, HOST_F_MOUNTINFO, NULL, (int)n);
         return;
     }
-    h->nfs_seen = 0;
     /* the parser's callbacks use h->buf's content while statvfs runs: nothing else reads
      * into h->buf until the parse is over */
-    verdict(h, HOST_F_MOUNTINFO, host_parse_mountinfo(h->buf, (size_t)n, on_mount, h));
+    int r = host_parse_mountinfo(h->buf, (size_t)n, on_mount, h);
+    verdict(h, HOST_F_MOUNTINFO, r);
+    if (r >= 0) seen_turn(&h->fs_seen, fs_gone, h);
+    else ks_clear(&h->fs_seen.cur);
 }
 
 /* ---- network ------------------------------------------------------------------------- */
@@ -697,27 +837,39 @@ typedef struct net_ctx {
     uint32_t i;
 } net_ctx_t;
 
+/* The gauges of one interface, in the order of their bits in its seen mask. */
+enum { NET_UP = 0, NET_MTU, NET_SPEED, NET_ERRORS, NET_N };
+static const char *const net_gauges[NET_N] = {"node_network_up", "node_network_mtu_bytes",
+                                              "node_network_speed_bytes", "host_network_errors_1m"};
+
 /* /sys/class/net/<dev>/{operstate,mtu,speed}: node_network_up, _mtu_bytes, _speed_bytes.
- * Virtual interfaces have no speed (the read fails with EINVAL): not an error. */
-static void netclass(host_source_t *h, const char *dev, const label_t *l) {
+ * Virtual interfaces have no speed (the read fails with EINVAL): not an error. Returns the
+ * mask of the gauges published. */
+static uint32_t netclass(host_source_t *h, const char *dev, const label_t *l) {
     char rel[256];
-    if (strchr(dev, '/') || strcmp(dev, ".") == 0 || strcmp(dev, "..") == 0) return;
+    if (strchr(dev, '/') || strcmp(dev, ".") == 0 || strcmp(dev, "..") == 0) return 0;
     snprintf(rel, sizeof rel, "class/net/%s/operstate", dev);
     ssize_t n = slurp(h, h->sys, rel);
     if (n < 0) {
         count_error(h, HOST_F_NETCLASS, NULL, (int)n);
-        return;
+        return 0;
     }
     while (n > 0 && (h->buf[n - 1] == '\n' || h->buf[n - 1] == ' ')) n--;
-    emit(h, "node_network_up", METRIC_GAUGE, false, n == 2 && memcmp(h->buf, "up", 2) == 0, l, 1);
+    emit(h, net_gauges[NET_UP], METRIC_GAUGE, false, n == 2 && memcmp(h->buf, "up", 2) == 0, l, 1);
+    uint32_t mask = 1u << NET_UP;
     int64_t v;
     snprintf(rel, sizeof rel, "class/net/%s/mtu", dev);
-    if ((n = slurp(h, h->sys, rel)) >= 0 && host_parse_i64(h->buf, (size_t)n, &v) == 0)
-        emit(h, "node_network_mtu_bytes", METRIC_GAUGE, false, (double)v, l, 1);
+    if ((n = slurp(h, h->sys, rel)) >= 0 && host_parse_i64(h->buf, (size_t)n, &v) == 0) {
+        emit(h, net_gauges[NET_MTU], METRIC_GAUGE, false, (double)v, l, 1);
+        mask |= 1u << NET_MTU;
+    }
     snprintf(rel, sizeof rel, "class/net/%s/speed", dev);
     /* Mbit/s; -1 (no link) is skipped, as node_exporter will by default in 2.x */
-    if ((n = slurp(h, h->sys, rel)) >= 0 && host_parse_i64(h->buf, (size_t)n, &v) == 0 && v >= 0)
-        emit(h, "node_network_speed_bytes", METRIC_GAUGE, false, (double)v * 125000.0, l, 1);
+    if ((n = slurp(h, h->sys, rel)) >= 0 && host_parse_i64(h->buf, (size_t)n, &v) == 0 && v >= 0) {
+        emit(h, net_gauges[NET_SPEED], METRIC_GAUGE, false, (double)v * 125000.0, l, 1);
+        mask |= 1u << NET_SPEED;
+    }
+    return mask;
 }
 
 typedef struct netdev_list {
@@ -737,24 +889,34 @@ static void on_netdev(void *ctx, const host_netdev_t *d) {
     nl->v[nl->n++] = *d;
 }
 
+static void net_gone(void *ctx, const char *key, uint32_t mask) {
+    label_t l = {"device", key};
+    for (int i = 0; i < NET_N; i++)
+        if (mask & (1u << i)) stale(ctx, net_gauges[i], &l, 1);
+}
+
 static void collect_network(host_source_t *h) {
     ssize_t n = read_file(h, HOST_F_NETDEV, "net/dev", false);
     if (n < 0) return;
     /* the list first: netclass reads other files into h->buf */
     netdev_list_t nl = {NULL, 0, 0};
-    verdict(h, HOST_F_NETDEV, host_parse_netdev(h->buf, (size_t)n, on_netdev, &nl));
+    int r = host_parse_netdev(h->buf, (size_t)n, on_netdev, &nl);
+    verdict(h, HOST_F_NETDEV, r);
     h->gen++;
     for (uint32_t i = 0; i < nl.n; i++) {
         const host_netdev_t *d = &nl.v[i];
         char dev[64];
         host_utf8_clean(d->name, strlen(d->name), dev, sizeof dev);
         label_t l = {"device", dev};
+        uint32_t *mask, none = 0;
+        if (!seen_put(&h->net_seen, dev, (uint32_t)strlen(dev), &mask)) continue; /* twice */
+        if (!mask) mask = &none;
         for (int f = 0; f < HOST_NETDEV_FIELDS; f++) {
             char metric[64];
             snprintf(metric, sizeof metric, "node_network_%s_total", host_netdev_field_name(f));
             emit(h, metric, METRIC_COUNTER, true, (double)d->v[f], &l, 1);
         }
-        netclass(h, d->name, &l);
+        *mask |= netclass(h, d->name, &l);
         net_state_t *ns = net_state(h, d->name, i);
         if (!ns) continue;
         uint64_t errs = d->v[2] + d->v[10]; /* receive_errs + transmit_errs */
@@ -765,16 +927,22 @@ static void collect_network(host_source_t *h) {
             ns->inc[ns->pos] = (uint32_t)inc;
             ns->pos = (ns->pos + 1) % HOST_ERR_WINDOW;
             emit(h, "host_network_errors_1m", METRIC_GAUGE, false, (double)ns->sum, &l, 1);
+            *mask |= 1u << NET_ERRORS;
         }
         ns->prev = errs;
         ns->primed = true;
         ns->gen = h->gen;
     }
-    for (uint32_t i = 0; i < h->nnets;) /* interfaces that went away */
-        if (h->nets[i].gen != h->gen)
-            h->nets[i] = h->nets[--h->nnets];
-        else
-            i++;
+    if (r >= 0) {
+        seen_turn(&h->net_seen, net_gone, h);
+        for (uint32_t i = 0; i < h->nnets;) /* interfaces that went away */
+            if (h->nets[i].gen != h->gen)
+                h->nets[i] = h->nets[--h->nnets];
+            else
+                i++;
+    } else {
+        ks_clear(&h->net_seen.cur);
+    }
     free(nl.v);
 }
 
@@ -1166,7 +1334,9 @@ void host_close(host_source_t *h) {
     free(h->buf);
     free(h->cpus);
     free(h->nets);
-    free(h->fs_seen);
+    seen_free(&h->fs_seen);
+    seen_free(&h->disk_seen);
+    seen_free(&h->net_seen);
     free(h->attrs);
     if (h->diag_fd >= 0) close(h->diag_fd);
     free(h);

@@ -13,6 +13,7 @@
   filesystem whose statvfs never answers is reported as device_error 1 and the rest goes
   on; a missing --host-proc is a start-up error (exit 2)."""
 
+import math
 import os
 import re
 import shutil
@@ -25,10 +26,14 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (HubTestCase, parse_prom, parse_prom_full, prom_get, run_daemon, t,  # noqa: E402
+from harness import (HubTestCase, parse_prom, parse_prom_full, prom_get, run_daemon,  # noqa: E402
+                     run_daemon_full, t,
                      wait_for, SANITIZER_MARKERS, Hub, main)
 
 HZ = os.sysconf("SC_CLK_TCK")
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+ALERTS_CONF = os.path.join(REPO, "examples", "alerts.conf")
+HOST_RULES = ["host_cpu_busy", "host_memory_low", "host_filesystem_low", "host_network_errors"]
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 CPU_MODES = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"]
 NETDEV_COLS = ["receive_bytes", "receive_packets", "receive_errs", "receive_drop", "receive_fifo",
@@ -138,7 +143,8 @@ class LiveHost(HubTestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.shared = Hub(host=True)
+        with open(ALERTS_CONF, encoding="utf-8") as f:  # the example rules, as shipped
+            cls.shared = Hub(host=True, config=f.read())
         # two collections: the first sets every counter's base, the second gives rates
         wait_for(lambda: prom_get(cls.shared.prom(), "metricast_host_collections_total") >= 3,
                  timeout=10, desc="three host collections")
@@ -429,6 +435,26 @@ class LiveHost(HubTestCase):
                 self.assertEqual(v, 0, lb)
 
 
+    def test_the_example_alert_rules_load_and_match_the_host_series(self):
+        code, out, err = run_daemon_full(["--check-config", ALERTS_CONF])
+        self.assertEqual(code, 0, err)
+        for name in HOST_RULES:
+            self.assertIn("[alert.%s]" % name, out)
+        status, _h, doc = self.shared.get_json("/api/v1/alerts")
+        self.assertEqual(status, 200)
+        rules = {r["name"]: r for r in doc["rules"]}
+        self.assertEqual(list(rules), HOST_RULES)
+        self.assertEqual(rules["host_cpu_busy"]["for_seconds"], 60)
+        self.assertEqual(rules["host_cpu_busy"]["threshold"], 0.9)
+        # every rule finds its series on a real machine: one CPU ratio, one memory ratio,
+        # a ratio per filesystem and an error count per interface
+        self.assertEqual(rules["host_cpu_busy"]["series"], 1)
+        self.assertEqual(rules["host_memory_low"]["series"], 1)
+        fs = host_samples(self.scrape(), "host_filesystem_avail_ratio")
+        self.assertEqual(rules["host_filesystem_low"]["series"], len(fs))
+        self.assertEqual(rules["host_network_errors"]["series"], len(proc_netdev()))
+
+
 class HostOff(HubTestCase):
     def test_off_means_no_host_series(self):
         h = self.hub(args=["--host-metrics", "off"])
@@ -527,8 +553,10 @@ class FakeProc(HubTestCase):
         tmp = tempfile.mkdtemp(prefix="mc-fakeproc-")
         self.addCleanup(shutil.rmtree, tmp, True)
         proc, sys_, good, stuck = self.make_root(tmp)
-        h = self.hub(host=True, args=["--host-proc", proc, "--host-sys", sys_,
-                                      "--debug-host-statfs-stall", stuck])
+        with open(ALERTS_CONF, encoding="utf-8") as f:
+            rules = f.read()
+        h = self.hub(host=True, config=rules, args=["--host-proc", proc, "--host-sys", sys_,
+                                                    "--debug-host-statfs-stall", stuck])
         # the stuck filesystem costs one statvfs timeout (2 s) once; then every second
         wait_for(lambda: prom_get(h.prom(), "metricast_host_collections_total") >= 4,
                  timeout=15, desc="four collections from the fake root")
@@ -582,6 +610,37 @@ class FakeProc(HubTestCase):
         log = h.log()
         self.assertEqual(log.count('msg="host metrics: file skipped" file=meminfo '), 1, log)
         self.assertEqual(log.count("filesystem not answering"), 1, log)
+
+        # errors start rising on fake0: the example rule fires at once (for = 0)
+        status, _h, doc = h.get_json("/api/v1/alerts")
+        self.assertEqual(doc["firing"], 0, doc)
+        write(proc, "net/dev", NETDEV.replace(b" 1000 10 1 0", b" 1000 10 9 0"), mode="wb")
+        firing = wait_for(lambda: [a for a in h.get_json("/api/v1/alerts")[2]["active"]
+                                   if a["rule"] == "host_network_errors" and a["state"] == "firing"],
+                          timeout=10, desc="host_network_errors firing")
+        self.assertEqual(firing[0]["labels"], {"device": "fake0", "source": "host"})
+        self.assertEqual(firing[0]["value"], 8)
+
+        # fake0 goes away and the good filesystem is unmounted: their gauges are published
+        # once as NaN (stale), so the alert resolves; counters keep their last totals
+        write(proc, "net/dev", b"\n".join(ln for ln in NETDEV.split(b"\n") if b"fake0" not in ln),
+              mode="wb")
+        with open(os.path.join(proc, "1/mountinfo")) as f:
+            kept = [ln for ln in f.read().splitlines(True) if not ln.startswith("1 ")]
+        write(proc, "1/mountinfo", "".join(kept))
+        wait_for(lambda: not [a for a in h.get_json("/api/v1/alerts")[2]["active"]
+                              if a["rule"] == "host_network_errors"],
+                 timeout=10, desc="host_network_errors resolved")
+        p = h.prom()
+        self.assertTrue(math.isnan(one(p, "host_network_errors_1m", device="fake0")))
+        self.assertTrue(math.isnan(one(p, "node_network_up", device="fake0")))
+        self.assertEqual(one(p, "node_network_receive_bytes_total", device="fake0"), 1000)
+        gone = (("device", "/dev/fake"), ("fstype", "ext4"), ("mountpoint", good))
+        for name in ("node_filesystem_size_bytes", "node_filesystem_avail_bytes",
+                     "host_filesystem_avail_ratio", "node_filesystem_device_error"):
+            self.assertTrue(math.isnan(host_samples(p, name)[gone]), name)
+        self.assertEqual(host_samples(p, "node_filesystem_device_error")[
+            (("device", "/dev/gone"), ("fstype", "ext4"), ("mountpoint", tmp + "/missing"))], 1)
 
         # the files change under it, to worse: still no crash, still counted
         c0 = prom_get(h.prom(), "metricast_host_collections_total")
