@@ -25,7 +25,7 @@ DESTDIR    ?=
 DEB_BUILD  ?= build-deb
 DIST       ?= dist
 
-.PHONY: all build run test test-release test-asan deps deps-build asan bench fuzz clean
+.PHONY: all build run test test-release test-asan deps deps-build deps-bench asan bench fuzz clean
 .PHONY: install uninstall deb config-doc
 
 all: build
@@ -35,6 +35,9 @@ deps-build:
 
 deps:
 	@scripts/deps.sh
+
+deps-bench:
+	@scripts/deps.sh --bench
 
 $(BUILD)/build.ninja:
 	cmake -S . -B $(BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -59,7 +62,7 @@ test-asan: deps asan
 
 test: test-release test-asan
 
-bench: deps build
+bench: deps-bench build
 	bench/run_all.sh $(BUILD)
 
 fuzz: deps

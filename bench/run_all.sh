@@ -4,11 +4,12 @@
 #
 #   bench/run_all.sh [--full] BUILD_DIR   (what `make bench` runs, with BUILD_DIR=build)
 #
-# The default run takes under 3 minutes: bench_statsd_ingest sweeps with 2 s steps (~35 s),
+# The default run takes about 4 minutes: bench_statsd_ingest sweeps with 2 s steps (~35 s),
 # bench_exposition times 20 requests per endpoint (~10 s), bench_store_aggregate one
 # in-process aggregation of 100k series x 60 points (~80 s). --full is the long version
 # (5 s sweep steps over more rates, ~90 s; 50 requests per endpoint; the long fan-out run;
-# 3 aggregation repeats plus the end-to-end loop-lag run, ~7 min).
+# 3 aggregation repeats plus the end-to-end loop-lag run, ~7 min); bench_host_source
+# measures 3 x 20 s by default (~1 min), 3 x 70 s with --full.
 #
 # Environment: METRICASTD (daemon to measure; default BUILD_DIR/metricastd),
 # BENCH_RUNS (bench_startup runs, default 50), BENCH_WS_CONNS (bench_ws_idle connections,
@@ -102,13 +103,22 @@ bench_argv() {
     bench_client_statsd)
         # libmetricast's batched StatsD calls against one send() per line (~10 s)
         argv=(--lines "$([[ $full -eq 1 ]] && echo 2000000 || echo 1000000)" --repeats 5) ;;
+    bench_host_source)
+        # the hub with host metrics off, then on, then Netdata's whole agent (run by hand on
+        # free loopback ports, stopped by its process group): 3 x (warm-up + window)
+        if [[ $full -eq 1 ]]; then
+            argv=(--seconds 60 --warmup 10)
+        else
+            argv=(--seconds 15 --warmup 5)
+        fi
+        argv+=(-- "$daemon" --listen 127.0.0.1:PORT --statsd off) ;;
     bench_ws_ceiling) argv=() ;; # not run on its own: bench_ws_fanout starts it
     *) return 1 ;;
     esac
 }
 order=(bench_startup bench_ws_idle bench_statsd_ingest bench_exposition)
 order+=(bench_ws_fanout bench_ws_fanout:events)
-order+=(bench_store_aggregate bench_alert_eval)
+order+=(bench_store_aggregate bench_alert_eval bench_host_source)
 order+=(bench_client_statsd)
 
 failed=()

@@ -4,6 +4,7 @@
 #
 #   scripts/deps.sh            build + run + test dependencies
 #   scripts/deps.sh --build    only what the build needs
+#   scripts/deps.sh --bench    everything, plus the references the benchmarks compare with
 #
 # Runs as root (the CI machine and a fresh Debian 12 are root); elsewhere uses sudo.
 set -euo pipefail
@@ -33,8 +34,13 @@ test_pkgs=(
   chromium            # the dashboard's browser tests (driven by npm playwright-core)
 )
 
+bench_pkgs=(
+  netdata             # bench_host_source runs Netdata's whole agent beside the hub (by hand)
+)
+
 want=("${build_pkgs[@]}")
 [ "${1:-}" = "--build" ] || want+=("${test_pkgs[@]}")
+[ "${1:-}" = "--bench" ] && want+=("${bench_pkgs[@]}")
 
 missing=()
 for p in "${want[@]}"; do

@@ -178,7 +178,7 @@ typedef struct keyslot {
     uint64_t hash;
     uint32_t len;
     uint32_t mask; /* which of its gauges were ever published (bit i: gauge i of its kind) */
-    char *key;     /* owned; NULL: empty */
+    char *key;     /* owned, NUL-terminated after len bytes; NULL: empty */
 } keyslot_t;
 
 typedef struct keyset {
@@ -218,9 +218,10 @@ static int ks_put(keyset_t *ks, const char *key, uint32_t len, keyslot_t **out) 
         ks->slots = ns;
         ks->cap = ncap;
     }
-    char *k = malloc(len ? len : 1);
+    char *k = malloc((size_t)len + 1); /* NUL-terminated too: keys are read as C strings */
     if (!k) return -ENOMEM;
     memcpy(k, key, len);
+    k[len] = '\0';
     uint32_t j = (uint32_t)h & (ks->cap - 1);
     while (ks->slots[j].key) j = (j + 1) & (ks->cap - 1);
     ks->slots[j] = (keyslot_t){h, len, 0, k};
