@@ -1270,9 +1270,17 @@ int host_open(host_source_t **out, const host_opts_t *o, host_sink_fn sink, void
               _Atomic int *pending, char *err, size_t errlen) {
     *out = NULL;
     int rc;
-    if ((rc = check_dir(o->proc_root, "--host-proc", err, errlen)) ||
-        (rc = check_dir(o->sys_root, "--host-sys", err, errlen)))
-        return rc;
+    /* every host series but three comes from the proc root: a wrong one is a setting to
+     * fix (exit 2); a missing sys root (some containers) only costs link state, MTU and
+     * speed, skipped and counted like any missing file */
+    if ((rc = check_dir(o->proc_root, "--host-proc", err, errlen))) return rc;
+    char serr[1200];
+    if (check_dir(o->sys_root, "--host-sys", serr, sizeof serr) < 0) {
+        char q[1300];
+        log_warn("host metrics: no sys root", "problem=%s note=\"node_network_up, _mtu_bytes "
+                 "and _speed_bytes are skipped (counted in metricast_host_read_errors_total)\"",
+                 log_quote(serr, q, sizeof q));
+    }
     if (strlen(o->proc_root) >= 1024 || strlen(o->sys_root) >= 1024) {
         snprintf(err, errlen, "--host-proc/--host-sys: path too long");
         return -ENAMETOOLONG;

@@ -81,8 +81,9 @@ typedef int (*host_sink_fn)(void *ctx, agg_batch_t *b);
 
 typedef struct host_source host_source_t;
 
-/* Checks the roots (each must be a directory: -ENOTDIR/-ENOENT with err naming the
- * setting), reads the source's attributes once, and prepares the thread. *pending counts
+/* Checks the proc root (a directory: -ENOTDIR/-ENOENT with err naming --host-proc; a sys
+ * root that is not one is only logged), reads the source's attributes once, and prepares
+ * the thread. *pending counts
  * batches handed over and not yet applied (the sink's owner decrements it): beyond a few,
  * the host keeps folding into its table (totals and gauges keep their latest value). */
 int host_open(host_source_t **out, const host_opts_t *o, host_sink_fn sink, void *ctx,
