@@ -280,21 +280,32 @@ class LiveHost(HubTestCase):
         self.next_collection(1)
         status, _h, doc = self.shared.get_json("/api/v1/metrics?match=node_cpu_seconds_total")
         self.assertEqual(status, 200)
-        per_cpu = {}
         for s in doc["series"]:
             self.assertEqual(s["kind"], "counter")
             self.assertEqual(s["labels"]["source"], "host")
-            per_cpu[s["labels"]["cpu"]] = per_cpu.get(s["labels"]["cpu"], 0) + s["rate"]
-        for cpu, total in per_cpu.items():
-            # USER_HZ ticks and the collection's jitter against the 1 s interval
-            self.assertTrue(0.7 <= total <= 1.3, "cpu %s: %.3f s/s" % (cpu, total))
-        status, _h, hist = self.shared.get_json(
-            "/api/v1/series/node_cpu_seconds_total?source=host&window=600")
-        self.assertEqual(status, 200)
+            self.assertIn("rate", s)
+            self.assertGreaterEqual(s["value"], 10 * s["rate"])  # the total, not the rate
+        def history():
+            st, _h, d = self.shared.get_json(
+                "/api/v1/series/node_cpu_seconds_total?source=host&window=600")
+            self.assertEqual(st, 200)
+            ts = [t for s in d["series"] for t, _v in s["points"]]
+            return d if ts and max(ts) - min(ts) >= 11 else None
+        hist = wait_for(history, timeout=20, desc="12 seconds of CPU history")
+        per_cpu, last = {}, 0
         for s in hist["series"]:
-            pts = [v for _t, v in s["points"]]
+            pts = s["points"]
             self.assertTrue(pts, s["labels"])
-            self.assertLessEqual(max(pts), 2.0, "a point over 2 s/s: %r %r" % (s["labels"], pts))
+            # a late collection puts two seconds in one interval: 3 s/s is the most any
+            # point may show; the since-boot total would be thousands
+            self.assertLessEqual(max(v for _t, v in pts), 3.0, "%r %r" % (s["labels"], pts))
+            last = max(last, max(t for t, _v in pts))
+            per_cpu.setdefault(s["labels"]["cpu"], []).extend(pts)
+        # over the last 10 seconds the modes of each core add up to ~10 s (a second a
+        # late collection missed is in the next one's increase)
+        for cpu, pts in per_cpu.items():
+            total = sum(v for t, v in pts if last - 10 < t <= last)
+            self.assertTrue(8.0 <= total <= 12.0, "cpu %s: %.2f s in 10 s" % (cpu, total))
         busy = one(self.scrape(), "host_cpu_busy_ratio")
         self.assertTrue(0 <= busy <= 1, busy)
 
@@ -450,8 +461,16 @@ class LiveHost(HubTestCase):
         # a ratio per filesystem and an error count per interface
         self.assertEqual(rules["host_cpu_busy"]["series"], 1)
         self.assertEqual(rules["host_memory_low"]["series"], 1)
-        fs = host_samples(self.scrape(), "host_filesystem_avail_ratio")
-        self.assertEqual(rules["host_filesystem_low"]["series"], len(fs))
+        # (other programs mount and unmount meanwhile: compare at one moment, retried)
+        def same():
+            rs = {r["name"]: r for r in self.shared.get_json("/api/v1/alerts")[2]["rules"]}
+            p = self.scrape()
+            return (rs["host_filesystem_low"]["series"] ==
+                    len(host_samples(p, "host_filesystem_avail_ratio")) and
+                    rs["host_network_errors"]["series"] ==
+                    len(host_samples(p, "host_network_errors_1m")))
+        wait_for(same, timeout=10, desc="one alert instance per filesystem and interface")
+        self.assertGreaterEqual(rules["host_filesystem_low"]["series"], 1)
         self.assertEqual(rules["host_network_errors"]["series"], len(proc_netdev()))
 
 
@@ -689,7 +708,10 @@ class FakeProc(HubTestCase):
         self.assertGreaterEqual(errs["1/mountinfo"], 2)
         status, _h, doc = h.get_json("/api/v1/sources")
         self.assertTrue(doc["sources"][0]["online"])
-        self.assertEqual(h.get("/api/v1/health")[0], 200)
+        # health does not depend on the host source: whatever it reads, the hub is healthy
+        # (waited for: a loaded machine may show a moment of loop lag at start)
+        wait_for(lambda: h.get("/api/v1/health")[0] == 200, timeout=10,
+                 desc="healthy (last: %r)" % (h.get("/api/v1/health")[2][:300],))
 
 
 if __name__ == "__main__":
