@@ -89,7 +89,10 @@ export class Hub {
   async start(timeout = 10000) {
     if (!this.port) this.port = await freePort();
     const log = fs.openSync(this.logPath, 'a');
-    const argv = ['--listen', `${HOST}:${this.port}`, '--statsd', 'off', '--data', this.dataDir, ...this.args];
+    // --host-metrics off, as in tests/integration/harness.py: the machine's own series stay
+    // out of these tests (a test that wants them passes --host-metrics on in its args)
+    const argv = ['--listen', `${HOST}:${this.port}`, '--statsd', 'off', '--data', this.dataDir,
+                  '--host-metrics', 'off', ...this.args];
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('METRICAST_')));
     const mark = fs.statSync(this.logPath).size;
     this.proc = spawn(DAEMON, argv, { stdio: ['ignore', log, log], env });
