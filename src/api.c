@@ -69,6 +69,7 @@ struct api_job {
     uint64_t since;
     uint32_t limit;
     hub_call_t *call; /* while on the hub */
+    double at;        /* when the worker handed it over (unix seconds) */
     /* the answer */
     int status;
     const char *ctype;
@@ -109,6 +110,7 @@ static void job_submit(http_req_t *r, api_job_t *j) {
         http_respond_error(r, 503, "out_of_memory", "request state");
         return;
     }
+    j->at = clk_unix();
     j->d = http_defer(r);
     if (!j->d) {
         agg_batch_free(j->batch);
@@ -321,7 +323,8 @@ static int ingest_cb(void *ud, const statsd_line_t *l) {
 static int hub_ingest(hub_t *hub, api_job_t *j) {
     registry_result_t res;
     memset(&res, 0, sizeof res);
-    if (j->batch) hub_apply_batch(hub, j->batch, &res); /* counts the registry's refusals */
+    /* counts the registry's refusals */
+    if (j->batch) hub_apply_batch(hub, j->batch, j->at, &res);
     /* the parser's refusals are counted here, and answered together with the registry's */
     for (int i = 0; i < STATSD_REASON_COUNT; i++) {
         if (j->parsed.rejected[i])

@@ -25,11 +25,12 @@
 
 /* ---- ingest batches ------------------------------------------------------------------ */
 
-static void roll_at(hub_t *hub, uint32_t boundary, double now);
+static void roll_to(hub_t *hub, uint32_t sec, double now);
 
 typedef struct batch_job {
     hub_t *hub;
     agg_batch_t *b;
+    double at; /* when it was handed over: decides the second it belongs to */
 } batch_job_t;
 
 static void account(hub_t *hub, ingest_transport_t t, const registry_result_t *res) {
@@ -45,7 +46,7 @@ static void batch_task(void *arg, int cancelled) {
     hub_t *hub = j->hub;
     if (!cancelled) {
         registry_result_t res;
-        hub_apply_batch(hub, j->b, &res);
+        hub_apply_batch(hub, j->b, j->at, &res);
     }
     atomic_fetch_sub(&hub->batches_pending, 1);
     agg_batch_free(j->b);
@@ -57,6 +58,7 @@ int hub_submit_batch(hub_t *hub, agg_batch_t *b) {
     if (!j) return -ENOMEM;
     j->hub = hub;
     j->b = b;
+    j->at = clk_unix();
     int rc = inbox_post(&hub->inbox, batch_task, j);
     if (rc) free(j);
     return rc;
@@ -64,16 +66,13 @@ int hub_submit_batch(hub_t *hub, agg_batch_t *b) {
 
 static int udp_sink(void *ctx, agg_batch_t *b) { return hub_submit_batch(ctx, b); }
 
-/* Merges b, closing the previous second first when the wall clock has passed it. */
-static void apply_now(hub_t *hub, const agg_batch_t *b, registry_result_t *res) {
+/* Merges b as handed over at `at`: every second that ended before `at` is closed first,
+ * however late the hub gets to it (see "the 1 s roll" below). */
+static void apply_now(hub_t *hub, const agg_batch_t *b, double at, registry_result_t *res) {
     memset(res, 0, sizeof *res);
-    double now = clk_unix();
-    /* The roll timer fires a few ms after the wall-clock second; a batch that reaches the
-     * hub in between belongs to the new second, so the old one is closed first. Without
-     * this, a sample sent at 17.001 could be stored under second 16. */
-    uint32_t sec = (uint32_t)floor(now);
-    if (sec > hub->last_roll_sec) roll_at(hub, sec, now);
-    registry_apply(&hub->reg, b, now, res);
+    uint32_t sec = (uint32_t)floor(at);
+    if (sec > hub->last_roll_sec) roll_to(hub, sec, clk_unix());
+    registry_apply(&hub->reg, b, at, res);
     if (res->accepted) stream_changed(&hub->stream);
 }
 
@@ -85,7 +84,7 @@ static void host_batch_task(void *arg, int cancelled) {
     hub_t *hub = j->hub;
     if (!cancelled) {
         registry_result_t res;
-        apply_now(hub, j->b, &res);
+        apply_now(hub, j->b, j->at, &res);
         for (int r = 0; r < REJECT_REASON_COUNT; r++) hub->host_rejected += res.rejected[r];
         sources_seen(&hub->sources, HOST_SOURCE_ID, clk_unix());
     }
@@ -100,6 +99,7 @@ static int host_sink(void *ctx, agg_batch_t *b) {
     if (!j) return -ENOMEM;
     j->hub = hub;
     j->b = b;
+    j->at = clk_unix();
     int rc = inbox_post(&hub->inbox, host_batch_task, j);
     if (rc) free(j);
     return rc;
@@ -225,14 +225,18 @@ static void on_aggregate(uv_timer_t *t) {
     char job_id[64];
     snprintf(job_id, sizeof job_id, "agg_%lld_%llu", (long long)clk_unix(),
              (unsigned long long)++hub->aggregate_jobs);
-    store_aggregate(hub->store, job_id);
+    /* every point of the seconds before the last roll is queued ahead of this job */
+    store_aggregate(hub->store, job_id, hub->last_roll_sec);
 }
 
 /* registry hook: every point a roll appends goes to the store */
 static void on_point(void *ctx, const series_t *s, uint32_t t, double v) {
     hub_t *hub = ctx;
     if (hub->npts == hub->pts_cap) {
-        size_t ncap = hub->pts_cap ? hub->pts_cap * 2 : 1024;
+        /* sized after the previous second's hand-over: one allocation per roll, not a
+         * doubling series of copies */
+        size_t ncap = hub->pts_cap ? hub->pts_cap * 2
+                                   : hub->pts_hint > 1024 ? hub->pts_hint + hub->pts_hint / 8 : 1024;
         store_point_t *np = realloc(hub->pts, ncap * sizeof *np);
         if (!np) return; /* this second of this series is not stored: the ring has it */
         hub->pts = np;
@@ -408,30 +412,55 @@ int hub_call(hub_t *hub, worker_t *w, hub_call_fn fn, hub_done_fn done, void *ar
     return rc;
 }
 
-/* ---- the 1 s roll -------------------------------------------------------------------- */
+/* ---- the 1 s roll --------------------------------------------------------------------
+ * Which second a sample belongs to is decided by when it was handed to the hub (a batch's
+ * `at`), not by when the hub gets to merge it: the inbox can be far behind the wall
+ * clock while the hub is busy, and merging by the clock of the moment then either stores
+ * a sample under the next second or closes two seconds in one (one of them left without
+ * a point). So a batch handed over after the end of second S first closes S (and every
+ * second before it that is still open), and the timer closes seconds only through the
+ * inbox, behind every batch handed over before it fired. */
 
 /* Delay until just past the wall-clock second after `sec`. libuv timers run on the
  * loop's cached millisecond clock, so they may fire a millisecond or two early against
- * the wall clock: the roll therefore decides which second it closes by rounding, never
- * by flooring. */
+ * the wall clock: on_roll checks, and waits again if so. */
 static uint64_t ms_until_after(uint32_t sec) {
     double d = ((double)sec + 1.0 - clk_unix()) * 1000.0;
     return d < 0 ? 0 : (uint64_t)d + 2;
 }
 
+/* Seconds closed one by one when several are due at once; beyond, the ones in between
+ * had no samples (nothing handed over in them) and are skipped. */
+#define MAX_ROLLS_AT_ONCE 5
+
 static void on_roll(uv_timer_t *t);
 
-/* Closes the interval that ends at `boundary` and re-arms the timer for the next one. */
-static void roll_at(hub_t *hub, uint32_t boundary, double now) {
+/* Closes the interval that ends at `boundary`: its points carry boundary - 1. */
+static void roll_once(hub_t *hub, uint32_t boundary) {
     hub->last_roll_sec = boundary;
     registry_roll(&hub->reg, boundary);
     if (hub->npts && hub->store) {
         store_put_points(hub->store, hub->pts, hub->npts);
+        hub->pts_hint = hub->npts;
         hub->pts = NULL;
         hub->npts = hub->pts_cap = 0;
     }
+}
 
-    /* rates for the summary, over the second just closed */
+/* Closes every second up to the boundary `sec`, then the summary's rates over them, and
+ * re-arms the timer for the next boundary. */
+static void roll_to(hub_t *hub, uint32_t sec, double now) {
+    if (sec <= hub->last_roll_sec) return;
+    if (sec - hub->last_roll_sec > MAX_ROLLS_AT_ONCE) {
+        /* a clock step or a long stall: close the open second and the one after it
+         * (rates and set sizes drop to 0), the rest held nothing */
+        roll_once(hub, hub->last_roll_sec + 1);
+        roll_once(hub, hub->last_roll_sec + 1);
+        hub->last_roll_sec = sec - 1;
+    }
+    while (hub->last_roll_sec < sec) roll_once(hub, hub->last_roll_sec + 1);
+
+    /* rates for the summary, over the seconds just closed */
     uint64_t lines = 0, rejected = 0, dropped = 0;
     for (int i = 0; i < INGEST_TRANSPORT_COUNT; i++) lines += atomic_load(&hub->istats.lines[i]);
     for (int i = 1; i < REJECT_REASON_COUNT; i++) rejected += atomic_load(&hub->istats.rejected[i]);
@@ -458,22 +487,42 @@ static void roll_at(hub_t *hub, uint32_t boundary, double now) {
     hub->win_pos = (hub->win_pos + 1) % (HUB_DROP_WINDOW + 1);
     hub->prev_cpu = ps.cpu_seconds;
     hub->prev_roll_unix = now;
-    uv_timer_start(&hub->roll_timer, on_roll, ms_until_after(boundary), 0);
+    if (!hub->stopping) uv_timer_start(&hub->roll_timer, on_roll, ms_until_after(sec), 0);
+}
+
+typedef struct roll_job {
+    hub_t *hub;
+    double at;
+} roll_job_t;
+
+static void roll_task(void *arg, int cancelled) {
+    roll_job_t *j = arg;
+    if (!cancelled) roll_to(j->hub, (uint32_t)floor(j->at), clk_unix());
+    free(j);
 }
 
 static void on_roll(uv_timer_t *t) {
     hub_t *hub = t->data;
     double now = clk_unix();
-    uint32_t boundary = (uint32_t)floor(now + 0.5); /* the second boundary we woke for */
-    if (boundary <= hub->last_roll_sec) { /* woke twice for one boundary: wait for the next */
+    uint32_t sec = (uint32_t)floor(now);
+    if (sec <= hub->last_roll_sec) { /* early (or a second already closed by a batch) */
         uv_timer_start(&hub->roll_timer, on_roll, ms_until_after(hub->last_roll_sec), 0);
         return;
     }
-    roll_at(hub, boundary, now);
+    /* behind the batches already in the inbox: those handed over before `now` are
+     * merged into their own seconds first */
+    roll_job_t *j = malloc(sizeof *j);
+    if (j) *j = (roll_job_t){hub, now};
+    if (!j || inbox_post(&hub->inbox, roll_task, j) < 0) {
+        free(j);
+        roll_to(hub, sec, now);
+        return;
+    }
+    uv_timer_start(&hub->roll_timer, on_roll, ms_until_after(sec), 0);
 }
 
-void hub_apply_batch(hub_t *hub, const agg_batch_t *b, registry_result_t *res) {
-    apply_now(hub, b, res);
+void hub_apply_batch(hub_t *hub, const agg_batch_t *b, double at, registry_result_t *res) {
+    apply_now(hub, b, at, res);
     account(hub, b->transport, res);
 }
 

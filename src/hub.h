@@ -81,6 +81,7 @@ typedef struct hub {
     struct pending_event *pend_head, *pend_tail; /* sealed, on their way to disk */
     store_point_t *pts;            /* the points of the roll in progress */
     size_t npts, pts_cap;
+    size_t pts_hint;               /* how many the last roll handed over */
     uv_timer_t aggregate_timer;
     uint64_t aggregate_jobs;
 
@@ -147,12 +148,14 @@ typedef void (*hub_done_fn)(void *arg, int cancelled);
 int hub_call(hub_t *hub, worker_t *w, hub_call_fn fn, hub_done_fn done, void *arg);
 void hub_call_finish(hub_call_t *call);
 
-/* Any thread: hands an ingest batch to the registry (ownership passes). 0 or -ESHUTDOWN. */
+/* Any thread: hands an ingest batch to the registry (ownership passes); the moment of the
+ * call decides which second its samples belong to. 0 or -ESHUTDOWN. */
 int hub_submit_batch(hub_t *hub, agg_batch_t *b);
-/* Hub thread: merges b into the registry (b stays the caller's), closing the previous
- * second first when the wall clock has passed it; counts accepted lines and refusals by
- * transport into hub->istats and fills res. */
-void hub_apply_batch(hub_t *hub, const agg_batch_t *b, registry_result_t *res);
+/* Hub thread: merges b into the registry (b stays the caller's) as handed over at `at`
+ * (unix seconds): every second that ended before `at` is closed first, however late the
+ * hub gets to it. Counts accepted lines and refusals by transport into hub->istats and
+ * fills res. */
+void hub_apply_batch(hub_t *hub, const agg_batch_t *b, double at, registry_result_t *res);
 
 /* Hub thread: gives e its seq and hands it to the store; once it is on disk it enters
  * the retained window, goes to every worker's subscribers and cb(hub, e, 0, arg) runs

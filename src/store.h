@@ -7,12 +7,17 @@
  * its inbox: events committed (so that they are delivered and acknowledged only once on
  * disk), rollup query answers, aggregation results.
  *
- * Schema version 1 (PRAGMA user_version):
+ * Schema version 2 (PRAGMA user_version; a version 1 file is migrated when opened):
  *   series(id INTEGER PRIMARY KEY, key BLOB UNIQUE, name TEXT, labels TEXT, kind INTEGER)
- *   points(series_id, t, v, PRIMARY KEY(series_id, t)) WITHOUT ROWID      raw 1 s points
- *   rollup_60 / rollup_3600(series_id, t, count, sum, min, max, last, PRIMARY KEY(...))
+ *   points(t INTEGER PRIMARY KEY, n INTEGER, data BLOB)   raw points: one row per second,
+ *       data = n records of (series id: u32, value: f64), little-endian, 12 bytes each
+ *   rollup_60 / rollup_3600(t, series_id, count, sum, min, max, last,
+ *       PRIMARY KEY(t, series_id)) WITHOUT ROWID           1 min and 1 h rollups
  *   events(seq INTEGER PRIMARY KEY, type TEXT, envelope TEXT)
- *   meta(key TEXT PRIMARY KEY, value)                      rollup watermarks */
+ *   meta(key TEXT PRIMARY KEY, value)                      rollup watermarks
+ * Everything is keyed by time first: each second, minute and hour appends at the end of
+ * its tree, so writing, rolling up and expiring cost the same in a store that has run
+ * for months as in a new one. */
 #ifndef MC_STORE_H
 #define MC_STORE_H
 
@@ -30,6 +35,8 @@
 
 #define STORE_FILE "metricast.db"
 #define STORE_ERR_LEN 512
+/* Trend references handed to the hub per loop task (see store_hooks_t.trend_refs). */
+#define STORE_REFS_SLICE 2048
 
 typedef struct store store_t;
 struct store_ref;
@@ -53,8 +60,10 @@ typedef struct store_hooks {
     /* an aggregation job's lifecycle: phase 0 started, 1 completed, 2 failed */
     void (*aggregation)(void *ctx, int phase, const char *job_id, uint64_t entries,
                         double duration_ms, const char *error_message, const char *error_type);
-    /* after each aggregation: every stored series' value an hour, a day and a week ago
-     * (NAN when unknown), for trends; keys are references the hook may keep */
+    /* after an aggregation, the trend references that changed: a series' rollup value an
+     * hour, a day and a week ago (NAN when there is none). Delivered in slices of at most
+     * STORE_REFS_SLICE, one slice per inbox task, so that no single task on the hub's
+     * loop runs long; keys are references the hook may keep (skey_ref). */
     void (*trend_refs)(void *ctx, const struct store_ref *refs, size_t n);
 } store_hooks_t;
 
@@ -83,10 +92,22 @@ int store_start(store_t *s, const store_hooks_t *hooks);
 /* Flushes what is queued, stops the thread, closes the database. NULL allowed. */
 void store_close(store_t *s);
 
-/* Hub thread. Each takes over what it is given. */
+/* Hub thread. Each takes over what it is given. pts: usually one second's points (the
+ * roll's hand-over), any order, any mix of seconds; a series given twice for one second
+ * keeps the later value. */
 void store_put_points(store_t *s, store_point_t *pts, size_t n);
 void store_put_event(store_t *s, event_t *e);
-void store_aggregate(store_t *s, const char *job_id);
+/* An aggregation job: rolls every complete minute that ends at or before complete_before
+ * (unix seconds; the hub passes its last closed second boundary, so every point of those
+ * minutes has been handed over before the job is queued; 0: the wall clock minus 5 s)
+ * into 1 min rollups, complete hours into 1 h rollups, applies retention, then refreshes
+ * the trend references. Minute rollups are computed from the raw points just written
+ * (one minute is 60 rows of the points table), hour rollups from the minutes this run
+ * rolled (kept in memory, 48 bytes a series) or, for the hour a restart or a failed job
+ * interrupted, from its minute rollups. At most STORE_MAX_MINUTES_PER_JOB minutes per
+ * job: a store that was down catches up over the following jobs. */
+#define STORE_MAX_MINUTES_PER_JOB 10
+void store_aggregate(store_t *s, const char *job_id, uint32_t complete_before);
 
 /* Rollup query: the answer body (JSON) is produced on the store thread and handed to
  * done(ctx, status, body) on the hub thread (through the hooks' inbox). */
@@ -99,5 +120,7 @@ int store_status(store_t *s, char *msg, size_t msglen);
 uint64_t store_write_errors(store_t *s);
 /* Raw points not written because the store was behind (see MAX_POINT_JOBS). */
 uint64_t store_points_dropped(store_t *s);
+/* Raw point rows (seconds) skipped because they could not be decoded. */
+uint64_t store_bad_rows(store_t *s);
 
 #endif

@@ -178,7 +178,7 @@ static void start_store(fx_t *f) {
 /* Runs one aggregation job and waits for its end (completed or failed). */
 static void run_job(fx_t *f, const char *job) {
     int before = f->agg_completed + f->agg_failed;
-    store_aggregate(f->s, job);
+    store_aggregate(f->s, job, 0);
     double deadline = now_s() + 15;
     while (f->agg_completed + f->agg_failed == before) {
         if (now_s() > deadline) fail_msg("aggregation job %s did not finish within 15 s", job);
@@ -769,7 +769,7 @@ static void expect_reset(fx_t *f, const char *why) {
     json_t *doc = query(f, "anything", NULL, 0, 2000000000u, 60, &st);
     assert_int_equal(st, 404);
     json_decref(doc);
-    assert_int_equal(count_sql(f->path, "PRAGMA user_version"), 1);
+    assert_int_equal(count_sql(f->path, "PRAGMA user_version"), 2);
 }
 
 static void test_garbage_file_refused_then_reset(void **state) {
@@ -837,7 +837,7 @@ static void test_new_and_empty_file_accepted(void **state) {
     /* and reopening our own store is fine */
     open_store(f, &lim);
     assert_int_equal(count_aside(f->dir, NULL, 0), 0);
-    assert_int_equal(count_sql(f->path, "PRAGMA user_version"), 1);
+    assert_int_equal(count_sql(f->path, "PRAGMA user_version"), 2);
 }
 
 int main(void) {
