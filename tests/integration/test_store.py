@@ -9,6 +9,7 @@ that is not a healthy store (exit 2, untouched; --reset-store moves it aside), a
 full disk (a 1 MiB tmpfs when this runs as root and may mount, else RLIMIT_FSIZE)."""
 
 import contextlib
+import ctypes
 import glob
 import http.client
 import json
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -331,6 +333,88 @@ class RestartTest(HubTestCase):
         st, doc = c.get("/api/v1/metrics?match=hist_g")
         self.assertEqual(st, 200)
         self.assertEqual(doc["series"][0]["value"], 13, "current value not reloaded: %r" % doc)
+        c.close()
+
+
+# --------------------------------------------------------------------------------------
+# the 1 s roll while the hub thread is stalled
+# --------------------------------------------------------------------------------------
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+_libc.ptrace.restype = ctypes.c_long
+PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT, WALL = 17, 0x4206, 0x4207, 0x40000000
+
+
+@contextlib.contextmanager
+def hub_thread_stopped(pid):
+    """Stops only the daemon's main thread (the hub loop) while the block runs: with
+    PTRACE_SEIZE + PTRACE_INTERRUPT that one thread enters a ptrace-stop while the StatsD
+    threads and the workers go on; PTRACE_DETACH lets it run again."""
+    if _libc.ptrace(PTRACE_SEIZE, pid, None, None) != 0:
+        raise unittest.SkipTest("ptrace(PTRACE_SEIZE) refused: errno %d" % ctypes.get_errno())
+    try:
+        if _libc.ptrace(PTRACE_INTERRUPT, pid, None, None) != 0:
+            raise AssertionError("ptrace(PTRACE_INTERRUPT): errno %d" % ctypes.get_errno())
+        os.waitpid(pid, WALL)  # the thread is stopped once this returns
+        yield
+    finally:
+        _libc.ptrace(PTRACE_DETACH, pid, None, None)
+
+
+class RollTest(HubTestCase):
+    def test_stalled_hub_keeps_every_second_apart(self):
+        """The hub thread stops for 3 s while StatsD batches keep arriving: each second
+        still gets its own point with its own samples (none skipped, none merged), in the
+        history and in the file."""
+        hub = self.hub(statsd=True)
+        c = Client(hub)
+        stop = threading.Event()
+        sent = []
+
+        def sender():
+            due = time.time()
+            while not stop.is_set():
+                hub.send_statsd("stall_c:1|c")
+                sent.append(time.time())
+                due += 0.05
+                time.sleep(max(0.0, due - time.time()))
+        th = threading.Thread(target=sender, daemon=True)
+        th.start()
+        try:
+            time.sleep(2.3)
+            with hub_thread_stopped(hub.proc.pid):
+                stalled = (time.time(), None)
+                time.sleep(3.0)
+                stalled = (stalled[0], time.time())
+            time.sleep(2.5)
+        finally:
+            stop.set()
+            th.join(timeout=5)
+        first_s, last_s = int(sent[0]) + 1, int(sent[-1]) - 1  # whole seconds sent
+
+        def points():
+            st, doc = c.get("/api/v1/series/stall_c?window=120")
+            pts = doc["series"][0]["points"] if st == 200 and doc.get("series") else []
+            return pts if pts and pts[-1][0] >= last_s + 1 else None
+        pts = wait_for(points, timeout=5, desc="the history up to the end of the feed")
+        per_sec = {p[0]: p[1] for p in pts}
+        inside = list(range(first_s, last_s + 1))
+        missing = [s for s in inside if s not in per_sec]
+        self.assertEqual(missing, [], "seconds without a point (stall %.1f-%.1f): %r"
+                         % (stalled[0], stalled[1], sorted(per_sec.items())))
+        # 20 samples a second, give or take what one 100 ms StatsD flush moves across a
+        # boundary; a second that took over its neighbours' samples would hold 40+
+        odd = {s: per_sec[s] for s in inside if not 10 <= per_sec[s] <= 30}
+        self.assertEqual(odd, {}, "seconds whose count is not about 20 (stall %.1f-%.1f): %r"
+                         % (stalled[0], stalled[1], sorted(per_sec.items())))
+        self.assertTrue(any(stalled[0] + 1 <= s <= stalled[1] - 1 for s in inside))
+        self.assertEqual(sum(p[1] for p in pts), len(sent), "samples lost or counted twice")
+        # the store got the same seconds
+        stored = wait_for(lambda: (lambda r: r if r and max(t for t, _ in r) >= last_s else None)(
+            raw_points(os.path.join(hub.data_dir, DB), "stall_c").get("{}")), timeout=5,
+            desc="the raw points in the file")
+        self.assertEqual({t: v for t, v in stored if first_s <= t <= last_s},
+                         {s: per_sec[s] for s in inside})
         c.close()
 
 
