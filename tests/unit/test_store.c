@@ -9,7 +9,12 @@
  * a smaller retained window, next seq); the recent history reloaded into a registry; a
  * locked database failing an aggregation (error_type "locked") and the status coming
  * back; files that are not a healthy store refused (-EINVAL, bytes untouched) and moved
- * aside by reset. */
+ * aside by reset. Also: a minute written half by one run and half by the next rolled
+ * whole, the hour in progress kept in its row across the restart and shown only once
+ * complete, a series that starts mid-minute; one second handed over twice (merged, the
+ * later value wins); an undecodable row of raw points skipped and counted; trend
+ * references (the latest rollup inside each window, in slices, nothing resent when
+ * nothing changed, a series known later); a version 1 file upgraded in place. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -60,6 +65,15 @@ typedef struct fx {
     int q_status;
     bool q_done;
     char *q_body;
+    /* trend references handed over: every slice, and what they carried */
+    int ref_slices;
+    size_t ref_max_slice;
+    struct got_ref {
+        char name[64], source[64];
+        double hour, day, week;
+    } *refs;
+    size_t nrefs;
+    uint64_t bseq; /* barrier events */
 } fx_t;
 
 static void on_events_done(void *ctx, uint64_t seq, int rc) {
@@ -85,6 +99,22 @@ static void on_aggregation(void *ctx, int phase, const char *job_id, uint64_t en
         f->agg_failed++;
         snprintf(f->agg_err_type, sizeof f->agg_err_type, "%s", error_type ? error_type : "");
         snprintf(f->agg_err_msg, sizeof f->agg_err_msg, "%s", error_message ? error_message : "");
+    }
+}
+
+static void on_trend_refs(void *ctx, const store_ref_t *r, size_t n) {
+    fx_t *f = ctx;
+    f->ref_slices++;
+    if (n > f->ref_max_slice) f->ref_max_slice = n;
+    f->refs = realloc(f->refs, (f->nrefs + n) * sizeof *f->refs);
+    for (size_t i = 0; i < n; i++) {
+        struct got_ref *g = &f->refs[f->nrefs++];
+        const char *src = skey_label_value(r[i].key, "source");
+        snprintf(g->name, sizeof g->name, "%s", skey_name(r[i].key));
+        snprintf(g->source, sizeof g->source, "%s", src ? src : "");
+        g->hour = r[i].hour;
+        g->day = r[i].day;
+        g->week = r[i].week;
     }
 }
 
@@ -154,6 +184,7 @@ static int fx_teardown(void **state) {
     }
     uv_loop_close(&f->loop);
     free(f->q_body);
+    free(f->refs);
     rm_rf(f->dir);
     free(f);
     return 0;
@@ -172,20 +203,38 @@ static void start_store(fx_t *f) {
     hooks.ctx = f;
     hooks.events_done = on_events_done;
     hooks.aggregation = on_aggregation;
+    hooks.trend_refs = on_trend_refs;
     assert_int_equal(store_start(f->s, &hooks), 0);
 }
 
-/* Runs one aggregation job and waits for its end (completed or failed). */
-static void run_job(fx_t *f, const char *job) {
+/* Runs one aggregation job and waits for its end (completed or failed), and for the
+ * trend reference slices that follow it. complete_before 0: the store's own clock. */
+static void run_job_until(fx_t *f, const char *job, uint32_t complete_before) {
     int before = f->agg_completed + f->agg_failed;
-    store_aggregate(f->s, job, 0);
+    store_aggregate(f->s, job, complete_before);
     double deadline = now_s() + 15;
     while (f->agg_completed + f->agg_failed == before) {
         if (now_s() > deadline) fail_msg("aggregation job %s did not finish within 15 s", job);
         uv_run(&f->loop, UV_RUN_NOWAIT);
         usleep(2000);
     }
+    for (int i = 0; i < 20; i++) { /* the slices re-post themselves: a few loop turns */
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
     assert_string_equal(f->agg_job, job);
+}
+
+static void run_job(fx_t *f, const char *job) { run_job_until(f, job, 0); }
+
+/* Waits until everything handed to the store so far is committed (an event behind it). */
+static void barrier(fx_t *f) {
+    char json[] = "{\"type\":\"tests.barrier\",\"payload\":{}}", err[EVENT_ERR_LEN];
+    event_t *e = event_prepare(json, strlen(json), 1700000000.0, "bar000", err);
+    assert_non_null(e);
+    e->seq = f->bseq = f->bseq ? f->bseq + 1 : 1000000;
+    store_put_event(f->s, e);
+    if (!pump_seq(f, f->bseq, 10)) fail_msg("barrier %llu not committed", (unsigned long long)f->bseq);
 }
 
 /* A rollup query through the store thread; returns the parsed answer (caller decrefs). */
@@ -684,6 +733,409 @@ static void test_locked_then_recovers(void **state) {
     elog_free(&log);
 }
 
+/* ---- restarts, seconds written twice, trend references, upgrades ------------------- */
+
+static void put_one(fx_t *f, series_key_t *k, uint32_t t, double v) {
+    store_point_t *pts = calloc(1, sizeof *pts);
+    pts[0] = (store_point_t){skey_ref(k), METRIC_GAUGE, t, v};
+    store_put_points(f->s, pts, 1);
+}
+
+/* The raw points of second t as stored: {series id: value}, up to cap of them. */
+static int stored_second(fx_t *f, uint32_t t, uint32_t *ids, double *vals, int cap) {
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT n, data FROM points WHERE t = ?", -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(st, 1, t);
+    int n = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const unsigned char *p = sqlite3_column_blob(st, 1);
+        int len = sqlite3_column_bytes(st, 1);
+        assert_int_equal(len, sqlite3_column_int(st, 0) * 12);
+        for (int off = 0; off + 12 <= len && n < cap; off += 12, n++) {
+            uint32_t id = 0;
+            uint64_t b = 0;
+            for (int i = 0; i < 4; i++) id |= (uint32_t)p[off + i] << (8 * i);
+            for (int i = 0; i < 8; i++) b |= (uint64_t)p[off + 4 + i] << (8 * i);
+            ids[n] = id;
+            memcpy(&vals[n], &b, sizeof vals[n]);
+        }
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static int64_t series_row(fx_t *f, const char *name, const char *source) {
+    char q[200];
+    snprintf(q, sizeof q, "SELECT id FROM series WHERE name = '%s' AND labels %s", name,
+             source ? "LIKE '%\"source\":\"" : "= '{}'");
+    if (source) snprintf(q + strlen(q), sizeof q - strlen(q), "%s\"%%'", source);
+    return count_sql(f->path, q);
+}
+
+/* A minute half written by one run and half by the next is rolled whole; the hour it is
+ * in holds, in its rollup_3600 row, every minute rolled by either run, and becomes
+ * visible to queries only once complete; a series that starts mid-minute rolls what it
+ * has. */
+static void test_minute_and_hour_across_restart(void **state) {
+    fx_t *f = *state;
+    store_limits_t lim = big_limits();
+    open_store(f, &lim);
+    start_store(f);
+    uint32_t now = (uint32_t)time(NULL);
+    uint32_t hour = (now / 3600 - 2) * 3600, m = hour + 1200;
+    series_key_t *a = key("xr", "a"), *b = key("xr", "b"), *c = key("xr", "c");
+    /* run 1: minute m - 60 whole, the first 30 s of minute m (one batch: the store keeps
+     * at most 8 batches waiting) */
+    store_point_t *pts = calloc(180, sizeof *pts);
+    size_t n = 0;
+    for (uint32_t i = 0; i < 90; i++) {
+        pts[n++] = (store_point_t){skey_ref(a), METRIC_GAUGE, m - 60 + i, val(0, (int)i)};
+        pts[n++] = (store_point_t){skey_ref(b), METRIC_GAUGE, m - 60 + i, val(1, (int)i)};
+    }
+    store_put_points(f->s, pts, n);
+    barrier(f);
+    assert_int_equal(store_points_dropped(f->s), 0);
+    run_job_until(f, "job_run1", m + 30); /* minute m is not complete yet */
+    assert_int_equal(f->agg_failed, 0);
+    assert_int_equal(f->agg_entries, 2);
+    char q[200];
+    snprintf(q, sizeof q, "SELECT count(*) FROM rollup_60 WHERE t = %u", m);
+    assert_int_equal(count_sql(f->path, q), 0);
+    /* the hour so far is in its row, but a query only shows complete hours */
+    snprintf(q, sizeof q, "SELECT sum(count) FROM rollup_3600 WHERE t = %u", hour);
+    assert_int_equal(count_sql(f->path, q), 120);
+    int st;
+    json_t *doc = query(f, "xr", NULL, hour, hour + 3599, 3600, &st);
+    assert_int_equal(st, 404);
+    json_decref(doc);
+    store_close(f->s); /* the restart: nothing of run 1 is kept in memory */
+    f->s = NULL;
+
+    /* run 2: the rest of minute m, minute m + 60; c starts at m + 45 */
+    open_store(f, &lim);
+    eventlog_t log;
+    registry_t reg;
+    assert_int_equal(elog_init(&log, 10), 0);
+    assert_int_equal(registry_init(&reg, 1000, 3600), 0);
+    char err[STORE_ERR_LEN];
+    assert_int_equal(store_load(f->s, &log, &reg, 7200 + (now - m), err), 0);
+    assert_non_null(registry_find(&reg, a));
+    start_store(f);
+    pts = calloc(200, sizeof *pts);
+    n = 0;
+    for (uint32_t i = 90; i < 180; i++) {
+        pts[n++] = (store_point_t){skey_ref(a), METRIC_GAUGE, m - 60 + i, val(0, (int)i)};
+        pts[n++] = (store_point_t){skey_ref(b), METRIC_GAUGE, m - 60 + i, val(1, (int)i)};
+        if (i >= 105 && i < 120)
+            pts[n++] = (store_point_t){skey_ref(c), METRIC_GAUGE, m - 60 + i, val(2, (int)i)};
+    }
+    store_put_points(f->s, pts, n);
+    barrier(f);
+    assert_int_equal(store_points_dropped(f->s), 0);
+    run_job(f, "job_run2"); /* up to now: minutes m, m + 60, and the hour is complete */
+    assert_int_equal(f->agg_failed, 0);
+    assert_int_equal(f->agg_entries, 3 + 2 + 3); /* minute m: a b c; m + 60: a b; the hour */
+    doc = query(f, "xr", NULL, m, m + 60, 60, &st);
+    assert_int_equal(st, 200);
+    for (int k = 0; k < 2; k++) {
+        json_t *jp = json_object_get(find_series(doc, k ? "b" : "a"), "points");
+        assert_int_equal(json_array_size(jp), 2);
+        agg_expect_t e = expect_range(k, 60, 120);
+        check_point(json_array_get(jp, 0), m, &e, "the minute of the restart");
+        e = expect_range(k, 120, 180);
+        check_point(json_array_get(jp, 1), m + 60, &e, "the minute after");
+    }
+    agg_expect_t ec = expect_range(2, 105, 120);
+    check_point(json_array_get(json_object_get(find_series(doc, "c"), "points"), 0), m, &ec,
+                "a series that started mid-minute");
+    json_decref(doc);
+    doc = query(f, "xr", NULL, hour, hour + 3599, 3600, &st);
+    assert_int_equal(st, 200);
+    for (int k = 0; k < 2; k++) {
+        agg_expect_t e = expect_range(k, 0, 180);
+        check_point(json_array_get(json_object_get(find_series(doc, k ? "b" : "a"), "points"), 0),
+                    hour, &e, "the hour, from both runs");
+    }
+    check_point(json_array_get(json_object_get(find_series(doc, "c"), "points"), 0), hour, &ec,
+                "the hour of the series that started mid-minute");
+    json_decref(doc);
+    /* a range far wider than the data is narrowed to it, not walked */
+    doc = query(f, "xr", "a", 0, 4000000000u, 60, &st);
+    assert_int_equal(st, 200);
+    assert_int_equal(json_array_size(json_object_get(find_series(doc, "a"), "points")), 3);
+    json_decref(doc);
+    elog_free(&log);
+    registry_free(&reg);
+    skey_unref(a);
+    skey_unref(b);
+    skey_unref(c);
+}
+
+/* A second handed over twice (the clock went back, or two batches for one second) keeps
+ * every series, the later value for a series given twice, also within one batch. */
+static void test_same_second_twice(void **state) {
+    fx_t *f = *state;
+    store_limits_t lim = big_limits();
+    open_store(f, &lim);
+    start_store(f);
+    uint32_t m = ((uint32_t)time(NULL) / 60 - 10) * 60, t = m + 7;
+    series_key_t *a = key("dup", "a"), *b = key("dup", "b"), *c = key("dup", "c");
+    store_point_t *pts = calloc(3, sizeof *pts);
+    pts[0] = (store_point_t){skey_ref(a), METRIC_GAUGE, t, 1};
+    pts[1] = (store_point_t){skey_ref(b), METRIC_GAUGE, t, 2};
+    pts[2] = (store_point_t){skey_ref(a), METRIC_GAUGE, t, 4}; /* the later one wins */
+    store_put_points(f->s, pts, 3);
+    barrier(f);
+    pts = calloc(2, sizeof *pts);
+    pts[0] = (store_point_t){skey_ref(a), METRIC_GAUGE, t, 5};
+    pts[1] = (store_point_t){skey_ref(c), METRIC_GAUGE, t, 3};
+    store_put_points(f->s, pts, 2);
+    barrier(f);
+    uint32_t ids[8];
+    double vals[8];
+    int n = stored_second(f, t, ids, vals, 8);
+    assert_int_equal(n, 3);
+    int64_t ia = series_row(f, "dup", "a"), ib = series_row(f, "dup", "b"), ic = series_row(f, "dup", "c");
+    for (int i = 0; i < n; i++) {
+        double want = ids[i] == ia ? 5 : ids[i] == ib ? 2 : ids[i] == ic ? 3 : -1;
+        if (vals[i] != want) fail_msg("series %u of the second: %g, expected %g", ids[i], vals[i], want);
+    }
+    assert_int_equal(count_sql(f->path, "SELECT count(*) FROM points"), 1);
+    run_job(f, "job_dup");
+    int st;
+    json_t *doc = query(f, "dup", NULL, m, m, 60, &st);
+    assert_int_equal(st, 200);
+    agg_expect_t e = {1, 5, 5, 5, 5};
+    check_point(json_array_get(json_object_get(find_series(doc, "a"), "points"), 0), m, &e, "a");
+    e = (agg_expect_t){1, 3, 3, 3, 3};
+    check_point(json_array_get(json_object_get(find_series(doc, "c"), "points"), 0), m, &e, "c");
+    json_decref(doc);
+    skey_unref(a);
+    skey_unref(b);
+    skey_unref(c);
+}
+
+/* A row of raw points that cannot be decoded is skipped and counted; the rest rolls. */
+static void test_bad_points_row_skipped(void **state) {
+    fx_t *f = *state;
+    store_limits_t lim = big_limits();
+    open_store(f, &lim);
+    start_store(f);
+    uint32_t m = ((uint32_t)time(NULL) / 60 - 10) * 60;
+    series_key_t *k = key("badrow", NULL);
+    put_one(f, k, m + 1, 42);
+    barrier(f);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    char sql[200];
+    snprintf(sql, sizeof sql, "INSERT INTO points(t, n, data) VALUES(%u, 1, x'0102030405')", m + 2);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    run_job(f, "job_badrow");
+    assert_int_equal(f->agg_failed, 0);
+    assert_int_equal(store_bad_rows(f->s), 1);
+    int st;
+    json_t *doc = query(f, "badrow", NULL, m, m, 60, &st);
+    assert_int_equal(st, 200);
+    agg_expect_t e = {1, 42, 42, 42, 42};
+    check_point(json_array_get(json_object_get(find_series(doc, NULL), "points"), 0), m, &e, "badrow");
+    json_decref(doc);
+    skey_unref(k);
+}
+
+static struct got_ref *got(fx_t *f, const char *name, const char *source) {
+    for (size_t i = f->nrefs; i-- > 0;)
+        if (!strcmp(f->refs[i].name, name) && !strcmp(f->refs[i].source, source)) return &f->refs[i];
+    return NULL;
+}
+
+static void same_or_nan(double got_v, double want, const char *what) {
+    if (isnan(want) ? !isnan(got_v) : got_v != want) fail_msg("%s: %g, expected %g", what, got_v, want);
+}
+
+/* References come from the rollups an hour, a day and a week back (the latest inside each
+ * window), for every series the store knows, in slices of at most STORE_REFS_SLICE; a job
+ * that changes none sends none; a series known later gets its own. */
+#define NREF (STORE_REFS_SLICE + 300)
+static void test_trend_references(void **state) {
+    fx_t *f = *state;
+    store_limits_t lim = big_limits();
+    open_store(f, &lim);
+    start_store(f);
+    uint32_t now = (uint32_t)time(NULL);
+    series_key_t **k = calloc(NREF, sizeof *k);
+    store_point_t *pts = calloc(NREF, sizeof *pts);
+    for (int i = 0; i < NREF; i++) {
+        char src[16];
+        snprintf(src, sizeof src, "s%04d", i);
+        k[i] = key("tr", src);
+        pts[i] = (store_point_t){skey_ref(k[i]), METRIC_GAUGE, now - 10, i};
+    }
+    store_put_points(f->s, pts, NREF);
+    barrier(f);
+    /* rollups as the store keeps them: the hour reference 5 min before "an hour ago", an
+     * older one inside the window, one outside it; day and week for the first 10 */
+    uint32_t h = (now - 3600) / 60 * 60, d = (now - 86400) / 3600 * 3600, w = (now - 604800) / 3600 * 3600;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    char sql[1200];
+    snprintf(sql, sizeof sql,
+             "BEGIN; INSERT INTO rollup_60(t,series_id,count,sum,min,max,last) "
+             "SELECT %u, id, 1, 0, 0, 0, 1000 + id FROM series WHERE name = 'tr'; "
+             "INSERT INTO rollup_60(t,series_id,count,sum,min,max,last) "
+             "SELECT %u, id, 1, 0, 0, 0, -1 FROM series WHERE name = 'tr'; "
+             "INSERT INTO rollup_60(t,series_id,count,sum,min,max,last) "
+             "SELECT %u, id, 1, 0, 0, 0, -2 FROM series WHERE name = 'tr'; "
+             "INSERT INTO rollup_3600(t,series_id,count,sum,min,max,last) "
+             "SELECT %u, id, 1, 0, 0, 0, 2000 + id FROM series WHERE name = 'tr' AND id <= 10; "
+             "INSERT INTO rollup_3600(t,series_id,count,sum,min,max,last) "
+             "SELECT %u, id, 1, 0, 0, 0, 3000 + id FROM series WHERE name = 'tr' AND id <= 10; COMMIT",
+             h - 300, h - 480, h - 900, d - 3600, w);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    run_job(f, "job_refs1");
+    assert_int_equal(f->agg_failed, 0);
+    assert_int_equal(f->nrefs, NREF);
+    assert_int_equal(f->ref_slices, (NREF + STORE_REFS_SLICE - 1) / STORE_REFS_SLICE);
+    assert_int_equal(f->ref_max_slice, STORE_REFS_SLICE);
+    for (int i = 0; i < NREF; i++) {
+        char src[16];
+        snprintf(src, sizeof src, "s%04d", i);
+        struct got_ref *g = got(f, "tr", src);
+        if (!g) fail_msg("no reference for tr{source=%s}", src);
+        int64_t id = series_row(f, "tr", src);
+        same_or_nan(g->hour, 1000.0 + id, "hour");
+        same_or_nan(g->day, id <= 10 ? 2000.0 + id : NAN, "day");
+        same_or_nan(g->week, id <= 10 ? 3000.0 + id : NAN, "week");
+    }
+    /* nothing changed: nothing sent */
+    f->nrefs = 0;
+    f->ref_slices = 0;
+    run_job(f, "job_refs2");
+    assert_int_equal(f->nrefs, 0);
+    assert_int_equal(f->ref_slices, 0);
+    /* a series the store meets later, with rollups of its own from before */
+    series_key_t *late = key("tr_late", "x");
+    put_one(f, late, now - 5, 1);
+    barrier(f);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO rollup_60(t,series_id,count,sum,min,max,last) "
+             "SELECT %u, id, 1, 0, 0, 0, 77 FROM series WHERE name = 'tr_late'", h - 60);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    run_job(f, "job_refs3");
+    assert_int_equal(f->nrefs, 1);
+    struct got_ref *g = got(f, "tr_late", "x");
+    assert_non_null(g);
+    same_or_nan(g->hour, 77, "the later series' hour");
+    same_or_nan(g->day, NAN, "the later series' day");
+    for (int i = 0; i < NREF; i++) skey_unref(k[i]);
+    free(k);
+    skey_unref(late);
+}
+
+/* A version 1 file (one row per point, rollups keyed by series) is upgraded in place:
+ * its raw points, rollups (and the hour in progress), events and watermark carry over. */
+static void test_version1_file_upgraded(void **state) {
+    fx_t *f = *state;
+    uint32_t now = (uint32_t)time(NULL);
+    uint32_t hour = (now / 3600 - 1) * 3600, m = hour + 120; /* minutes hour, hour+60 rolled */
+    series_key_t *a = key("v1", "a");
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    char sql[2400];
+    snprintf(sql, sizeof sql,
+             "CREATE TABLE series(id INTEGER PRIMARY KEY, key BLOB UNIQUE NOT NULL, "
+             "name TEXT NOT NULL, labels TEXT NOT NULL, kind INTEGER NOT NULL);"
+             "CREATE INDEX series_name ON series(name);"
+             "CREATE TABLE points(t INTEGER NOT NULL, series_id INTEGER NOT NULL, v REAL, "
+             "PRIMARY KEY(t, series_id)) WITHOUT ROWID;"
+             "CREATE TABLE rollup_60(series_id INTEGER NOT NULL, t INTEGER NOT NULL, count INTEGER, "
+             "sum REAL, min REAL, max REAL, last REAL, PRIMARY KEY(series_id, t)) WITHOUT ROWID;"
+             "CREATE TABLE rollup_3600(series_id INTEGER NOT NULL, t INTEGER NOT NULL, count INTEGER, "
+             "sum REAL, min REAL, max REAL, last REAL, PRIMARY KEY(series_id, t)) WITHOUT ROWID;"
+             "CREATE INDEX rollup_60_t ON rollup_60(t); CREATE INDEX rollup_3600_t ON rollup_3600(t);"
+             "CREATE TABLE events(seq INTEGER PRIMARY KEY, type TEXT NOT NULL, envelope TEXT NOT NULL);"
+             "CREATE TABLE meta(key TEXT PRIMARY KEY, value);"
+             "INSERT INTO rollup_60 VALUES(1, %u, 60, 600, 1, 20, 7), (1, %u, 60, 1200, 2, 30, 9);"
+             "INSERT INTO rollup_3600 VALUES(1, %u, 3600, 36000, 0, 50, 5);"
+             "INSERT INTO meta VALUES('rolled_60', %u), ('rolled_3600', %u);"
+             "PRAGMA user_version=1;",
+             hour, hour + 60, hour - 3600, m, hour);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO series VALUES(1, ?, 'v1', '{\"source\":\"a\"}', 1)",
+                                        -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_blob(st, 1, a->data, (int)a->len, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO points VALUES(?, 1, ?)", -1, &st, NULL), SQLITE_OK);
+    for (uint32_t i = 0; i < 30; i++) { /* raw points of the current minute, not rolled */
+        sqlite3_bind_int64(st, 1, m + i);
+        sqlite3_bind_double(st, 2, 100 + i);
+        assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    event_t *e = mk_event(1);
+    assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO events VALUES(5, ?, ?)", -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_text(st, 1, e->type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, e->envelope, (int)e->envelope_len, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    store_limits_t lim = big_limits();
+    open_store(f, &lim);
+    assert_int_equal(count_sql(f->path, "PRAGMA user_version"), 2);
+    assert_int_equal(count_sql(f->path, "SELECT count(*) FROM sqlite_master WHERE name LIKE '%v1'"), 0);
+    assert_int_equal(count_sql(f->path, "SELECT count(*) FROM points"), 30); /* one row a second */
+    eventlog_t log;
+    registry_t reg;
+    assert_int_equal(elog_init(&log, 10), 0);
+    assert_int_equal(registry_init(&reg, 1000, 7200), 0);
+    char err[STORE_ERR_LEN];
+    assert_int_equal(store_load(f->s, &log, &reg, 7200, err), 0);
+    assert_int_equal(elog_latest(&log), 5);
+    assert_string_equal(elog_get(&log, 5)->envelope, e->envelope);
+    series_t *se = registry_find(&reg, a);
+    assert_non_null(se);
+    assert_int_equal(se->hist.len, 30);
+    assert_true(se->value == 129);
+    start_store(f);
+    int qs;
+    json_t *doc = query(f, "v1", NULL, hour, hour + 60, 60, &qs);
+    assert_int_equal(qs, 200);
+    agg_expect_t e1 = {60, 1200, 2, 30, 9};
+    check_point(json_array_get(json_object_get(find_series(doc, "a"), "points"), 1), hour + 60, &e1,
+                "an upgraded minute");
+    json_decref(doc);
+    doc = query(f, "v1", NULL, hour - 3600, hour - 1, 3600, &qs);
+    assert_int_equal(qs, 200);
+    agg_expect_t eh = {3600, 36000, 0, 50, 5};
+    check_point(json_array_get(json_object_get(find_series(doc, "a"), "points"), 0), hour - 3600, &eh,
+                "an upgraded hour");
+    json_decref(doc);
+    /* the hour in progress: its two minutes, then the one rolled now */
+    char q[200];
+    snprintf(q, sizeof q, "SELECT count FROM rollup_3600 WHERE t = %u AND series_id = 1", hour);
+    assert_int_equal(count_sql(f->path, q), 120);
+    run_job_until(f, "job_v1", m + 60);
+    assert_int_equal(f->agg_failed, 0);
+    assert_int_equal(count_sql(f->path, q), 150);
+    snprintf(q, sizeof q, "SELECT last FROM rollup_3600 WHERE t = %u AND series_id = 1", hour);
+    assert_int_equal(count_sql(f->path, q), 129);
+    event_unref(e);
+    elog_free(&log);
+    registry_free(&reg);
+    skey_unref(a);
+}
+
 /* ---- files that are not a healthy store ----------------------------------------------- */
 
 static char *read_all(const char *path, size_t *len) {
@@ -847,6 +1299,11 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_retention, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_events_and_history_reload, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_locked_then_recovers, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_minute_and_hour_across_restart, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_same_second_twice, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_points_row_skipped, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_trend_references, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_version1_file_upgraded, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_garbage_file_refused_then_reset, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_damaged_store_refused_then_reset, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_foreign_sqlite_refused, fx_setup, fx_teardown),
