@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -22,6 +23,8 @@
 #define BUSY_TIMEOUT_MS 2000
 /* Events that could not be written are retried this often until they are. */
 #define RETRY_MS 500
+/* The WAL is copied into the file this often (by the checkpoint thread). */
+#define CHECKPOINT_MS 1000
 /* One raw point in a points row: series id (u32) and value (f64), little-endian. */
 #define REC 12
 /* Series ids the per-series arrays may grow to (the series table's rowids). */
@@ -76,6 +79,12 @@ struct store {
     bool started;
     uv_mutex_t mu;
     uv_cond_t cv;
+    /* checkpoints: own connection and thread, so that copying the WAL into the file and
+     * the fsync after it never hold up a commit (100-1000 ms on a busy disk) */
+    sqlite3 *ckpt_db;
+    uv_thread_t ckpt_thread;
+    bool ckpt_started;
+    uv_cond_t ckpt_cv;
     job_t *head, *tail;
     bool stop;
     event_t **retry; /* events whose write failed, retried first (store thread) */
@@ -140,11 +149,11 @@ static int exec(store_t *s, const char *sql) {
     return rc;
 }
 
-/* Prepares sql into *st once; later calls reset and reuse it. */
+/* Prepares sql into *st once; later calls reset and reuse it (every caller binds every
+ * parameter each time, so old bindings are not cleared). */
 static int prep(store_t *s, sqlite3_stmt **st, const char *sql) {
     if (*st) {
         sqlite3_reset(*st);
-        sqlite3_clear_bindings(*st);
         return SQLITE_OK;
     }
     return sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
@@ -157,6 +166,19 @@ static int step_done(store_t *s, sqlite3_stmt *st) {
     return rc;
 }
 
+/* Records are little-endian on disk whatever the host (the file moves between machines);
+ * on a little-endian host that is a plain copy. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+static inline void put_rec(unsigned char *p, uint32_t id, double v) {
+    memcpy(p, &id, 4);
+    memcpy(p + 4, &v, 8);
+}
+
+static inline void get_rec(const unsigned char *p, uint32_t *id, double *v) {
+    memcpy(id, p, 4);
+    memcpy(v, p + 4, 8);
+}
+#else
 static inline void put_rec(unsigned char *p, uint32_t id, double v) {
     uint64_t b;
     memcpy(&b, &v, sizeof b);
@@ -172,6 +194,7 @@ static inline void get_rec(const unsigned char *p, uint32_t *id, double *v) {
     *id = x;
     memcpy(v, &b, sizeof *v);
 }
+#endif
 
 static inline void racc_add(racc_t *a, uint32_t n, double sum, double mn, double mx, double last) {
     if (a->n == 0) {
@@ -379,6 +402,7 @@ int store_open(store_t **out, const char *dir, bool reset, const store_limits_t 
     uv_mutex_init(&s->mu);
     uv_mutex_init(&s->msg_mu);
     uv_cond_init(&s->cv);
+    uv_cond_init(&s->ckpt_cv);
     atomic_init(&s->status, 0);
     snprintf(s->path, sizeof s->path, "%s/%s", dir, STORE_FILE);
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -402,6 +426,12 @@ int store_open(store_t **out, const char *dir, bool reset, const store_limits_t 
                     /* 64 MiB of page cache: the last ~50 s of 100,000 series' points, so
                      * the minute being rolled up is read from memory */
                     exec(s, "PRAGMA cache_size=-65536");
+                    /* Debian's SQLite zeroes every page it frees (SECURE_DELETE): each
+                     * expired second would rewrite its ~300 overflow pages. FAST still
+                     * clears deleted rows inside the pages that hold them */
+                    exec(s, "PRAGMA secure_delete=FAST");
+                    /* checkpoints are the checkpoint thread's (see ckpt_main) */
+                    exec(s, "PRAGMA wal_autocheckpoint=0");
                     rc = migrate(s, version, err);
                 }
             }
@@ -431,6 +461,7 @@ int store_open(store_t **out, const char *dir, bool reset, const store_limits_t 
     uv_mutex_destroy(&s->mu);
     uv_mutex_destroy(&s->msg_mu);
     uv_cond_destroy(&s->cv);
+    uv_cond_destroy(&s->ckpt_cv);
     free(s);
     return -EINVAL;
 }
@@ -977,6 +1008,7 @@ static inline int macc_add(store_t *s, uint32_t id, uint32_t n, double sum, doub
 /* The insert of n rows into rollup_60 (k 0) or into the hour's rollup_3600 row (k 1: the
  * minute is added to what the hour holds so far). */
 static int rollup_stmt(store_t *s, int k, int n, sqlite3_stmt **st) {
+    if (*st) return prep(s, st, NULL);
     char sql[ROWS_PER_STMT * 16 + 512];
     size_t len = (size_t)snprintf(sql, sizeof sql,
                                   "INSERT %sINTO rollup_%s(t,series_id,count,sum,min,max,last) VALUES",
@@ -994,8 +1026,23 @@ static int rollup_stmt(store_t *s, int k, int n, sqlite3_stmt **st) {
  * its hour's row of rollup_3600 (which so holds the hour so far: nothing needs rebuilding
  * after a restart), in series order: the rows of one t are together at the end of each
  * tree (appended, or updated in place). Clears the scratch. */
+/* The touched ids in ascending order: a scan of the id range when they are dense (the
+ * usual case: ids are given out in order), else a sort. */
+static void sort_touched(store_t *s) {
+    uint32_t max = 0;
+    for (uint32_t i = 0; i < s->ntouched; i++)
+        if (s->touched[i] > max) max = s->touched[i];
+    if ((uint64_t)max > (uint64_t)s->ntouched * 4) {
+        qsort(s->touched, s->ntouched, sizeof *s->touched, cmp_u32);
+        return;
+    }
+    uint32_t n = 0;
+    for (uint32_t id = 1; id <= max; id++)
+        if (s->macc[id].n) s->touched[n++] = id;
+}
+
 static int write_minute(store_t *s, uint32_t m, uint64_t *entries) {
-    qsort(s->touched, s->ntouched, sizeof *s->touched, cmp_u32);
+    sort_touched(s);
     uint32_t t[2] = {m, m / 3600 * 3600};
     int rc = SQLITE_OK;
     for (int k = 0; k < 2 && rc == SQLITE_OK; k++) {
@@ -1142,14 +1189,15 @@ typedef struct refs_msg {
     size_t n, off;
 } refs_msg_t;
 
+/* Releases the references not delivered yet (those before m->off went with their slice). */
 static void refs_msg_free(refs_msg_t *m) {
-    for (size_t i = 0; i < m->n; i++) skey_unref(m->refs[i].key);
+    for (size_t i = m->off; i < m->n; i++) skey_unref(m->refs[i].key);
     free(m->refs);
     free(m);
 }
 
-/* One slice per task; the rest goes back to the end of the inbox, behind whatever else
- * the hub has to do. */
+/* One slice per task, its keys released with it; the rest goes back to the end of the
+ * inbox, behind whatever else the hub has to do. */
 static void refs_task(void *arg, int cancelled) {
     refs_msg_t *m = arg;
     if (cancelled || !m->s->hooks.trend_refs) {
@@ -1158,6 +1206,7 @@ static void refs_task(void *arg, int cancelled) {
     }
     size_t k = m->n - m->off < STORE_REFS_SLICE ? m->n - m->off : STORE_REFS_SLICE;
     m->s->hooks.trend_refs(m->s->hooks.ctx, m->refs + m->off, k);
+    for (size_t i = m->off; i < m->off + k; i++) skey_unref(m->refs[i].key);
     m->off += k;
     if (m->off >= m->n || inbox_post(m->s->hooks.inbox, refs_task, m) < 0) refs_msg_free(m);
 }
@@ -1238,8 +1287,14 @@ static void trend_refs(store_t *s, uint32_t now) {
     if (m->n == 0 || inbox_post(s->hooks.inbox, refs_task, m) < 0) refs_msg_free(m);
 }
 
+static double thread_cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 static void aggregate(store_t *s, const char *job_id, uint32_t complete_before) {
-    double t0 = clk_unix();
+    double t0 = clk_unix(), c0 = thread_cpu_ms();
     tell_aggregation(s, 0, job_id, 0, 0, NULL, NULL);
     uint32_t now = (uint32_t)t0;
     if (!complete_before) complete_before = now - 5;
@@ -1264,13 +1319,14 @@ static void aggregate(store_t *s, const char *job_id, uint32_t complete_before) 
         return;
     }
     double t3 = clk_unix();
-    exec(s, "PRAGMA wal_checkpoint(PASSIVE)");
+    if (!s->ckpt_started) exec(s, "PRAGMA wal_checkpoint(PASSIVE)");
     trend_refs(s, now);
     double t4 = clk_unix();
     set_status(s, 0, NULL);
     log_debug("aggregation done", "job=%s entries=%llu rolled_to=%u rollup_ms=%.1f retention_ms=%.1f "
-              "commit_ms=%.1f refs_ms=%.1f", job_id, (unsigned long long)entries, rolled,
-              (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3);
+              "commit_ms=%.1f refs_ms=%.1f cpu_ms=%.1f", job_id, (unsigned long long)entries, rolled,
+              (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3,
+              thread_cpu_ms() - c0);
     tell_aggregation(s, 1, job_id, entries, (t4 - t0) * 1000, NULL, NULL);
 }
 
@@ -1474,11 +1530,39 @@ static void submit(store_t *s, job_t *j) {
     uv_mutex_unlock(&s->mu);
 }
 
+/* Copies what the writer committed into the file every CHECKPOINT_MS. PASSIVE: it
+ * never waits for, nor blocks, the writer or a reader; what it cannot copy now (a reader
+ * still needs it) it copies next time. */
+static void ckpt_main(void *arg) {
+    store_t *s = arg;
+    uv_mutex_lock(&s->mu);
+    while (!s->stop) {
+        uv_cond_timedwait(&s->ckpt_cv, &s->mu, (uint64_t)CHECKPOINT_MS * 1000000u);
+        if (s->stop) break;
+        uv_mutex_unlock(&s->mu);
+        sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        uv_mutex_lock(&s->mu);
+    }
+    uv_mutex_unlock(&s->mu);
+}
+
 int store_start(store_t *s, const store_hooks_t *hooks) {
     s->hooks = *hooks;
     int rc = uv_thread_create(&s->thread, thread_main, s);
-    if (rc == 0) s->started = true;
-    return rc;
+    if (rc) return rc;
+    s->started = true;
+    /* without its own connection the writer checkpoints after each job instead */
+    if (sqlite3_open_v2(s->path, &s->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) ==
+            SQLITE_OK &&
+        uv_thread_create(&s->ckpt_thread, ckpt_main, s) == 0) {
+        s->ckpt_started = true;
+    } else {
+        log_warn("store checkpoints run after each job", "path=%s error=\"%s\"", s->path,
+                 s->ckpt_db ? sqlite3_errmsg(s->ckpt_db) : "out of memory");
+        sqlite3_close(s->ckpt_db);
+        s->ckpt_db = NULL;
+    }
+    return 0;
 }
 
 void store_close(store_t *s) {
@@ -1487,9 +1571,12 @@ void store_close(store_t *s) {
         uv_mutex_lock(&s->mu);
         s->stop = true;
         uv_cond_signal(&s->cv);
+        uv_cond_signal(&s->ckpt_cv);
         uv_mutex_unlock(&s->mu);
         uv_thread_join(&s->thread);
+        if (s->ckpt_started) uv_thread_join(&s->ckpt_thread);
     }
+    sqlite3_close(s->ckpt_db);
     while (s->head) {
         job_t *n = s->head->next;
         free_job(s->head);
@@ -1513,10 +1600,11 @@ void store_close(store_t *s) {
         sqlite3_finalize(s->st_ref_scan[k]);
         sqlite3_finalize(s->st_ref_one[k]);
     }
-    sqlite3_close(s->db);
+    sqlite3_close(s->db); /* the last connection: copies the rest of the WAL in */
     uv_mutex_destroy(&s->mu);
     uv_mutex_destroy(&s->msg_mu);
     uv_cond_destroy(&s->cv);
+    uv_cond_destroy(&s->ckpt_cv);
     free(s);
 }
 
