@@ -69,6 +69,7 @@
 
 #include "bench_util.h"
 #include "clock.h"
+#include "agg.h"
 #include "event.h"
 #include "inbox.h"
 #include "log.h"
@@ -570,6 +571,147 @@ static int run_job_mode(series_key_t **keys, char *result, size_t rlen) {
     return failed ? -1 : 0;
 }
 
+/* ---- --mode roll: the hub's own cost each second -------------------------------------- */
+
+/* What the hub's on_point does (hub.c): a point per series the roll closes, for the store. */
+typedef struct {
+    store_point_t *pts;
+    size_t n, cap, hint;
+} handover_t;
+
+static void h_on_point(void *ctx, const series_t *se, uint32_t t, double v) {
+    handover_t *h = ctx;
+    if (h->n == h->cap) {
+        size_t ncap = h->cap ? h->cap * 2 : h->hint > 1024 ? h->hint + h->hint / 8 : 1024;
+        store_point_t *np = realloc(h->pts, ncap * sizeof *np);
+        if (!np) return;
+        h->pts = np;
+        h->cap = ncap;
+    }
+    h->pts[h->n++] = (store_point_t){skey_ref(se->key), se->kind, t, v};
+}
+
+/* Per simulated second: the N gauges arrive as StatsD batches of 5,000 (what the UDP
+ * threads hand over), are merged (registry_apply), the second is closed (registry_roll,
+ * with the hub's point hand-over) and the points are given to a running store, as the
+ * hub does. Thread CPU time of each step; medians over --seconds. */
+static int run_roll_mode(char *result, size_t rlen, long seconds) {
+    registry_t reg;
+    registry_init(&reg, (uint32_t)opt.series * 2, 3600);
+    handover_t ho = {0};
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/metricast-bench-roll.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(dir)) return -1;
+    jfx_t *f = calloc(1, sizeof *f);
+    store_t *st = NULL;
+    uv_loop_init(&f->loop);
+    inbox_init(&f->inbox, &f->loop);
+    registry_init(&f->reg, 16, 1);
+    store_limits_t lim = {7200, 7 * 86400, 90 * 86400, 100000};
+    char err[STORE_ERR_LEN];
+    if (store_open(&st, dir, false, &lim, err) < 0) {
+        fprintf(stderr, "bench_store_aggregate: store_open: %s\n", err);
+        return -1;
+    }
+    store_hooks_t hooks = {&f->inbox, f, h_events_done, h_aggregation, h_trend_refs};
+    store_start(st, &hooks);
+    double *apply = calloc((size_t)seconds, sizeof(double)), *roll = calloc((size_t)seconds, sizeof(double)),
+           *bare = calloc((size_t)seconds, sizeof(double));
+    agg_t ag;
+    agg_init(&ag, (uint32_t)opt.series + 16);
+    uint32_t t0 = (uint32_t)clk_unix() - (uint32_t)seconds - 10;
+    printf("mode roll: %ld gauges, %ld seconds: merge the second's StatsD batches, close it, "
+           "hand the points to the store (thread CPU time on the loop thread)\n", opt.series, seconds);
+    for (long sec = -2; sec < seconds; sec++) { /* two warm-up seconds create the series */
+        double ap = 0;
+        for (long i = 0; i < opt.series; i += 5000) {
+            for (long k = i; k < i + 5000 && k < opt.series; k++) {
+                char line[128];
+                gauge_line(k, (double)((k + sec) % 1000) + 0.5, line, sizeof line);
+                statsd_line_t l;
+                if (statsd_parse_line(line, strlen(line), &l) == STATSD_OK) agg_add(&ag, &l);
+            }
+            int e = 0;
+            agg_batch_t *b = agg_flush(&ag, INGEST_UDP, 0, &e);
+            double c0 = thread_cpu_ms();
+            registry_result_t res;
+            memset(&res, 0, sizeof res);
+            if (b) registry_apply(&reg, b, clk_unix(), &res);
+            ap += thread_cpu_ms() - c0;
+            agg_batch_free(b);
+        }
+        /* the roll with the hand-over, as the hub does it */
+        reg.on_point = h_on_point;
+        reg.point_ctx = &ho;
+        double c0 = thread_cpu_ms();
+        registry_roll(&reg, t0 + (uint32_t)(sec + 3));
+        if (ho.n) store_put_points(st, ho.pts, ho.n);
+        double rl = thread_cpu_ms() - c0;
+        ho.hint = ho.n;
+        ho.pts = NULL;
+        ho.n = ho.cap = 0;
+        /* the same roll without the hand-over (the registry's part alone), on the same
+         * series: merge the second's deltas again first */
+        if (sec >= 0) {
+            apply[sec] = ap;
+            roll[sec] = rl;
+        }
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    }
+    /* the registry's roll alone: the same load, no on_point */
+    reg.on_point = NULL;
+    for (long sec = 0; sec < seconds; sec++) {
+        for (long i = 0; i < opt.series; i += 5000) {
+            for (long k = i; k < i + 5000 && k < opt.series; k++) {
+                char line[128];
+                gauge_line(k, (double)((k + sec) % 1000) + 0.25, line, sizeof line);
+                statsd_line_t l;
+                if (statsd_parse_line(line, strlen(line), &l) == STATSD_OK) agg_add(&ag, &l);
+            }
+            int e = 0;
+            agg_batch_t *b = agg_flush(&ag, INGEST_UDP, 0, &e);
+            registry_result_t res;
+            memset(&res, 0, sizeof res);
+            if (b) registry_apply(&reg, b, clk_unix(), &res);
+            agg_batch_free(b);
+        }
+        double c0 = thread_cpu_ms();
+        registry_roll(&reg, t0 + (uint32_t)(seconds + sec + 10));
+        bare[sec] = thread_cpu_ms() - c0;
+    }
+    sort_doubles(apply, (size_t)seconds);
+    sort_doubles(roll, (size_t)seconds);
+    sort_doubles(bare, (size_t)seconds);
+    double ma = median_sorted(apply, (size_t)seconds), mr = median_sorted(roll, (size_t)seconds),
+           mb = median_sorted(bare, (size_t)seconds);
+    printf("per second, median (max) ms of CPU: merging %ld deltas in %ld batches %.2f (%.2f); "
+           "roll with the hand-over %.2f (%.2f), of which the hand-over %.2f; roll alone %.2f (%.2f)\n",
+           opt.series, (opt.series + 4999) / 5000, ma, apply[seconds - 1], mr, roll[seconds - 1],
+           mr - mb, mb, bare[seconds - 1]);
+    printf("the hub's floor at this load: %.1f ms of loop time per second, of which the longest "
+           "single task is the roll (%.2f ms); a 5,000-delta batch costs %.2f ms\n",
+           ma + mr, mr, ma / (double)((opt.series + 4999) / 5000));
+    snprintf(result, rlen,
+             "roll_series=%ld roll_apply_ms_median=%.2f roll_ms_median=%.2f roll_handover_ms_median=%.2f "
+             "roll_bare_ms_median=%.2f",
+             opt.series, ma, mr, mr - mb, mb);
+    agg_free(&ag);
+    free(apply);
+    free(roll);
+    free(bare);
+    registry_free(&reg);
+    store_close(st);
+    inbox_close(&f->inbox, NULL);
+    for (int i = 0; i < 100 && uv_run(&f->loop, UV_RUN_NOWAIT); i++) sleep_us(1000);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    inbox_free(&f->inbox);
+    uv_loop_close(&f->loop);
+    registry_free(&f->reg);
+    free(f);
+    rm_rf(dir);
+    return 0;
+}
+
 /* ---- --mode e2e ------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -1060,7 +1202,8 @@ int main(int argc, char **argv) {
             break;
         } else if (strcmp(a, "--mode") == 0 && v) {
             opt.mode = argv[++i];
-            if (strcmp(opt.mode, "job") && strcmp(opt.mode, "e2e") && strcmp(opt.mode, "both"))
+            if (strcmp(opt.mode, "job") && strcmp(opt.mode, "e2e") && strcmp(opt.mode, "both") &&
+                strcmp(opt.mode, "roll"))
                 goto bad;
         } else if (strcmp(a, "--series") == 0 && v) {
             if ((opt.series = parse_long(argv[++i], 1000, 1000000)) < 0) goto bad;
@@ -1085,7 +1228,16 @@ int main(int argc, char **argv) {
             goto bad;
         }
     }
-    int do_job = strcmp(opt.mode, "e2e") != 0, do_e2e = strcmp(opt.mode, "job") != 0;
+    if (strcmp(opt.mode, "roll") == 0) {
+        signal(SIGPIPE, SIG_IGN);
+        log_setup(LOG_WARN, 2);
+        char rr[400] = "";
+        int r = run_roll_mode(rr, sizeof rr, 30);
+        if (rr[0]) printf("%s\n", rr);
+        return r ? 1 : 0;
+    }
+    int do_job = strcmp(opt.mode, "e2e") != 0 && strcmp(opt.mode, "roll") != 0,
+        do_e2e = strcmp(opt.mode, "job") != 0;
     if (do_e2e && i >= argc) goto bad;
     signal(SIGPIPE, SIG_IGN);
     log_setup(opt.verbose ? LOG_DEBUG : LOG_WARN, 2);

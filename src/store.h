@@ -36,7 +36,7 @@
 #define STORE_FILE "metricast.db"
 #define STORE_ERR_LEN 512
 /* Trend references handed to the hub per loop task (see store_hooks_t.trend_refs). */
-#define STORE_REFS_SLICE 1024
+#define STORE_REFS_SLICE 512
 
 typedef struct store store_t;
 struct store_ref;
