@@ -347,7 +347,7 @@ static store_point_t *minute_points(series_key_t **keys, uint32_t t, double (*va
     store_point_t *pts = malloc((size_t)opt.series * sizeof *pts);
     if (!pts) return NULL;
     for (long i = 0; i < opt.series; i++)
-        pts[i] = (store_point_t){skey_ref(keys[i]), METRIC_GAUGE, t, val(i, t)};
+        pts[i] = (store_point_t){keys[i], METRIC_GAUGE, t, val(i, t)};
     return pts;
 }
 static double fed_value(long i, uint32_t t) { return (double)((i + t) % 1000) + 0.5; }
@@ -573,7 +573,8 @@ static int run_job_mode(series_key_t **keys, char *result, size_t rlen) {
 
 /* ---- --mode roll: the hub's own cost each second -------------------------------------- */
 
-/* What the hub's on_point does (hub.c): a point per series the roll closes, for the store. */
+/* What the hub's on_point does (hub.c): a point per series the roll closes, for the store
+ * (the key borrowed from the registry). */
 typedef struct {
     store_point_t *pts;
     size_t n, cap, hint;
@@ -588,7 +589,7 @@ static void h_on_point(void *ctx, const series_t *se, uint32_t t, double v) {
         h->pts = np;
         h->cap = ncap;
     }
-    h->pts[h->n++] = (store_point_t){skey_ref(se->key), se->kind, t, v};
+    h->pts[h->n++] = (store_point_t){se->key, se->kind, t, v};
 }
 
 /* Per simulated second: the N gauges arrive as StatsD batches of 5,000 (what the UDP
@@ -699,8 +700,8 @@ static int run_roll_mode(char *result, size_t rlen, long seconds) {
     free(apply);
     free(roll);
     free(bare);
+    store_close(st); /* writes what is queued: its points borrow the registry's keys */
     registry_free(&reg);
-    store_close(st);
     inbox_close(&f->inbox, NULL);
     for (int i = 0; i < 100 && uv_run(&f->loop, UV_RUN_NOWAIT); i++) sleep_us(1000);
     uv_run(&f->loop, UV_RUN_DEFAULT);

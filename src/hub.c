@@ -242,7 +242,8 @@ static void on_point(void *ctx, const series_t *s, uint32_t t, double v) {
         hub->pts = np;
         hub->pts_cap = ncap;
     }
-    hub->pts[hub->npts++] = (store_point_t){skey_ref(s->key), s->kind, t, v};
+    /* borrowed: the registry outlives the store (hub_close closes the store first) */
+    hub->pts[hub->npts++] = (store_point_t){s->key, s->kind, t, v};
 }
 
 /* ---- alerts ---------------------------------------------------------------------------- */
@@ -992,7 +993,6 @@ void hub_close(hub_t *hub) {
         event_unref(p->e);
         free(p);
     }
-    for (size_t i = 0; i < hub->npts; i++) skey_unref(hub->pts[i].key);
     free(hub->pts);
     hub->pts = NULL;
     /* workers that were initialised but never started still own loops and handles */

@@ -696,8 +696,7 @@ fail_mem:
 /* ---- the store thread: writes ------------------------------------------------------------ */
 
 static void free_job(job_t *j) {
-    for (size_t i = 0; i < j->npts; i++) skey_unref(j->pts[i].key);
-    free(j->pts);
+    free(j->pts); /* the keys are borrowed */
     if (j->event) event_unref(j->event);
     free(j);
 }
@@ -1611,7 +1610,6 @@ void store_close(store_t *s) {
 void store_put_points(store_t *s, store_point_t *pts, size_t n) {
     job_t *j = calloc(1, sizeof *j);
     if (!j) {
-        for (size_t i = 0; i < n; i++) skey_unref(pts[i].key);
         free(pts);
         return;
     }

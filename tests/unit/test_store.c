@@ -280,10 +280,11 @@ static void put_series(fx_t *f, uint32_t base) {
         store_point_t *pts = calloc(NSER * 60, sizeof *pts);
         for (int i = batch * 60; i < batch * 60 + 60; i++)
             for (int k = 0; k < NSER; k++)
-                pts[n++] = (store_point_t){skey_ref(keys[k]), METRIC_GAUGE, base + (uint32_t)i,
+                pts[n++] = (store_point_t){keys[k], METRIC_GAUGE, base + (uint32_t)i,
                                            val(k, i)};
         store_put_points(f->s, pts, n);
     }
+    barrier(f); /* the points borrow the keys until they are written */
     for (int k = 0; k < NSER; k++) skey_unref(keys[k]);
 }
 
@@ -449,10 +450,10 @@ static void test_rollup_partial_minute(void **state) {
     uint32_t ts[] = {m + 13, m + 20, m + 40, m + 58};
     series_key_t *k = key("part", NULL);
     store_point_t *pts = calloc(4, sizeof *pts);
-    for (int i = 0; i < 4; i++) pts[i] = (store_point_t){skey_ref(k), METRIC_GAUGE, ts[i], vals[i]};
-    skey_unref(k);
+    for (int i = 0; i < 4; i++) pts[i] = (store_point_t){k, METRIC_GAUGE, ts[i], vals[i]};
     store_put_points(f->s, pts, 4);
     run_job(f, "job_partial");
+    skey_unref(k); /* written: the points no longer borrow it */
     assert_int_equal(f->agg_failed, 0);
     int st;
     json_t *doc = query(f, "part", NULL, m - 60, m + 60, 60, &st);
@@ -501,11 +502,10 @@ static void test_retention(void **state) {
     series_key_t *k = key("ret", NULL);
     store_point_t *pts = calloc(180, sizeof *pts);
     size_t n = 0;
-    for (uint32_t i = 0; i < 60; i++) pts[n++] = (store_point_t){skey_ref(k), METRIC_GAUGE, old + i, 1};
-    for (uint32_t i = 0; i < 60; i++) pts[n++] = (store_point_t){skey_ref(k), METRIC_GAUGE, recent + i, 2};
+    for (uint32_t i = 0; i < 60; i++) pts[n++] = (store_point_t){k, METRIC_GAUGE, old + i, 1};
+    for (uint32_t i = 0; i < 60; i++) pts[n++] = (store_point_t){k, METRIC_GAUGE, recent + i, 2};
     for (uint32_t i = 0; i < 60; i++)
-        pts[n++] = (store_point_t){skey_ref(k), METRIC_GAUGE, ancient_hour + i, 3};
-    skey_unref(k);
+        pts[n++] = (store_point_t){k, METRIC_GAUGE, ancient_hour + i, 3};
     store_put_points(f->s, pts, n);
     eventlog_t log;
     assert_int_equal(elog_init(&log, 100), 0);
@@ -514,8 +514,9 @@ static void test_retention(void **state) {
         assert_int_equal(elog_seal(&log, e), 0);
         store_put_event(f->s, e); /* takes our reference */
     }
-    assert_true(pump_seq(f, 10, 10));
+    assert_true(pump_seq(f, 10, 10)); /* and the points queued before them */
     assert_int_equal(f->done_failures, 0);
+    skey_unref(k); /* written: the points no longer borrow it */
     elog_free(&log);
     run_job(f, "job_retention");
     assert_int_equal(f->agg_failed, 0);
@@ -598,13 +599,13 @@ static void test_events_and_history_reload(void **state) {
     series_key_t *c = key("hist_c", NULL);
     store_point_t *pts = calloc(40, sizeof *pts);
     for (uint32_t i = 0; i < 20; i++) {
-        pts[2 * i] = (store_point_t){skey_ref(g), METRIC_GAUGE, now - 22 + i, 10.0 + i};
-        pts[2 * i + 1] = (store_point_t){skey_ref(c), METRIC_COUNTER, now - 22 + i, (double)i};
+        pts[2 * i] = (store_point_t){g, METRIC_GAUGE, now - 22 + i, 10.0 + i};
+        pts[2 * i + 1] = (store_point_t){c, METRIC_COUNTER, now - 22 + i, (double)i};
     }
     store_put_points(f->s, pts, 40);
     /* and an old point beyond the reload window */
     pts = calloc(1, sizeof *pts);
-    pts[0] = (store_point_t){skey_ref(g), METRIC_GAUGE, now - 4000, 99};
+    pts[0] = (store_point_t){g, METRIC_GAUGE, now - 4000, 99};
     store_put_points(f->s, pts, 1);
     /* an event after the points, so that done means the points are committed too */
     event_t *last = mk_event(999);
@@ -737,7 +738,7 @@ static void test_locked_then_recovers(void **state) {
 
 static void put_one(fx_t *f, series_key_t *k, uint32_t t, double v) {
     store_point_t *pts = calloc(1, sizeof *pts);
-    pts[0] = (store_point_t){skey_ref(k), METRIC_GAUGE, t, v};
+    pts[0] = (store_point_t){k, METRIC_GAUGE, t, v};
     store_put_points(f->s, pts, 1);
 }
 
@@ -793,8 +794,8 @@ static void test_minute_and_hour_across_restart(void **state) {
     store_point_t *pts = calloc(180, sizeof *pts);
     size_t n = 0;
     for (uint32_t i = 0; i < 90; i++) {
-        pts[n++] = (store_point_t){skey_ref(a), METRIC_GAUGE, m - 60 + i, val(0, (int)i)};
-        pts[n++] = (store_point_t){skey_ref(b), METRIC_GAUGE, m - 60 + i, val(1, (int)i)};
+        pts[n++] = (store_point_t){a, METRIC_GAUGE, m - 60 + i, val(0, (int)i)};
+        pts[n++] = (store_point_t){b, METRIC_GAUGE, m - 60 + i, val(1, (int)i)};
     }
     store_put_points(f->s, pts, n);
     barrier(f);
@@ -828,10 +829,10 @@ static void test_minute_and_hour_across_restart(void **state) {
     pts = calloc(200, sizeof *pts);
     n = 0;
     for (uint32_t i = 90; i < 180; i++) {
-        pts[n++] = (store_point_t){skey_ref(a), METRIC_GAUGE, m - 60 + i, val(0, (int)i)};
-        pts[n++] = (store_point_t){skey_ref(b), METRIC_GAUGE, m - 60 + i, val(1, (int)i)};
+        pts[n++] = (store_point_t){a, METRIC_GAUGE, m - 60 + i, val(0, (int)i)};
+        pts[n++] = (store_point_t){b, METRIC_GAUGE, m - 60 + i, val(1, (int)i)};
         if (i >= 105 && i < 120)
-            pts[n++] = (store_point_t){skey_ref(c), METRIC_GAUGE, m - 60 + i, val(2, (int)i)};
+            pts[n++] = (store_point_t){c, METRIC_GAUGE, m - 60 + i, val(2, (int)i)};
     }
     store_put_points(f->s, pts, n);
     barrier(f);
@@ -885,14 +886,14 @@ static void test_same_second_twice(void **state) {
     uint32_t m = ((uint32_t)time(NULL) / 60 - 10) * 60, t = m + 7;
     series_key_t *a = key("dup", "a"), *b = key("dup", "b"), *c = key("dup", "c");
     store_point_t *pts = calloc(3, sizeof *pts);
-    pts[0] = (store_point_t){skey_ref(a), METRIC_GAUGE, t, 1};
-    pts[1] = (store_point_t){skey_ref(b), METRIC_GAUGE, t, 2};
-    pts[2] = (store_point_t){skey_ref(a), METRIC_GAUGE, t, 4}; /* the later one wins */
+    pts[0] = (store_point_t){a, METRIC_GAUGE, t, 1};
+    pts[1] = (store_point_t){b, METRIC_GAUGE, t, 2};
+    pts[2] = (store_point_t){a, METRIC_GAUGE, t, 4}; /* the later one wins */
     store_put_points(f->s, pts, 3);
     barrier(f);
     pts = calloc(2, sizeof *pts);
-    pts[0] = (store_point_t){skey_ref(a), METRIC_GAUGE, t, 5};
-    pts[1] = (store_point_t){skey_ref(c), METRIC_GAUGE, t, 3};
+    pts[0] = (store_point_t){a, METRIC_GAUGE, t, 5};
+    pts[1] = (store_point_t){c, METRIC_GAUGE, t, 3};
     store_put_points(f->s, pts, 2);
     barrier(f);
     uint32_t ids[8];
@@ -974,7 +975,7 @@ static void test_trend_references(void **state) {
         char src[16];
         snprintf(src, sizeof src, "s%04d", i);
         k[i] = key("tr", src);
-        pts[i] = (store_point_t){skey_ref(k[i]), METRIC_GAUGE, now - 10, i};
+        pts[i] = (store_point_t){k[i], METRIC_GAUGE, now - 10, i};
     }
     store_put_points(f->s, pts, NREF);
     barrier(f);
