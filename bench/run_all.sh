@@ -89,8 +89,9 @@ bench_argv() {
         # events: publisher -> hub -> subscribers, and source connect+close; ~35 s
         argv=(--scenario events --target hub --short -- "$daemon" --data "$2") ;;
     bench_store_aggregate)
-        # 100k series x 60 points: the job in-process on fresh stores (~80 s per repeat);
-        # --full adds the end-to-end run against the daemon (loop lag during jobs, ~2.5 min)
+        # 100k series x 60 points: three jobs in-process on a fresh store (~30 s per
+        # repeat, most of it seeding) and the hub's own cost per second (~5 s); --full adds
+        # the end-to-end run against the daemon (loop lag during jobs, ~1.5 min)
         if [[ $full -eq 1 ]]; then
             argv=(--mode both --repeats 3 -- "$daemon" --listen 127.0.0.1:PORT
                   --statsd 127.0.0.1:0 --max-series 200000 --aggregate-every 5 --data "$2")

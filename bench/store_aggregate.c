@@ -1,8 +1,8 @@
-/* bench_store_aggregate — the store's aggregation job on 100,000 series × 60 raw points:
- * how long it takes on the store thread, and how much event-loop lag it adds.
+/* bench_store_aggregate — the store's aggregation job on 100,000 series × 60 raw points a
+ * minute: how long it takes on the store thread, and how much event-loop time it costs.
  *
- *   bench_store_aggregate [--mode job|e2e|both] [--series N] [--repeats N] [--no-refs] [-v]
- *                         [--feed-rate LINES_PER_S] [--e2e-timeout SECONDS]
+ *   bench_store_aggregate [--mode job|roll|e2e|both] [--series N] [--repeats N] [--no-refs]
+ *                         [-v] [--feed-rate LINES_PER_S] [--e2e-timeout SECONDS]
  *                         [-- METRICASTD --listen 127.0.0.1:PORT --statsd 127.0.0.1:0
  *                            --max-series 200000 --aggregate-every 5 ...]
  *
@@ -10,23 +10,32 @@
  * `source:srcNNNN` (N/1000 names × 1,000 sources); their keys are built from the StatsD
  * lines with the daemon's own parser, so they are the daemon's keys byte for byte.
  *
- * Trend references (unless --no-refs): before anything is timed the bench writes, with its
- * own SQLite connection, every series row plus one rollup_60 row an hour ago and one
- * rollup_3600 row a day and a week ago, as a store that has run for a week holds them. Each
- * aggregation job then hands a reference for every series to the hub thread, as it does in
- * steady state (a fresh store has none and skips that work).
+ * Seeding (own SQLite connection, before anything is timed): the series rows; unless
+ * --no-refs one rollup_60 row per series an hour ago and one rollup_3600 row a day and a
+ * week ago, as a store that has run for a week holds them, so that the first job reads a
+ * reference for every series and hands all of them to the loop.
  *
  * --mode job (in-process, links metricast_core): per repeat a fresh store in a temp dir
- * (store_open + store_start, hooks on a uv loop and inbox owned by the bench). One complete
- * past minute of raw points goes in as the daemon writes it, 60 batches of N points (one
- * per second of the minute), each followed by an event so that its commit is seen
- * (events_done); batch times are reported (the daemon's roll hands over one such batch a
- * second, so a batch must commit in well under 1 s). Then store_aggregate(); the time from
- * the `started` hook to the `completed` hook, the store's own duration_ms and
- * entries_processed are recorded. The trend_refs hook runs what the hub's trend_refs_news
- * does (registry_find for every reference into a registry holding the N series) and is
- * timed, and so is the longest single uv_run() of the bench's loop during the job (the
- * owner thread's stall: the hook plus releasing the keys). Median over --repeats (3).
+ * (store_open + store_start, hooks on a uv loop and inbox owned by the bench, standing in
+ * for the hub). The hour before H is seeded with 59 minutes of rollups (5.9M rows and the
+ * hour's rows so far) and 30 s of raw points and one minute of rollups are past retention.
+ * Three minutes of N points a second go in as the roll hands them over (one batch per
+ * second, each followed by an event whose commit shows the batch is on disk: the batch
+ * times are reported), and a job runs after each minute with complete_before = the
+ * minute's end (see job_what: the first also ends the hour, reads the references afresh
+ * and deletes what is past retention). Per job: started -> completed hooks (wall), the
+ * store's duration_ms, entries_processed; the trend_refs hook does what the hub's
+ * trend_refs_news does (registry_find per reference into a registry of the N series) and
+ * is timed per slice; the longest single uv_run() while the job and its slices run, wall
+ * and thread CPU (what a task costs the loop's owner, without the time other processes
+ * had the core). The file is checked afterwards: complete hour rows, minute rows with 60
+ * points, nothing past retention left. Median over --repeats (3). Then --mode roll.
+ *
+ * --mode roll (in-process): the hub's own cost per second with N series, for the 1 ms
+ * budget: the second's StatsD batches (5,000 deltas each, built by agg_add/agg_flush as
+ * the UDP threads do) merged with registry_apply, the roll (registry_roll with the hub's
+ * point hand-over) and store_put_points into a running store; thread CPU time of each,
+ * medians over 30 s, and the roll alone without the hand-over.
  *
  * --mode e2e: the daemon (after the words after `--`; its --data directory is seeded as
  * above). A sender thread sends the N gauge lines once every wall-clock second (starting
@@ -43,7 +52,7 @@
  * lag gauge is the max over a 1 s window published at the window's end); the rest is
  * "outside". After the daemon stopped, the rollup_60 row count and sum(count) of that
  * minute are read from the file to show that every point was rolled. Bounded by
- * --e2e-timeout (240 s).
+ * --e2e-timeout (240 s). --mode both: job, roll, then e2e.
  *
  * Exit status: 0 when every job completed (and, e2e, no drops and all series present),
  * 1 on a failure, 2 on usage. */
@@ -1188,7 +1197,7 @@ out_cmd:
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: bench_store_aggregate [--mode job|e2e|both] [--series N] [--repeats N] "
+    fprintf(f, "usage: bench_store_aggregate [--mode job|roll|e2e|both] [--series N] [--repeats N] "
                "[--no-refs] [--feed-rate LINES_PER_S] [--e2e-timeout S] [-v]\n"
                "         [-- METRICASTD --listen 127.0.0.1:PORT --statsd 127.0.0.1:0 "
                "--max-series 200000 --aggregate-every 5 --data DIR]   (e2e)\n");
@@ -1251,8 +1260,15 @@ int main(int argc, char **argv) {
         }
     if (!keys) return 1;
     int rc = 0;
-    char rj[600] = "", re[600] = "";
+    char rj[1000] = "", re[600] = "";
     if (do_job && run_job_mode(keys, rj, sizeof rj) < 0) rc = 1;
+    char rr[400] = "";
+    if (do_job) { /* and the hub's own cost per second, for the 1 ms budget */
+        printf("\n");
+        if (run_roll_mode(rr, sizeof rr, 30) < 0) rc = 1;
+        size_t l = strlen(rj);
+        snprintf(rj + l, sizeof rj - l, "%s%s", rj[0] ? " " : "", rr);
+    }
     if (do_e2e) {
         if (do_job) printf("\n");
         int r = run_e2e_mode(argc - i, argv + i, keys, re, sizeof re);
