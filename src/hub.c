@@ -452,6 +452,8 @@ static void roll_once(hub_t *hub, uint32_t boundary) {
  * re-arms the timer for the next boundary. */
 static void roll_to(hub_t *hub, uint32_t sec, double now) {
     if (sec <= hub->last_roll_sec) return;
+    uint32_t closed = sec - hub->last_roll_sec;
+    if (closed > HUB_DROP_WINDOW + 1) closed = HUB_DROP_WINDOW + 1;
     if (sec - hub->last_roll_sec > MAX_ROLLS_AT_ONCE) {
         /* a clock step or a long stall: close the open second and the one after it
          * (rates and set sizes drop to 0), the rest held nothing */
@@ -477,15 +479,19 @@ static void roll_to(hub_t *hub, uint32_t sec, double now) {
         hub->cpu_percent = (ps.cpu_seconds - hub->prev_cpu) / dt * 100.0;
     }
     hub->prev_lines = lines, hub->prev_rejected = rejected, hub->prev_dropped = dropped;
-    /* the last minute's drops for health: totals now against HUB_DROP_WINDOW rolls ago */
-    hub->win_lines[hub->win_pos] = lines;
-    hub->win_drops[hub->win_pos] = dropped;
-    uint32_t oldest = hub->win_n == HUB_DROP_WINDOW + 1 ? (hub->win_pos + 1) % (HUB_DROP_WINDOW + 1)
-                                                        : 0;
-    if (hub->win_n < HUB_DROP_WINDOW + 1) hub->win_n++;
-    atomic_store(&hub->drops_1m, dropped - hub->win_drops[oldest]);
-    atomic_store(&hub->accepted_1m, lines - hub->win_lines[oldest]);
-    hub->win_pos = (hub->win_pos + 1) % (HUB_DROP_WINDOW + 1);
+    /* the last minute's drops for health: totals now against HUB_DROP_WINDOW seconds ago
+     * (one slot per second closed, so seconds closed together still count as seconds) */
+    for (uint32_t k = 0; k < closed; k++) {
+        hub->win_lines[hub->win_pos] = lines;
+        hub->win_drops[hub->win_pos] = dropped;
+        uint32_t oldest = hub->win_n == HUB_DROP_WINDOW + 1
+                              ? (hub->win_pos + 1) % (HUB_DROP_WINDOW + 1)
+                              : 0;
+        if (hub->win_n < HUB_DROP_WINDOW + 1) hub->win_n++;
+        atomic_store(&hub->drops_1m, dropped - hub->win_drops[oldest]);
+        atomic_store(&hub->accepted_1m, lines - hub->win_lines[oldest]);
+        hub->win_pos = (hub->win_pos + 1) % (HUB_DROP_WINDOW + 1);
+    }
     hub->prev_cpu = ps.cpu_seconds;
     hub->prev_roll_unix = now;
     if (!hub->stopping) uv_timer_start(&hub->roll_timer, on_roll, ms_until_after(sec), 0);
