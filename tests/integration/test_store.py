@@ -393,9 +393,12 @@ class RollTest(HubTestCase):
         first_s, last_s = int(sent[0]) + 1, int(sent[-1]) - 1  # whole seconds sent
 
         def points():
+            # the last samples may be flushed into the second after the one they were
+            # sent in: wait until that second is closed too
             st, doc = c.get("/api/v1/series/stall_c?window=120")
             pts = doc["series"][0]["points"] if st == 200 and doc.get("series") else []
-            return pts if pts and pts[-1][0] >= last_s + 1 else None
+            done = pts and pts[-1][0] >= last_s + 1 and sum(p[1] for p in pts) >= len(sent)
+            return pts if done else None
         pts = wait_for(points, timeout=5, desc="the history up to the end of the feed")
         per_sec = {p[0]: p[1] for p in pts}
         inside = list(range(first_s, last_s + 1))
