@@ -578,6 +578,7 @@ void hub_self_snapshot(hub_t *hub, hub_self_t *o) {
     o->events_total = atomic_load(&hub->events_total);
     o->store_write_errors = store_write_errors(hub->store);
     o->store_points_dropped = store_points_dropped(hub->store);
+    o->store_bad_rows = store_bad_rows(hub->store);
     o->sources_online = hub->sources.online;
     o->proc = hub->proc;
     if (o->proc.start_time == 0) procstat_read(&o->proc); /* before the first roll */

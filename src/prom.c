@@ -168,6 +168,9 @@ static void self_metrics(buf_t *b, const hub_self_t *s) {
             s->store_write_errors);
     COUNTER("metricast_store_points_dropped_total",
             "Raw points not stored because the store was behind.", s->store_points_dropped);
+    COUNTER("metricast_store_bad_rows_total",
+            "Seconds of raw points in the store file that could not be decoded (skipped).",
+            s->store_bad_rows);
     GAUGE("metricast_alert_rules", "Alert rules loaded.", s->alert_rules);
     GAUGE("metricast_alerts_pending", "Alert instances whose condition holds, waiting for `for`.",
           s->alerts_pending);

@@ -35,7 +35,7 @@ typedef struct hub_self {
     uint64_t ws_sent, ws_dropped;
     double ws_fill_ratio;
     uint64_t events_total;
-    uint64_t store_write_errors, store_points_dropped;
+    uint64_t store_write_errors, store_points_dropped, store_bad_rows;
     uint64_t sources_online;
     uint64_t http_requests, http_errors;
     int nloops;

@@ -661,7 +661,9 @@ int store_load(store_t *s, eventlog_t *log, registry_t *reg, uint32_t history_se
         const unsigned char *p = sqlite3_column_blob(st, 1);
         int len = sqlite3_column_bytes(st, 1);
         if (len % REC) {
-            atomic_fetch_add(&s->bad_rows, 1);
+            if (atomic_fetch_add(&s->bad_rows, 1) == 0)
+                log_warn("store: raw points row not decodable, skipped", "path=%s t=%u bytes=%d",
+                         s->path, t, len);
             continue;
         }
         for (int off = 0; off < len; off += REC) {
@@ -1079,7 +1081,9 @@ static int roll_minute(store_t *s, uint32_t m, uint64_t *entries) {
         const unsigned char *p = sqlite3_column_blob(s->st_minute, 0);
         int len = sqlite3_column_bytes(s->st_minute, 0);
         if (len % REC) {
-            atomic_fetch_add(&s->bad_rows, 1);
+            if (atomic_fetch_add(&s->bad_rows, 1) == 0)
+                log_warn("store: raw points row not decodable, skipped", "path=%s minute=%u bytes=%d",
+                         s->path, m, len);
             continue;
         }
         /* rows come in time order: the last value seen is the minute's "last" */
