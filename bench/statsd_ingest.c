@@ -54,8 +54,9 @@
 #include <unistd.h>
 
 #include "bench_util.h"
+#include "statsd_load.h"
 
-#define POOL_DGRAMS 4096
+#define POOL_DGRAMS STATSD_POOL_DGRAMS
 #define BATCH 64
 #define MAX_THREADS 2
 #define MAX_SOCKETS 256
@@ -144,88 +145,9 @@ static const char *fmt_rate(double v, char *buf, size_t n) {
     return buf;
 }
 
-/* ---- the datagram pool ---------------------------------------------------------------- */
+/* ---- the datagram pool (bench/statsd_load.c) ---------------------------------------- */
 
-typedef struct {
-    char *data;
-    struct iovec iov[POOL_DGRAMS];
-    uint32_t lines[POOL_DGRAMS];
-    uint64_t total_lines, total_bytes;
-    uint64_t kind_lines[4], tagged, rated;
-} pool_t;
-
-static pool_t pool;
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint64_t rng(void) { /* xorshift64* */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545f4914f6cdd1dull;
-}
-
-/* One line for a random name into out (with '\n'); returns its length. */
-static int make_line(char *out, size_t cap) {
-    uint32_t i = (uint32_t)(rng() % (uint64_t)opt.names);
-    uint32_t k = i % 20; /* 0-9 counter, 10-14 gauge, 15-18 timer, 19 set */
-    static const char *const word[] = {"requests", "queue_depth", "latency", "users"};
-    int kind = k < 10 ? 0 : k < 15 ? 1 : k < 19 ? 2 : 3;
-    int n = snprintf(out, cap, "app%02u.%s.m%u:", i % 20, word[kind], i);
-    uint64_t r = rng();
-    switch (kind) {
-    case 0:
-        n += snprintf(out + n, cap - (size_t)n, "%u|c", (unsigned)(r % 10) + 1);
-        if ((r >> 8) & 1) {
-            n += snprintf(out + n, cap - (size_t)n, "|@0.5");
-            pool.rated++;
-        }
-        break;
-    case 1:
-        n += snprintf(out + n, cap - (size_t)n, "%u.%u|g", (unsigned)(r % 1000),
-                      (unsigned)((r >> 10) % 10));
-        break;
-    case 2:
-        n += snprintf(out + n, cap - (size_t)n, "%u.%02u|ms", (unsigned)(r % 500),
-                      (unsigned)((r >> 10) % 100));
-        break;
-    default:
-        n += snprintf(out + n, cap - (size_t)n, "u%u|s", (unsigned)(r % 5000));
-        break;
-    }
-    if (i % 3 == 0) { /* a third of the names, always with the same tag: 10,000 series */
-        n += snprintf(out + n, cap - (size_t)n, "|#source:host%02u", (unsigned)(i / 3 % 64));
-        pool.tagged++;
-    }
-    out[n++] = '\n';
-    pool.kind_lines[kind]++;
-    return n;
-}
-
-static int pool_build(int dgram_bytes) {
-    pool.data = malloc((size_t)POOL_DGRAMS * (size_t)dgram_bytes);
-    if (!pool.data) return -1;
-    char line[256];
-    int pending = 0; /* a line made but not yet placed */
-    for (int d = 0; d < POOL_DGRAMS; d++) {
-        char *p = pool.data + (size_t)d * (size_t)dgram_bytes;
-        size_t len = 0;
-        uint32_t nl = 0;
-        for (;;) {
-            if (!pending) pending = make_line(line, sizeof line);
-            if (len + (size_t)pending > (size_t)dgram_bytes) break;
-            memcpy(p + len, line, (size_t)pending);
-            len += (size_t)pending;
-            nl++;
-            pending = 0;
-        }
-        pool.iov[d].iov_base = p;
-        pool.iov[d].iov_len = len;
-        pool.lines[d] = nl;
-        pool.total_lines += nl;
-        pool.total_bytes += len;
-    }
-    return 0;
-}
+static statsd_pool_t pool;
 
 /* ---- senders -------------------------------------------------------------------------- */
 
@@ -814,7 +736,7 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     prctl(PR_SET_TIMERSLACK, 1UL); /* pacing sleeps of ~100 µs must not be stretched */
 
-    if (pool_build(opt.dgram_bytes) < 0) {
+    if (statsd_pool_build(&pool, opt.names, opt.dgram_bytes) < 0) {
         fprintf(stderr, "bench_statsd_ingest: out of memory\n");
         return 1;
     }
