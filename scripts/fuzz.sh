@@ -31,7 +31,7 @@ JANSSON_LIBS=$(pkg-config --libs jansson 2>/dev/null || echo -ljansson)
 
 # target -> the sources it links, and extra libraries
 declare -A SRCS=(
-    [fuzz_statsd]="src/statsd.c src/metric.c"
+    [fuzz_statsd]="src/statsd.c src/metric.c src/ingest_fold.c src/agg.c src/series_key.c src/sketch.c"
     [fuzz_sketch]="src/sketch.c"
     [fuzz_ingest_json]="src/ingest_json.c src/statsd.c src/metric.c"
     [fuzz_client_parse]="lib/http_resp.c lib/url.c lib/sbuf.c"

@@ -17,30 +17,69 @@
 #define RAW_MAX (STATSD_MAX_NAME + STATSD_MAX_TAGS * (4 + 2 * 256))
 enum { ENC_SPAN = 0, ENC_LENGTHS = 1 };
 
+/* A timer's samples of the current interval. Inserting each sample into a sketch as it
+ * arrives costs a cache miss per sample once a producer has thousands of timer series
+ * (each sketch is a few KiB of buckets); instead samples are appended here and inserted
+ * 64 at a time (sketch_add_many), into the sketch that the next flush hands over whole.
+ * Kept across flushes, so a steady timer allocates nothing per sample. */
+#define TBUF_CAP 64
+typedef struct agg_tbuf {
+    sketch_t *sk; /* samples inserted so far this interval; NULL: none yet */
+    double w;     /* the weight of every buffered sample */
+    double v[TBUF_CAP]; /* how many are in use is in the entry (acc.timer.n) */
+} agg_tbuf_t;
+
+/* The fields every line reads and writes come first, then the raw key, so that an entry
+ * with a key of up to 40 bytes is one cache line (entries are 64-byte aligned); what only
+ * a flush needs (the canonical key, the last flush that saw samples) comes after the raw
+ * key. */
 struct agg_entry {
-    uint64_t hash;
-    series_key_t *key;
-    uint32_t name_len, tags_len;
-    uint32_t nlines;
-    uint64_t last_flush; /* a.flushes when last touched */
-    metric_kind_t kind;
-    uint8_t enc;
-    bool dirty;
+    uint8_t name_len; /* <= STATSD_MAX_NAME */
+    uint8_t id;       /* kind | enc << 3, and the ID_* flags */
+    uint16_t tags_len;
+    uint32_t nlines; /* samples folded in this interval */
     union {
         struct {
-            double counter; /* increments (after the total, when has_total) */
-            bool counter_has_total;
-            double counter_abs;
-        };
+            double increments; /* after the total, when ID_HAS_TOTAL */
+            double total;      /* the latest running total (statsd_line_t.counter_total) */
+        } counter;
         struct {
-            bool has_abs;
             double abs, delta;
         } gauge;
-        sketch_t *timer;
-        agg_set_t set;
+        struct {
+            agg_tbuf_t *buf;
+            uint32_t n; /* samples in buf */
+        } timer;
+        agg_set_t set; /* moved into the batch at a flush; cap stays as a size hint */
     } acc;
-    char raw[]; /* name bytes, then tag bytes: in the entry, one cache miss for both */
+    char raw[]; /* name bytes, then tag bytes, then (8-aligned) entry_cold_t */
 };
+
+#define ID_KEY 0x0f     /* the bits that are part of the identity */
+#define ID_HAS_ABS 0x10 /* gauges: an absolute value this interval */
+#define ID_DIRTY 0x20   /* listed in a.dirty */
+#define ID_W1 0x40      /* timers: the buffered samples have weight 1 (buf->w is 1) */
+#define ID_HAS_TOTAL 0x80 /* counters: a running total this interval */
+
+typedef struct entry_cold {
+    series_key_t *key;
+    uint32_t last_flush; /* (uint32_t)a.flushes when last touched */
+} entry_cold_t;
+
+_Static_assert(offsetof(agg_entry_t, raw) == 24, "the hot part of an entry is 24 bytes");
+
+static inline uint8_t key_id(metric_kind_t kind, uint8_t enc) {
+    return (uint8_t)((unsigned)kind | (unsigned)enc << 3);
+}
+
+static inline metric_kind_t entry_kind(const agg_entry_t *e) {
+    return (metric_kind_t)(e->id & 7);
+}
+
+static inline entry_cold_t *entry_cold(agg_entry_t *e) {
+    size_t off = offsetof(agg_entry_t, raw) + (size_t)e->name_len + e->tags_len;
+    return (entry_cold_t *)(void *)((char *)e + ((off + 7) & ~(size_t)7));
+}
 
 const char *ingest_transport_name(ingest_transport_t t) {
     static const char *const names[] = {"udp", "http", "ws"};
@@ -52,23 +91,22 @@ void agg_init(agg_t *a, uint32_t max_entries) {
     a->max_entries = max_entries ? max_entries : 1000000;
 }
 
-static void entry_clear_acc(agg_entry_t *e) {
-    switch (e->kind) {
-    case METRIC_TIMER:
-        if (e->acc.timer) {
-            sketch_free(e->acc.timer);
-            free(e->acc.timer);
-        }
-        e->acc.timer = NULL;
-        break;
-    case METRIC_SET: agg_set_free(&e->acc.set); break;
-    default: memset(&e->acc, 0, sizeof e->acc); break;
+static void tbuf_free(agg_tbuf_t *t) {
+    if (!t) return;
+    if (t->sk) {
+        sketch_free(t->sk);
+        free(t->sk);
     }
+    free(t);
 }
 
 static void entry_free(agg_entry_t *e) {
-    entry_clear_acc(e);
-    skey_unref(e->key);
+    switch (entry_kind(e)) {
+    case METRIC_TIMER: tbuf_free(e->acc.timer.buf); break;
+    case METRIC_SET: agg_set_free(&e->acc.set); break;
+    default: break;
+    }
+    skey_unref(entry_cold(e)->key);
     free(e);
 }
 
@@ -82,11 +120,12 @@ void agg_free(agg_t *a) {
 
 int agg_set_insert(agg_set_t *s, uint64_t h) {
     if (h == 0) h = 1;
-    if ((s->n + 1) * 4 > s->cap * 3) { /* keep load under 3/4 */
-        uint32_t ncap = s->cap ? s->cap * 2 : 16;
+    if (!s->slots || (s->n + 1) * 4 > s->cap * 3) { /* keep load under 3/4 */
+        /* no table yet: as many slots as the hint in cap asks for (at least 16) */
+        uint32_t ncap = s->slots ? s->cap * 2 : s->cap > 16 ? s->cap : 16;
         uint64_t *ns = calloc(ncap, sizeof *ns);
         if (!ns) return -ENOMEM;
-        for (uint32_t i = 0; i < s->cap; i++) {
+        for (uint32_t i = 0; s->slots && i < s->cap; i++) {
             uint64_t v = s->slots[i];
             if (!v) continue;
             uint32_t j = (uint32_t)v & (ncap - 1);
@@ -152,32 +191,68 @@ static int grow_table(agg_t *a) {
     return 0;
 }
 
-static int mark_dirty(agg_t *a, agg_entry_t *e) {
-    if (e->dirty) return 0;
-    if (a->ndirty == a->dirty_cap) {
-        uint32_t ncap = a->dirty_cap ? a->dirty_cap * 2 : 64;
-        agg_entry_t **nd = realloc(a->dirty, ncap * sizeof *nd);
-        if (!nd) return -ENOMEM;
-        a->dirty = nd;
-        a->dirty_cap = ncap;
-    }
-    a->dirty[a->ndirty++] = e;
-    e->dirty = true;
+static int grow_dirty(agg_t *a) {
+    uint32_t ncap = a->dirty_cap ? a->dirty_cap * 2 : 64;
+    agg_entry_t **nd = realloc(a->dirty, ncap * sizeof *nd);
+    if (!nd) return -ENOMEM;
+    a->dirty = nd;
+    a->dirty_cap = ncap;
     return 0;
 }
 
-static inline uint64_t line_hash(const statsd_line_t *line, const char *tags, size_t tl,
-                                 uint8_t enc) {
-    uint64_t h = hash_bytes(line->name, line->name_len, 0x6d6574726963ULL + line->kind * 2 + enc);
-    if (tl) h = hash_mix(h ^ hash_bytes(tags, tl, 0x74616773ULL));
-    return h;
+static inline int mark_dirty(agg_t *a, agg_entry_t *e) {
+    if (e->id & ID_DIRTY) return 0;
+    if (a->ndirty == a->dirty_cap && grow_dirty(a) < 0) return -ENOMEM;
+    a->dirty[a->ndirty++] = e;
+    e->id |= ID_DIRTY;
+    entry_cold(e)->last_flush = (uint32_t)a->flushes; /* constant until the next flush */
+    return 0;
 }
 
-static inline bool entry_is(const agg_entry_t *e, const statsd_line_t *line, const char *tags,
-                            size_t tl, uint8_t enc) {
-    return e->kind == line->kind && e->enc == enc && e->name_len == line->name_len &&
-           e->tags_len == tl && memcmp(e->raw, line->name, line->name_len) == 0 &&
-           memcmp(e->raw + line->name_len, tags, tl) == 0;
+/* The identity's hash: name and tag bytes, seeded with kind and encoding. */
+static inline uint64_t raw_hash(const char *name, size_t nl, const char *tags, size_t tl,
+                                metric_kind_t kind, uint8_t enc) {
+    uint64_t h = hash_bytes(name, nl, 0x6d6574726963ULL + (uint64_t)kind * 2 + enc);
+    return tl ? hash_bytes(tags, tl, h) : h;
+}
+
+/* n bytes equal, for the short spans of a raw key: up to 32 bytes in at most four
+ * overlapping word compares folded into one test, no loop and no call. */
+static inline bool bytes_equal(const char *x, const char *y, size_t n) {
+    uint64_t a, b, c, d;
+    if (n >= 8) {
+        if (n > 32) return memcmp(x, y, n) == 0;
+        memcpy(&a, x, 8);
+        memcpy(&b, y, 8);
+        memcpy(&c, x + n - 8, 8);
+        memcpy(&d, y + n - 8, 8);
+        uint64_t diff = (a ^ b) | (c ^ d);
+        if (n > 16) {
+            memcpy(&a, x + 8, 8);
+            memcpy(&b, y + 8, 8);
+            memcpy(&c, x + n - 16, 8);
+            memcpy(&d, y + n - 16, 8);
+            diff |= (a ^ b) | (c ^ d);
+        }
+        return diff == 0;
+    }
+    if (n >= 4) {
+        uint32_t a0, b0, a1, b1;
+        memcpy(&a0, x, 4);
+        memcpy(&b0, y, 4);
+        memcpy(&a1, x + n - 4, 4);
+        memcpy(&b1, y + n - 4, 4);
+        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != y[i]) return false;
+    return true;
+}
+
+static inline bool entry_is(const agg_entry_t *e, metric_kind_t kind, uint8_t enc,
+                            const char *name, size_t nl, const char *tags, size_t tl) {
+    return (e->id & ID_KEY) == key_id(kind, enc) && e->name_len == nl && e->tags_len == tl &&
+           bytes_equal(e->raw, name, nl) && bytes_equal(e->raw + nl, tags, tl);
 }
 
 /* First entry whose slot hash matches (a candidate: not yet compared). */
@@ -188,22 +263,25 @@ static inline agg_entry_t *first_match(const agg_t *a, uint64_t h) {
     return NULL;
 }
 
-static agg_entry_t *lookup_or_insert(agg_t *a, const statsd_line_t *line, int *rc,
-                                     const agg_probe_t *probe) {
+static agg_entry_t *find(const agg_t *a, uint64_t h, metric_kind_t kind, uint8_t enc,
+                         const char *name, size_t nl, const char *tags, size_t tl) {
+    if (!a->cap) return NULL;
+    for (uint32_t j = (uint32_t)h & (a->cap - 1); a->slots[j].e; j = (j + 1) & (a->cap - 1)) {
+        if (a->slots[j].hash != h) continue;
+        agg_entry_t *e = a->slots[j].e;
+        if (entry_is(e, kind, enc, name, nl, tags, tl)) return e;
+    }
+    return NULL;
+}
+
+static agg_entry_t *lookup_or_insert(agg_t *a, const statsd_line_t *line, int *rc) {
     char buf[RAW_MAX];
     size_t tl;
     uint8_t enc;
     const char *tags = tag_bytes(line, buf, &tl, &enc);
-    uint64_t h = probe ? probe->hash : line_hash(line, tags, tl, enc);
-    if (probe && probe->cand && entry_is(probe->cand, line, tags, tl, enc)) return probe->cand;
-    if (a->cap) {
-        uint32_t j = (uint32_t)h & (a->cap - 1);
-        for (; a->slots[j].e; j = (j + 1) & (a->cap - 1)) {
-            if (a->slots[j].hash != h) continue;
-            agg_entry_t *e = a->slots[j].e;
-            if (entry_is(e, line, tags, tl, enc)) return e;
-        }
-    }
+    uint64_t h = raw_hash(line->name, line->name_len, tags, tl, line->kind, enc);
+    agg_entry_t *e = find(a, h, line->kind, enc, line->name, line->name_len, tags, tl);
+    if (e) return e;
     /* a key this producer has not seen: build its canonical form once */
     if (a->n >= a->max_entries) {
         *rc = STATSD_TOO_LONG;
@@ -215,17 +293,24 @@ static agg_entry_t *lookup_or_insert(agg_t *a, const statsd_line_t *line, int *r
         *rc = krc;
         return NULL;
     }
+    if (line->name_len > STATSD_MAX_NAME || tl > UINT16_MAX) { /* what the fields hold */
+        skey_unref(key);
+        *rc = STATSD_TOO_LONG;
+        return NULL;
+    }
     if ((a->n + 1) * 4 > a->cap * 3 && grow_table(a) < 0) goto nomem;
-    agg_entry_t *e = calloc(1, sizeof *e + line->name_len + tl + 1);
+    size_t hot = offsetof(agg_entry_t, raw) + line->name_len + tl;
+    size_t size = ((hot + 7) & ~(size_t)7) + sizeof(entry_cold_t);
+    e = aligned_alloc(64, (size + 63) & ~(size_t)63);
     if (!e) goto nomem;
+    memset(e, 0, offsetof(agg_entry_t, raw));
     memcpy(e->raw, line->name, line->name_len);
     memcpy(e->raw + line->name_len, tags, tl);
-    e->name_len = (uint32_t)line->name_len;
-    e->tags_len = (uint32_t)tl;
-    e->enc = enc;
-    e->hash = h;
-    e->key = key;
-    e->kind = line->kind;
+    e->name_len = (uint8_t)line->name_len;
+    e->tags_len = (uint16_t)tl;
+    e->id = key_id(line->kind, enc);
+    entry_cold(e)->key = key;
+    entry_cold(e)->last_flush = (uint32_t)a->flushes;
     uint32_t j = (uint32_t)h & (a->cap - 1);
     while (a->slots[j].e) j = (j + 1) & (a->cap - 1);
     a->slots[j].hash = h;
@@ -238,71 +323,194 @@ nomem:
     return NULL;
 }
 
-void agg_probe_start(const agg_t *a, const statsd_line_t *line, agg_probe_t *p) {
-    char buf[RAW_MAX];
-    size_t tl;
-    uint8_t enc;
-    const char *tags = tag_bytes(line, buf, &tl, &enc);
-    p->hash = line_hash(line, tags, tl, enc);
-    p->cand = NULL;
-    if (a->cap) __builtin_prefetch(&a->slots[(uint32_t)p->hash & (a->cap - 1)]);
+/* Inserts the n buffered samples into the interval's sketch. */
+static int tbuf_spill(agg_tbuf_t *t, uint32_t n) {
+    if (!n) return 0;
+    if (!t->sk) {
+        t->sk = malloc(sizeof *t->sk);
+        if (!t->sk) return -ENOMEM;
+        sketch_init(t->sk);
+    }
+    return sketch_add_many(t->sk, t->v, n, t->w) < 0 ? -ENOMEM : 0;
 }
 
-void agg_probe_slot(const agg_t *a, agg_probe_t *p) {
-    p->cand = first_match(a, p->hash);
-    if (p->cand) __builtin_prefetch(p->cand);
+/* Appends a sample of weight w. The buffer is emptied into the sketch when it is full or
+ * the weight changes. Samples of weight 1 (no sample rate, the usual case) are appended
+ * without reading the buffer's header line (ID_W1). */
+static inline int timer_add(agg_entry_t *e, double v, double w) {
+    agg_tbuf_t *t = e->acc.timer.buf;
+    uint32_t n = e->acc.timer.n;
+    if (__builtin_expect(!t, 0)) {
+        t = e->acc.timer.buf = malloc(sizeof *t);
+        if (!t) return -ENOMEM;
+        t->sk = NULL;
+        t->w = w;
+        n = 0;
+    }
+    if (n == TBUF_CAP || (n && !(w == 1.0 && (e->id & ID_W1)) && t->w != w)) {
+        e->acc.timer.n = 0;
+        if (tbuf_spill(t, n) < 0) return -ENOMEM;
+        n = 0;
+    }
+    if (n == 0) {
+        t->w = w;
+        e->id = (uint8_t)(w == 1.0 ? e->id | ID_W1 : e->id & ~ID_W1);
+    }
+    t->v[n] = v;
+    e->acc.timer.n = n + 1;
+    return 0;
 }
 
-int agg_add_probed(agg_t *a, const statsd_line_t *line, const agg_probe_t *probe) {
+static inline void gauge_add(agg_entry_t *e, double v, bool delta) {
+    if (delta) {
+        e->acc.gauge.delta += v;
+    } else { /* an absolute value wipes earlier deltas */
+        e->id |= ID_HAS_ABS;
+        e->acc.gauge.abs = v;
+        e->acc.gauge.delta = 0;
+    }
+}
+
+static inline uint64_t member_hash(const char *m, size_t n) {
+    return hash_bytes(m, n, 0x736574ULL);
+}
+
+int agg_add(agg_t *a, const statsd_line_t *line) {
     int rc = STATSD_OK;
-    agg_entry_t *e = lookup_or_insert(a, line, &rc, probe);
+    agg_entry_t *e = lookup_or_insert(a, line, &rc);
     if (!e) return rc;
     double rate = line->rate > 0 && line->rate <= 1 ? line->rate : 1.0;
-    switch (e->kind) {
+    switch (entry_kind(e)) {
     case METRIC_COUNTER:
         for (int i = 0; i < line->nvalues; i++) {
             if (line->counter_total) { /* a total includes every earlier increment */
-                e->acc.counter_has_total = true;
-                e->acc.counter_abs = line->values[i]; /* a total is never sampled */
-                e->acc.counter = 0;
+                e->id |= ID_HAS_TOTAL;
+                e->acc.counter.total = line->values[i]; /* a total is never sampled */
+                e->acc.counter.increments = 0;
             } else {
-                e->acc.counter += line->values[i] / rate;
+                e->acc.counter.increments += line->values[i] / rate;
             }
         }
         break;
     case METRIC_GAUGE:
-        for (int i = 0; i < line->nvalues; i++) {
-            if (line->gauge_delta) {
-                e->acc.gauge.delta += line->values[i];
-            } else { /* an absolute value wipes earlier deltas */
-                e->acc.gauge.has_abs = true;
-                e->acc.gauge.abs = line->values[i];
-                e->acc.gauge.delta = 0;
-            }
-        }
+        for (int i = 0; i < line->nvalues; i++) gauge_add(e, line->values[i], line->gauge_delta);
         break;
     case METRIC_TIMER:
-        if (!e->acc.timer) {
-            e->acc.timer = malloc(sizeof *e->acc.timer);
-            if (!e->acc.timer) return -ENOMEM;
-            sketch_init(e->acc.timer);
-        }
         for (int i = 0; i < line->nvalues; i++)
-            if (sketch_add(e->acc.timer, line->values[i], 1.0 / rate) < 0) return -ENOMEM;
+            if (timer_add(e, line->values[i], 1.0 / rate) < 0) return -ENOMEM;
         break;
-    case METRIC_SET: {
-        uint64_t mh = hash_bytes(line->member, line->member_len, 0x736574ULL);
-        if (agg_set_insert(&e->acc.set, mh) < 0) return -ENOMEM;
+    case METRIC_SET:
+        if (agg_set_insert(&e->acc.set, member_hash(line->member, line->member_len)) < 0)
+            return -ENOMEM;
         break;
-    }
     default: return STATSD_BAD_TYPE;
     }
     e->nlines += line->kind == METRIC_SET ? 1u : (uint32_t)line->nvalues;
-    e->last_flush = a->flushes;
     return mark_dirty(a, e) < 0 ? -ENOMEM : STATSD_OK;
 }
 
-int agg_add(agg_t *a, const statsd_line_t *line) { return agg_add_probed(a, line, NULL); }
+/* The line after the entry's: where this sample will write (a timer's buffer slot, a
+ * set's table slot), fetched while the lines before it are folded. Reads the entry, which
+ * was prefetched a few lines earlier. */
+static inline void prefetch_acc(const agg_entry_t *e, const statsd_sample_t *s) {
+    switch (s->kind) {
+    case METRIC_TIMER:
+        if (e->acc.timer.buf) __builtin_prefetch(&e->acc.timer.buf->v[e->acc.timer.n], 1);
+        break;
+    case METRIC_SET:
+        if (e->acc.set.slots) {
+            uint64_t h = member_hash(s->member, s->member_len);
+            __builtin_prefetch(&e->acc.set.slots[(uint32_t)(h ? h : 1) & (e->acc.set.cap - 1)], 1);
+        }
+        break;
+    default: break;
+    }
+}
+
+/* Passes over the batch, so that the cache misses of up to 64 lookups overlap instead of
+ * following one another, and so that the kind of a line, which varies from line to line,
+ * is branched on once and not at every step:
+ *   1. hash every identity and prefetch its slot;
+ *   2. read the slots (they have arrived by then) and prefetch the entries;
+ *   3. prefetch what each accumulator will touch (a timer's buffer, a set's table slot);
+ *   4. in order, confirm each entry (a candidate read early may be stale: an earlier line
+ *      on the reference path created an entry or grew the table; then look again), list
+ *      it as dirty, and file the line under its kind; stop at the first unknown identity;
+ *   5. fold the lines kind by kind, each kind in arrival order.
+ * Only lines of different identities change order in step 5, and nothing depends on the
+ * order between them: an identity includes its kind. The dirty list, which decides the
+ * order of a batch's deltas (and so which kind wins a name's first interval), is built in
+ * arrival order in step 4. */
+size_t agg_fold_samples(agg_t *a, const statsd_sample_t *s, size_t i, size_t n,
+                        uint64_t *refused) {
+    if (n - i > AGG_FOLD_MAX) n = i + AGG_FOLD_MAX;
+    uint64_t hash[AGG_FOLD_MAX];
+    agg_entry_t *ent[AGG_FOLD_MAX];
+    uint8_t by_kind[METRIC_KIND_COUNT][AGG_FOLD_MAX];
+    uint32_t nk[METRIC_KIND_COUNT] = {0};
+    s += i;
+    size_t m = 0; /* the lines before the first that the fast path did not parse */
+    while (m < n - i && s[m].parsed) m++;
+    if (!a->cap) return i;
+    uint32_t mask = a->cap - 1;
+    for (size_t k = 0; k < m; k++) {
+        hash[k] = raw_hash(s[k].name, s[k].name_len, s[k].tags, s[k].tags_len, s[k].kind,
+                           ENC_SPAN);
+        __builtin_prefetch(&a->slots[(uint32_t)hash[k] & mask]);
+    }
+    for (size_t k = 0; k < m; k++) {
+        agg_entry_t *e = ent[k] = first_match(a, hash[k]);
+        if (e) {
+            __builtin_prefetch(e);
+            if (offsetof(agg_entry_t, raw) + s[k].name_len + s[k].tags_len > 64)
+                __builtin_prefetch((const char *)e + 64); /* a long raw key */
+        }
+    }
+    for (size_t k = 0; k < m; k++)
+        if (ent[k] && (s[k].kind == METRIC_TIMER || s[k].kind == METRIC_SET))
+            prefetch_acc(ent[k], &s[k]);
+    size_t end = 0;
+    for (; end < m; end++) {
+        const statsd_sample_t *x = &s[end];
+        const char *tags = x->tags_len ? x->tags : "";
+        agg_entry_t *e = ent[end];
+        if (!e || !entry_is(e, x->kind, ENC_SPAN, x->name, x->name_len, tags, x->tags_len)) {
+            e = ent[end] = find(a, hash[end], x->kind, ENC_SPAN, x->name, x->name_len, tags,
+                                x->tags_len);
+            if (!e) break;
+        }
+        if (mark_dirty(a, e) < 0) {
+            ++*refused;
+            continue;
+        }
+        by_kind[x->kind][nk[x->kind]++] = (uint8_t)end;
+    }
+    for (uint32_t j = 0; j < nk[METRIC_COUNTER]; j++) {
+        const statsd_sample_t *x = &s[by_kind[METRIC_COUNTER][j]];
+        agg_entry_t *e = ent[by_kind[METRIC_COUNTER][j]];
+        e->acc.counter.increments += x->value / x->rate; /* text lines are never totals */
+        e->nlines++;
+    }
+    for (uint32_t j = 0; j < nk[METRIC_GAUGE]; j++) {
+        const statsd_sample_t *x = &s[by_kind[METRIC_GAUGE][j]];
+        agg_entry_t *e = ent[by_kind[METRIC_GAUGE][j]];
+        gauge_add(e, x->value, x->gauge_delta);
+        e->nlines++;
+    }
+    for (uint32_t j = 0; j < nk[METRIC_TIMER]; j++) {
+        const statsd_sample_t *x = &s[by_kind[METRIC_TIMER][j]];
+        agg_entry_t *e = ent[by_kind[METRIC_TIMER][j]];
+        if (timer_add(e, x->value, 1.0 / x->rate) < 0) ++*refused;
+        else e->nlines++;
+    }
+    for (uint32_t j = 0; j < nk[METRIC_SET]; j++) {
+        const statsd_sample_t *x = &s[by_kind[METRIC_SET][j]];
+        agg_entry_t *e = ent[by_kind[METRIC_SET][j]];
+        if (agg_set_insert(&e->acc.set, member_hash(x->member, x->member_len)) < 0) ++*refused;
+        else e->nlines++;
+    }
+    return i + end;
+}
 
 bool agg_has_dirty(const agg_t *a) { return a->ndirty > 0; }
 
@@ -328,13 +536,90 @@ static void remove_slot(agg_t *a, uint32_t i) {
 static void evict_idle(agg_t *a, uint32_t evict_after) {
     for (uint32_t i = 0; i < a->cap;) {
         agg_entry_t *e = a->slots[i].e;
-        if (e && !e->dirty && a->flushes - e->last_flush > evict_after) {
+        if (e && !(e->id & ID_DIRTY) &&
+            (uint32_t)a->flushes - entry_cold(e)->last_flush > evict_after) {
             remove_slot(a, i);
             entry_free(e);
             continue; /* slot i may hold a shifted entry now */
         }
         i++;
     }
+}
+
+struct agg_chunk {
+    agg_chunk_t *next;
+    size_t used, cap;
+    max_align_t data[];
+};
+
+#define ARENA_FIRST (64 * 1024)
+#define ARENA_MAX_STEP (4 * 1024 * 1024)
+
+static void *arena_alloc(agg_batch_t *b, size_t bytes) {
+    bytes = (bytes + 15) & ~(size_t)15;
+    agg_chunk_t *c = b->arena;
+    if (!c || c->cap - c->used < bytes) {
+        size_t cap = c ? (c->cap < ARENA_MAX_STEP ? c->cap * 2 : c->cap) : ARENA_FIRST;
+        if (cap < bytes) cap = bytes;
+        agg_chunk_t *nc = malloc(sizeof *nc + cap);
+        if (!nc) return NULL;
+        nc->next = c;
+        nc->used = 0;
+        nc->cap = cap;
+        b->arena = c = nc;
+    }
+    void *p = (char *)c->data + c->used;
+    c->used += bytes;
+    return p;
+}
+
+/* The interval's samples of a timer entry as a compact sketch in the batch's arena; the
+ * entry keeps its buffer (and a hot timer's sketch, emptied) for the next interval. NULL
+ * when out of memory (the interval's samples of this series are lost, as the hub reports
+ * by skipping a NULL sketch). */
+static sketch_t *pack_timer(agg_batch_t *b, agg_entry_t *e) {
+    agg_tbuf_t *t = e->acc.timer.buf;
+    if (!t) return NULL;
+    uint32_t n = e->acc.timer.n;
+    e->acc.timer.n = 0;
+    int32_t idx[TBUF_CAP];
+    sketch_pack_plan_t plan;
+    long bytes = sketch_pack_plan(t->sk, t->v, n, idx, &plan);
+    if (bytes < 0) { /* wider than a store may be: let the sketch fold, then pack it */
+        tbuf_spill(t, n);
+        n = 0;
+        bytes = sketch_pack_plan(t->sk, NULL, 0, idx, &plan);
+    }
+    sketch_t *dst = bytes < 0 ? NULL : arena_alloc(b, sizeof *dst + (size_t)bytes);
+    if (dst) sketch_pack(dst, (double *)(void *)(dst + 1), &plan, t->sk, t->v, idx, n, t->w);
+    if (t->sk) sketch_reset(t->sk);
+    return dst;
+}
+
+/* The interval's members of a set entry, densely in the batch's arena; the entry's table
+ * is emptied for the next interval (or given up when it is far larger than this interval
+ * needed, keeping its size as the hint). */
+static agg_set_t pack_set(agg_batch_t *b, agg_entry_t *e) {
+    agg_set_t *s = &e->acc.set, out = {0};
+    uint64_t *m = s->n ? arena_alloc(b, (size_t)s->n * sizeof *m) : NULL;
+    if (m) {
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < s->cap && k < s->n; i++)
+            if (s->slots[i]) m[k++] = s->slots[i];
+        out.slots = m;
+        out.n = out.cap = k;
+    }
+    uint32_t hint = 16;
+    while (s->n * 4 > hint * 3) hint *= 2;
+    if (s->slots && s->cap <= 2 * hint) {
+        memset(s->slots, 0, s->cap * sizeof *s->slots);
+    } else {
+        free(s->slots);
+        s->slots = NULL;
+        s->cap = hint;
+    }
+    s->n = 0;
+    return out;
 }
 
 agg_batch_t *agg_flush(agg_t *a, ingest_transport_t transport, uint32_t evict_after, int *err) {
@@ -349,45 +634,49 @@ agg_batch_t *agg_flush(agg_t *a, ingest_transport_t transport, uint32_t evict_af
     }
     b->transport = transport;
     b->n = 0;
+    b->arena = NULL;
     for (uint32_t i = 0; i < a->ndirty; i++) {
+        /* the entries are cold by now (a flush touches thousands): fetch a few ahead */
+        if (i + 8 < a->ndirty) __builtin_prefetch(a->dirty[i + 8], 1);
+        if (i + 4 < a->ndirty) {
+            agg_entry_t *f = a->dirty[i + 4];
+            __builtin_prefetch(entry_cold(f));
+            if (entry_kind(f) == METRIC_TIMER && f->acc.timer.buf)
+                __builtin_prefetch(f->acc.timer.buf);
+        }
+        if (i + 2 < a->ndirty) __builtin_prefetch(entry_cold(a->dirty[i + 2])->key, 1);
         agg_entry_t *e = a->dirty[i];
         agg_delta_t *d = &b->d[b->n++];
-        d->key = skey_ref(e->key);
-        d->kind = e->kind;
+        d->key = skey_ref(entry_cold(e)->key);
+        d->hash = d->key->hash;
+        d->kind = entry_kind(e);
         d->nlines = e->nlines;
-        switch (e->kind) {
+        switch (d->kind) {
         case METRIC_COUNTER:
-            d->v.counter = e->acc.counter;
-            d->v.counter_has_total = e->acc.counter_has_total;
-            d->v.counter_abs = e->acc.counter_abs;
+            d->v.counter = e->acc.counter.increments;
+            d->v.counter_has_total = (e->id & ID_HAS_TOTAL) != 0;
+            d->v.counter_abs = e->acc.counter.total;
             break;
         case METRIC_GAUGE:
-            d->v.gauge.has_abs = e->acc.gauge.has_abs;
+            d->v.gauge.has_abs = (e->id & ID_HAS_ABS) != 0;
             d->v.gauge.abs = e->acc.gauge.abs;
             d->v.gauge.delta = e->acc.gauge.delta;
             break;
         case METRIC_TIMER:
-            /* a compact copy goes; the producer's sketch stays allocated and warm, so
-             * the next interval's samples do not regrow it bucket by bucket */
-            d->v.timer = malloc(sizeof *d->v.timer);
-            if (d->v.timer) {
-                sketch_init(d->v.timer);
-                if (!e->acc.timer || sketch_merge(d->v.timer, e->acc.timer) < 0) {
-                    sketch_free(d->v.timer);
-                    free(d->v.timer);
-                    d->v.timer = NULL;
-                }
-            }
-            if (e->acc.timer) sketch_reset(e->acc.timer);
+            d->v.timer = pack_timer(b, e);
             e->nlines = 0;
-            e->dirty = false;
+            e->id &= ID_KEY;
             continue;
-        case METRIC_SET: d->v.set = e->acc.set; break;       /* moved */
+        case METRIC_SET:
+            d->v.set = pack_set(b, e);
+            e->nlines = 0;
+            e->id &= ID_KEY;
+            continue;
         default: break;
         }
         memset(&e->acc, 0, sizeof e->acc);
         e->nlines = 0;
-        e->dirty = false;
+        e->id &= ID_KEY;
     }
     a->ndirty = 0;
     return b;
@@ -395,9 +684,15 @@ agg_batch_t *agg_flush(agg_t *a, ingest_transport_t transport, uint32_t evict_af
 
 void agg_batch_free(agg_batch_t *b) {
     if (!b) return;
+    for (agg_chunk_t *c = b->arena, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
     for (uint32_t i = 0; i < b->n; i++) {
         agg_delta_t *d = &b->d[i];
-        if (d->kind == METRIC_TIMER && d->v.timer) {
+        if (b->arena) {
+            /* sketches and members are in the arena */
+        } else if (d->kind == METRIC_TIMER && d->v.timer) {
             sketch_free(d->v.timer);
             free(d->v.timer);
         } else if (d->kind == METRIC_SET) {

@@ -33,6 +33,7 @@ typedef struct agg_set {
 
 typedef struct agg_delta {
     series_key_t *key; /* one reference, owned by the batch */
+    uint64_t hash;     /* key->hash, so that the hub can look it up without reading key */
     metric_kind_t kind;
     uint32_t nlines; /* samples folded in: what the hub counts as accepted/rejected */
     union {
@@ -45,14 +46,22 @@ typedef struct agg_delta {
             bool has_abs;
             double abs, delta;
         } gauge;
-        sketch_t *timer; /* owned by the batch */
+        sketch_t *timer; /* owned by the batch (NULL: no samples) */
         agg_set_t set;   /* owned by the batch */
     } v;
 } agg_delta_t;
 
+typedef struct agg_chunk agg_chunk_t;
+
+/* Timer sketches and set members of a batch from agg_flush live in its arena: a few large
+ * blocks instead of two allocations per timer and one per set, freed with the batch by
+ * whichever thread frees it. A delta's set then holds its n members densely (cap == n),
+ * not as a hash table. A batch built by hand (arena NULL) owns each sketch and set table
+ * separately, as allocated by malloc. */
 typedef struct agg_batch {
     ingest_transport_t transport;
     uint32_t n;
+    agg_chunk_t *arena;
     agg_delta_t d[];
 } agg_batch_t;
 
@@ -83,20 +92,21 @@ void agg_free(agg_t *a);
  * full), or -ENOMEM. */
 int agg_add(agg_t *a, const statsd_line_t *line);
 
-/* The same, in three steps, so that a producer with many lines can overlap the memory
- * latency of one line's lookup with the parsing of the next ones:
- *   agg_probe_start  hashes the line's identity and prefetches its table slot;
- *   agg_probe_slot   (a line or two later) reads the slot and prefetches the entry;
- *   agg_add_probed   (a line or two later) confirms the entry and folds the sample in.
- * Any interleaving with other adds is correct: a stale candidate is only a missed
- * shortcut. The line must stay valid (same bytes) from start to add. */
-typedef struct agg_probe {
-    uint64_t hash;
-    agg_entry_t *cand;
-} agg_probe_t;
-void agg_probe_start(const agg_t *a, const statsd_line_t *line, agg_probe_t *p);
-void agg_probe_slot(const agg_t *a, agg_probe_t *p);
-int agg_add_probed(agg_t *a, const statsd_line_t *line, const agg_probe_t *p);
+/* The fast path of the StatsD UDP ingest (ingest_fold.c): samples of text lines in the
+ * common shape (statsd_parse_lines), folded into entries that already exist. A sample's
+ * name and tag span (the bytes after "|#", as statsd_line_t.tags_raw) are exactly what
+ * agg_add keys a text line by, so a line takes this path once agg_add has created its
+ * entry. A known raw key was validated (name and tags) when it was created, which is why
+ * the fast path can skip splitting and checking the tags.
+ *
+ * Folds s[i..n) in order, at most AGG_FOLD_MAX of them, and stops at the first one that
+ * is not `parsed` or whose identity is not in the table: returns its index (or where it
+ * stopped; n when all were folded). The caller folds that one through the reference path
+ * (statsd_parse_line + agg_add) and calls again from the next. Samples refused for lack
+ * of memory are counted in *refused and skipped. */
+#define AGG_FOLD_MAX 64
+size_t agg_fold_samples(agg_t *a, const statsd_sample_t *s, size_t i, size_t n,
+                        uint64_t *refused);
 
 /* Moves every accumulator touched since the last flush into a new batch (NULL: nothing
  * touched, or -ENOMEM in *err). Keys untouched for evict_after flushes are forgotten. */

@@ -13,6 +13,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "ingest_fold.h"
 #include "netacl.h"
 #include "statsd.h"
 
@@ -32,15 +33,13 @@ typedef struct udp_thread {
     int fd;
     uv_thread_t thread;
     bool started;
-    agg_t agg;
+    ingest_fold_t fold; /* the table and the rejected counts */
     uint32_t last_ovfl; /* SO_RXQ_OVFL is a running count per socket */
-    uint64_t rejected[STATSD_REASON_COUNT];
     char *bufs;
     struct mmsghdr msgs[UDP_VLEN];
     struct iovec iov[UDP_VLEN];
     char ctrl[UDP_VLEN][CMSG_SPACE(sizeof(uint32_t))];
     struct sockaddr_storage names[UDP_VLEN]; /* senders, read only with an allow-list */
-    statsd_line_t pipe[3]; /* parse_datagram's lines in flight */
 } udp_thread_t;
 
 struct ingest_udp {
@@ -78,70 +77,30 @@ fail:;
 
 static void flush_rejected(udp_thread_t *t) {
     for (int r = 0; r < STATSD_REASON_COUNT; r++) {
-        if (!t->rejected[r]) continue;
-        atomic_fetch_add_explicit(&t->u->stats->rejected[r], t->rejected[r], memory_order_relaxed);
-        t->rejected[r] = 0;
+        if (!t->fold.rejected[r]) continue;
+        atomic_fetch_add_explicit(&t->u->stats->rejected[r], t->fold.rejected[r],
+                                  memory_order_relaxed);
+        t->fold.rejected[r] = 0;
     }
 }
 
 static void hand_over(udp_thread_t *t, bool force) {
     ingest_udp_t *u = t->u;
     flush_rejected(t);
-    if (!agg_has_dirty(&t->agg)) {
+    if (!agg_has_dirty(&t->fold.agg)) {
         int err;
-        agg_flush(&t->agg, INGEST_UDP, UDP_EVICT_FLUSHES, &err); /* ages keys for eviction */
+        agg_flush(&t->fold.agg, INGEST_UDP, UDP_EVICT_FLUSHES, &err); /* ages keys for eviction */
         return;
     }
     /* the hub is behind: keep folding into our table, samples merge instead of queueing */
     if (!force && atomic_load(u->pending) >= u->max_pending) return;
     int err;
-    agg_batch_t *b = agg_flush(&t->agg, INGEST_UDP, UDP_EVICT_FLUSHES, &err);
+    agg_batch_t *b = agg_flush(&t->fold.agg, INGEST_UDP, UDP_EVICT_FLUSHES, &err);
     if (!b) return;
     atomic_fetch_add(u->pending, 1);
     if (u->sink(u->sink_ctx, b) < 0) {
         atomic_fetch_sub(u->pending, 1);
         agg_batch_free(b);
-    }
-}
-
-static void fold(udp_thread_t *t, const statsd_line_t *line, const agg_probe_t *probe) {
-    int rc = agg_add_probed(&t->agg, line, probe);
-    if (rc > 0)
-        t->rejected[rc]++;
-    else if (rc < 0)
-        t->rejected[STATSD_TOO_LONG]++; /* out of memory: refused */
-}
-
-/* Lines go through a three-deep pipeline: parse + hash (prefetch the slot), read the
- * slot (prefetch the entry), fold in. With 10,000 distinct names the table does not fit
- * the cache, and each stage's prefetch lands while the next lines are parsed: the
- * lookups' cache misses overlap instead of adding up. */
-#define PIPE 3
-static void parse_datagram(udp_thread_t *t, const char *p, size_t len) {
-    const char *end = p + len;
-    statsd_line_t *lines = t->pipe;
-    agg_probe_t probe[PIPE];
-    unsigned head = 0, n = 0; /* n lines in flight, the oldest at head */
-    while (p < end || n) {
-        if (p < end) {
-            const char *nl = memchr(p, '\n', (size_t)(end - p));
-            size_t ln = nl ? (size_t)(nl - p) : (size_t)(end - p);
-            unsigned slot = (head + n) % PIPE;
-            statsd_reason_t r = statsd_parse_line(p, ln, &lines[slot]);
-            p += ln + 1;
-            if (r != STATSD_OK) {
-                if (r != STATSD_EMPTY) t->rejected[r]++;
-                continue;
-            }
-            agg_probe_start(&t->agg, &lines[slot], &probe[slot]);
-            if (n >= 1) agg_probe_slot(&t->agg, &probe[(head + n - 1) % PIPE]);
-            if (++n < PIPE) continue;
-        } else if (n >= 2) {
-            agg_probe_slot(&t->agg, &probe[(head + 1) % PIPE]);
-        }
-        fold(t, &lines[head], &probe[head]);
-        head = (head + 1) % PIPE;
-        n--;
     }
 }
 
@@ -179,6 +138,8 @@ static void thread_main(void *arg) {
         int n = recvmmsg(t->fd, t->msgs, UDP_VLEN, MSG_WAITFORONE, NULL);
         if (n > 0) {
             uint64_t bytes = 0;
+            const char *dp[UDP_VLEN];
+            size_t dl[UDP_VLEN], nd = 0;
             for (int i = 0; i < n; i++) {
                 struct mmsghdr *m = &t->msgs[i];
                 bytes += m->msg_len;
@@ -186,12 +147,14 @@ static void thread_main(void *arg) {
                     atomic_fetch_add_explicit(&u->stats->dropped[DROP_NOT_ALLOWED], 1,
                                               memory_order_relaxed);
                 } else if (m->msg_hdr.msg_flags & MSG_TRUNC) {
-                    t->rejected[STATSD_TOO_LONG]++;
+                    t->fold.rejected[STATSD_TOO_LONG]++;
                 } else {
-                    parse_datagram(t, t->iov[i].iov_base, m->msg_len);
+                    dp[nd] = t->iov[i].iov_base;
+                    dl[nd++] = m->msg_len;
                 }
                 if (m->msg_hdr.msg_controllen) read_overflow(t, &m->msg_hdr);
             }
+            ingest_fold_datagrams(&t->fold, dp, dl, nd); /* together: more misses overlap */
             atomic_fetch_add_explicit(&u->stats->datagrams, (uint64_t)n, memory_order_relaxed);
             atomic_fetch_add_explicit(&u->stats->udp_bytes, bytes, memory_order_relaxed);
         } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -264,7 +227,7 @@ int ingest_udp_open(ingest_udp_t **out, const cfg_addr_t *addr, int threads, siz
         t->u = u;
         t->id = i;
         t->fd = -1;
-        agg_init(&t->agg, 0);
+        ingest_fold_init(&t->fold, 0);
         t->bufs = malloc((size_t)UDP_VLEN * UDP_DGRAM_MAX);
         int fd = t->bufs ? make_socket((struct sockaddr *)&ss, slen, true, rcvbuf) : -ENOMEM;
         if (fd < 0) {
@@ -300,7 +263,7 @@ void ingest_udp_close(ingest_udp_t *u) {
         udp_thread_t *t = &u->t[i];
         if (t->started) uv_thread_join(&t->thread);
         if (t->fd >= 0) close(t->fd);
-        agg_free(&t->agg);
+        ingest_fold_free(&t->fold);
         free(t->bufs);
     }
     free(u->t);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,8 +65,12 @@ typedef struct {
  * old position ever causes a fold. The window gets headroom on each side that grows, so
  * a drifting distribution does not reallocate on every new bucket; when the cap forces
  * it, the top SK_MAX_BUCKETS indexes are kept and the rest fold into the lowest. */
-static int store_plan(const sketch_store_t *st, int32_t lo, int32_t hi, store_plan_t *p) {
+static int store_plan(const sketch_store_t *st, int32_t lo, int32_t hi, bool headroom,
+                      store_plan_t *p) {
     p->counts = NULL;
+    /* the buckets in use are inside the window: if [lo, hi] is too, nothing changes (the
+     * common case of a merge or add, decided without scanning for the range in use) */
+    if (st->len && lo >= st->offset && hi <= store_hi(st)) return 0;
     int32_t ulo = lo, uhi = hi;
     bool used = st->len && store_used(st, &ulo, &uhi);
     int64_t need_lo = ulo < lo ? ulo : lo, need_hi = uhi > hi ? uhi : hi;
@@ -82,7 +87,7 @@ static int store_plan(const sketch_store_t *st, int32_t lo, int32_t hi, store_pl
             return 0;
         }
     }
-    int64_t grow = width / 2 < SK_MIN_GROW ? SK_MIN_GROW : width / 2;
+    int64_t grow = !headroom ? 0 : width / 2 < SK_MIN_GROW ? SK_MIN_GROW : width / 2;
     int64_t nlo = need_lo, nhi = need_hi;
     if (!used || need_lo < st->offset) nlo -= grow;
     if (!used || need_hi > store_hi(st)) nhi += grow;
@@ -133,7 +138,7 @@ static int store_add(sketch_store_t *st, int32_t i, double w) {
         return 0;
     }
     store_plan_t p;
-    if (store_plan(st, i, i, &p) < 0) return -ENOMEM;
+    if (store_plan(st, i, i, true, &p) < 0) return -ENOMEM;
     store_apply(st, &p);
     store_put(st, i, w);
     return 0;
@@ -197,11 +202,144 @@ int sketch_add(sketch_t *s, double v, double w) {
     return 0;
 }
 
-static void store_merge(sketch_store_t *dst, const sketch_store_t *src, int32_t lo, int32_t hi) {
-    for (int64_t i = lo; i <= hi; i++) {
-        double c = src->counts[i - src->offset];
-        if (c != 0) store_put(dst, i, c);
+int sketch_add_many(sketch_t *s, const double *v, size_t n, double w) {
+    if (!(w > 0) || !isfinite(w)) return -EINVAL;
+    for (size_t k = 0; k < n; k++)
+        if (!isfinite(v[k])) return -EINVAL;
+    while (n > 0) {
+        /* bucket indexes of a chunk first, so that each store is planned (allocated)
+         * once for the chunk's whole range instead of growing value by value */
+        enum { CHUNK = 64 };
+        int32_t idx[CHUNK];
+        size_t m = n < CHUNK ? n : CHUNK;
+        int32_t plo = INT32_MAX, phi = INT32_MIN, nlo = INT32_MAX, nhi = INT32_MIN;
+        for (size_t k = 0; k < m; k++) {
+            double x = v[k];
+            if (x >= SKETCH_MIN_VALUE) {
+                int32_t i = idx[k] = bucket_index(x);
+                if (i < plo) plo = i;
+                if (i > phi) phi = i;
+            } else if (x <= -SKETCH_MIN_VALUE) {
+                int32_t i = idx[k] = bucket_index(-x);
+                if (i < nlo) nlo = i;
+                if (i > nhi) nhi = i;
+            }
+        }
+        /* a store that is still empty gets exactly the range: a sketch filled this way is
+         * usually handed over whole, and headroom would only be zeros to allocate and scan */
+        store_plan_t pp = {0}, np = {0};
+        if (plo <= phi && store_plan(&s->pos, plo, phi, s->pos.len != 0, &pp) < 0) return -ENOMEM;
+        if (nlo <= nhi && store_plan(&s->neg, nlo, nhi, s->neg.len != 0, &np) < 0) {
+            store_plan_drop(&s->pos, &pp);
+            return -ENOMEM;
+        }
+        store_apply(&s->pos, &pp);
+        store_apply(&s->neg, &np);
+        /* the same order of operations as m calls of sketch_add: the same sum, bit for bit */
+        for (size_t k = 0; k < m; k++) {
+            double x = v[k];
+            if (x >= SKETCH_MIN_VALUE)
+                store_put(&s->pos, idx[k], w);
+            else if (x <= -SKETCH_MIN_VALUE)
+                store_put(&s->neg, idx[k], w);
+            else
+                s->zero += w;
+            note_minmax(s, x, x);
+            s->count += w;
+            s->sum += x * w;
+        }
+        v += m;
+        n -= m;
     }
+    return 0;
+}
+
+long sketch_pack_plan(const sketch_t *src, const double *v, size_t n, int32_t *idx,
+                      sketch_pack_plan_t *plan) {
+    int32_t plo = INT32_MAX, phi = INT32_MIN, nlo = INT32_MAX, nhi = INT32_MIN;
+    if (src) {
+        int32_t lo, hi;
+        if (store_used(&src->pos, &lo, &hi)) plo = lo, phi = hi;
+        if (store_used(&src->neg, &lo, &hi)) nlo = lo, nhi = hi;
+    }
+    for (size_t k = 0; k < n; k++) {
+        double x = v[k];
+        if (x >= SKETCH_MIN_VALUE) {
+            int32_t i = idx[k] = bucket_index(x);
+            if (i < plo) plo = i;
+            if (i > phi) phi = i;
+        } else if (x <= -SKETCH_MIN_VALUE) {
+            int32_t i = idx[k] = bucket_index(-x);
+            if (i < nlo) nlo = i;
+            if (i > nhi) nhi = i;
+        } else {
+            idx[k] = 0;
+        }
+    }
+    int64_t pw = plo <= phi ? (int64_t)phi - plo + 1 : 0;
+    int64_t nw = nlo <= nhi ? (int64_t)nhi - nlo + 1 : 0;
+    if (pw > SK_MAX_BUCKETS || nw > SK_MAX_BUCKETS) return -1;
+    plan->plo = plo, plan->phi = phi, plan->nlo = nlo, plan->nhi = nhi;
+    return (long)((pw + nw) * (int64_t)sizeof(double));
+}
+
+static void pack_store(sketch_store_t *dst, double *space, int32_t lo, int32_t hi,
+                       const sketch_store_t *src) {
+    if (lo > hi) {
+        dst->counts = NULL;
+        dst->offset = 0;
+        dst->len = 0;
+        return;
+    }
+    dst->counts = space;
+    dst->offset = lo;
+    dst->len = (uint32_t)(hi - lo + 1);
+    memset(space, 0, dst->len * sizeof *space);
+    if (!src || !src->len) return;
+    int32_t ulo, uhi;
+    if (store_used(src, &ulo, &uhi))
+        memcpy(space + (ulo - lo), src->counts + (ulo - src->offset),
+               (size_t)(uhi - ulo + 1) * sizeof *space);
+}
+
+void sketch_pack(sketch_t *dst, double *space, const sketch_pack_plan_t *plan, const sketch_t *src,
+                 const double *v, const int32_t *idx, size_t n, double w) {
+    sketch_init(dst);
+    pack_store(&dst->pos, space, plan->plo, plan->phi, src ? &src->pos : NULL);
+    pack_store(&dst->neg, space + dst->pos.len, plan->nlo, plan->nhi, src ? &src->neg : NULL);
+    if (src) {
+        dst->zero = src->zero;
+        dst->count = src->count;
+        dst->sum = src->sum;
+        dst->min = src->min;
+        dst->max = src->max;
+    }
+    /* the same order of operations as sketch_add_many on src: the same sum, bit for bit */
+    for (size_t k = 0; k < n; k++) {
+        double x = v[k];
+        if (x >= SKETCH_MIN_VALUE)
+            dst->pos.counts[idx[k] - dst->pos.offset] += w;
+        else if (x <= -SKETCH_MIN_VALUE)
+            dst->neg.counts[idx[k] - dst->neg.offset] += w;
+        else
+            dst->zero += w;
+        note_minmax(dst, x, x);
+        dst->count += w;
+        dst->sum += x * w;
+    }
+}
+
+static void store_merge(sketch_store_t *dst, const sketch_store_t *src, int32_t lo, int32_t hi) {
+    int64_t i = lo;
+    /* the part below dst's window (a folded store) goes into its lowest bucket */
+    for (; i <= hi && i < dst->offset; i++) dst->counts[0] += src->counts[i - src->offset];
+    if (i > hi) return;
+    /* the rest lies inside dst's window: a plain element-wise add the compiler vectorises
+     * (adding the zero buckets too is cheaper than testing for them) */
+    double *restrict d = dst->counts + (i - dst->offset);
+    const double *restrict c = src->counts + (i - src->offset);
+    size_t n = (size_t)(hi - i + 1);
+    for (size_t k = 0; k < n; k++) d[k] += c[k];
 }
 
 /* On -ENOMEM dst is unchanged: both stores' buffers are obtained before either is
@@ -222,8 +360,8 @@ int sketch_merge(sketch_t *dst, const sketch_t *src) {
     bool has_pos = store_used(&src->pos, &plo, &phi);
     bool has_neg = store_used(&src->neg, &nlo, &nhi);
     store_plan_t pp = {0}, np = {0};
-    if (has_pos && store_plan(&dst->pos, plo, phi, &pp) < 0) return -ENOMEM;
-    if (has_neg && store_plan(&dst->neg, nlo, nhi, &np) < 0) {
+    if (has_pos && store_plan(&dst->pos, plo, phi, true, &pp) < 0) return -ENOMEM;
+    if (has_neg && store_plan(&dst->neg, nlo, nhi, true, &np) < 0) {
         store_plan_drop(&dst->pos, &pp);
         return -ENOMEM;
     }

@@ -38,6 +38,29 @@ void sketch_free(sketch_t *s); /* releases buckets; s may be reused after sketch
 void sketch_reset(sketch_t *s); /* empties, keeps the allocation */
 /* Adds v with weight w (> 0). 0 or -ENOMEM (then s is unchanged). */
 int sketch_add(sketch_t *s, double v, double w);
+/* The same as n calls of sketch_add(s, v[k], w), in that order — the same bucket counts,
+ * count, sum (bit for bit), min and max, unless a store spans more than its bucket cap,
+ * where the folded tail may end one bucket apart — but each store is grown once per 64
+ * values instead of value by value, and an empty store gets exactly the range it needs.
+ * 0, -EINVAL (a non-finite value or a bad weight: then s is unchanged) or -ENOMEM (then
+ * the values before the failing group of 64 are in). */
+int sketch_add_many(sketch_t *s, const double *v, size_t n, double w);
+/* A compact copy in storage the caller provides (an ingest batch's arena): everything in
+ * src (NULL: nothing) plus n values v of weight w, as if sketch_add_many(src, v, n, w) had
+ * run first, with stores that cover exactly the buckets in use.
+ *   sketch_pack_plan: computes the values' bucket indexes into idx[n] and the ranges;
+ *     returns the bytes of bucket storage the copy needs, or -1 when the values would
+ *     stretch a store past its bucket cap (then insert them with sketch_add_many, which
+ *     folds, and pack src alone);
+ *   sketch_pack: fills *dst with buckets in space (zeroed by it; 8-byte aligned). dst
+ *     must never be grown, reset or freed: it owns nothing. Merge it, read it. */
+typedef struct sketch_pack_plan {
+    int32_t plo, phi, nlo, nhi; /* hi < lo: that store is empty */
+} sketch_pack_plan_t;
+long sketch_pack_plan(const sketch_t *src, const double *v, size_t n, int32_t *idx,
+                      sketch_pack_plan_t *plan);
+void sketch_pack(sketch_t *dst, double *space, const sketch_pack_plan_t *plan, const sketch_t *src,
+                 const double *v, const int32_t *idx, size_t n, double w);
 /* dst += src. 0 or -ENOMEM. */
 int sketch_merge(sketch_t *dst, const sketch_t *src);
 /* Quantile q in [0, 1]; NAN when empty. min/max are exact at q = 0 and q = 1. */

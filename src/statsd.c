@@ -1,6 +1,7 @@
 #include "statsd.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,11 +63,46 @@ __attribute__((noinline, cold)) static int parse_double_slow(const char *p, size
     return 0;
 }
 
+/* The forms StatsD values and rates nearly always take — [+-]digits[.digits] with 1 to 19
+ * digits in all — in one loop with no per-digit bookkeeping. -1 means "not this form"
+ * (the general parser below decides whether it is a number at all). The digits, leading
+ * zeros included, make an integer m < 10^19 that needs no overflow check; when m <= 2^53
+ * it and 10^f (f <= 19 fraction digits) are exact doubles, so one IEEE division is the
+ * correctly rounded result: the bits strtod returns, as in the general parser. */
+static inline int parse_simple(const char *p, size_t n, double *out) {
+    const char *s = p, *end = p + n;
+    if (n == 0 || n > 21) return -1; /* a sign, 19 digits and a '.' at most */
+    bool neg = false;
+    if (*s == '-' || *s == '+') neg = *s++ == '-';
+    uint64_t m = 0;
+    unsigned d;
+    const char *d0 = s;
+    while (s < end && (d = (unsigned)(*s - '0')) < 10) {
+        m = m * 10 + d;
+        s++;
+    }
+    size_t digits = (size_t)(s - d0), nf = 0;
+    if (s < end && *s == '.') {
+        const char *f0 = ++s;
+        while (s < end && (d = (unsigned)(*s - '0')) < 10) {
+            m = m * 10 + d;
+            s++;
+        }
+        nf = (size_t)(s - f0);
+        digits += nf;
+    }
+    if (s != end || digits == 0 || digits > MANT_MAX_DIGITS || m > MANT_EXACT_MAX) return -1;
+    double v = (double)m;
+    if (nf) v /= pow10_exact[nf];
+    *out = neg ? -v : v;
+    return 0;
+}
+
 /* [+-](digits[.digits*] | .digits)[(e|E)[+-]digits], nothing else: no whitespace, no
  * inf/nan, no hex. With at most 19 significant digits, a mantissa m <= 2^53 and a total
  * decimal exponent within ±22, m and 10^|e| are both exact doubles, so one IEEE multiply
  * or divide gives the correctly rounded result: the same bits strtod would return. */
-static inline int parse_double(const char *p, size_t n, double *out) {
+static int parse_double_general(const char *p, size_t n, double *out) {
     const char *s = p, *end = p + n;
     if (s == end) return -1;
     int neg = 0;
@@ -128,8 +164,29 @@ static inline int parse_double(const char *p, size_t n, double *out) {
     return parse_double_slow(p, n, out);
 }
 
+static inline int parse_double(const char *p, size_t n, double *out) {
+    if (parse_simple(p, n, out) == 0) return 0;
+    return parse_double_general(p, n, out);
+}
+
 int statsd_parse_double(const char *p, size_t n, double *out) {
     return parse_double(p, n, out);
+}
+
+/* The general parser out of line, for the fast path: its registers and stack then do not
+ * weigh on the line parser around the plain-decimal loop, which takes nearly every value. */
+__attribute__((noinline)) static int parse_double_other(const char *p, size_t n, double *out) {
+    return parse_double_general(p, n, out);
+}
+
+__attribute__((always_inline)) static inline int parse_number_fast(const char *p, size_t n,
+                                                                   double *out) {
+    if (parse_simple(p, n, out) == 0) return 0;
+    return parse_double_other(p, n, out);
+}
+
+int statsd__parse_double_general(const char *p, size_t n, double *out) {
+    return parse_double_general(p, n, out);
 }
 
 /* ---- sanitising --------------------------------------------------------------------- */
@@ -362,4 +419,306 @@ statsd_reason_t statsd_parse_line(const char *p, size_t n, statsd_line_t *out) {
         }
     }
     return STATSD_OK;
+}
+
+/* ---- the fast path ------------------------------------------------------------------- */
+
+/* The scan runs once per datagram over every byte, so it takes the widest compare the CPU
+ * has: AVX-512BW (64 bytes, straight into a mask), AVX2 (32), SSE2 (16, every x86-64).
+ * The wider ones are chosen at run time, so one binary runs everywhere. The last partial
+ * block is compared from a zeroed copy (AVX-512: a masked load), so nothing past len is
+ * read. */
+#define SCAN_DRIVER(name, block)                                                             \
+    static void name(statsd_scan_t *sc, const char *p, size_t len) {                         \
+        sc->base = p;                                                                        \
+        sc->len = len;                                                                       \
+        size_t w = 0, i = 0;                                                                 \
+        for (; i + 64 <= len; i += 64, w++)                                                  \
+            block(sc, w, p + i);                                                             \
+        if (i < len) {                                                                       \
+            char tail[64] = {0};                                                             \
+            memcpy(tail, p + i, len - i);                                                    \
+            block(sc, w++, tail);                                                            \
+        }                                                                                    \
+        sc->nl[w] = sc->colon[w] = sc->bar[w] = 0;                                           \
+    }
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define HAVE_SCAN_SSE2 1
+
+static inline uint64_t mask16(__m128i v, __m128i c) {
+    return (uint64_t)(uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, c));
+}
+
+/* One 64-byte block into bit word w of each map. */
+static inline void block_sse2(statsd_scan_t *sc, size_t w, const char *b) {
+    const __m128i nl = _mm_set1_epi8('\n'), co = _mm_set1_epi8(':'), ba = _mm_set1_epi8('|');
+    __m128i v0 = _mm_loadu_si128((const __m128i *)(const void *)b);
+    __m128i v1 = _mm_loadu_si128((const __m128i *)(const void *)(b + 16));
+    __m128i v2 = _mm_loadu_si128((const __m128i *)(const void *)(b + 32));
+    __m128i v3 = _mm_loadu_si128((const __m128i *)(const void *)(b + 48));
+    sc->nl[w] = mask16(v0, nl) | mask16(v1, nl) << 16 | mask16(v2, nl) << 32 | mask16(v3, nl) << 48;
+    sc->colon[w] =
+        mask16(v0, co) | mask16(v1, co) << 16 | mask16(v2, co) << 32 | mask16(v3, co) << 48;
+    sc->bar[w] = mask16(v0, ba) | mask16(v1, ba) << 16 | mask16(v2, ba) << 32 | mask16(v3, ba) << 48;
+}
+SCAN_DRIVER(scan_sse2, block_sse2)
+#endif
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_SCAN_X86_WIDE 1
+
+__attribute__((target("avx2"))) static inline uint64_t mask32(__m256i v, __m256i c) {
+    return (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, c));
+}
+
+__attribute__((target("avx2"))) static inline void block_avx2(statsd_scan_t *sc, size_t w,
+                                                              const char *b) {
+    const __m256i nl = _mm256_set1_epi8('\n'), co = _mm256_set1_epi8(':'),
+                  ba = _mm256_set1_epi8('|');
+    __m256i v0 = _mm256_loadu_si256((const __m256i *)(const void *)b);
+    __m256i v1 = _mm256_loadu_si256((const __m256i *)(const void *)(b + 32));
+    sc->nl[w] = mask32(v0, nl) | mask32(v1, nl) << 32;
+    sc->colon[w] = mask32(v0, co) | mask32(v1, co) << 32;
+    sc->bar[w] = mask32(v0, ba) | mask32(v1, ba) << 32;
+}
+__attribute__((target("avx2"))) SCAN_DRIVER(scan_avx2, block_avx2)
+
+__attribute__((target("avx512bw"))) static void scan_avx512(statsd_scan_t *sc, const char *p,
+                                                            size_t len) {
+    const __m512i nl = _mm512_set1_epi8('\n'), co = _mm512_set1_epi8(':'),
+                  ba = _mm512_set1_epi8('|');
+    sc->base = p;
+    sc->len = len;
+    size_t w = 0;
+    for (size_t i = 0; i < len; i += 64, w++) {
+        __m512i v = len - i >= 64 ? _mm512_loadu_si512((const void *)(p + i))
+                                  : _mm512_maskz_loadu_epi8(~(uint64_t)0 >> (64 - (len - i)),
+                                                            (const void *)(p + i));
+        sc->nl[w] = _mm512_cmpeq_epi8_mask(v, nl);
+        sc->colon[w] = _mm512_cmpeq_epi8_mask(v, co);
+        sc->bar[w] = _mm512_cmpeq_epi8_mask(v, ba);
+    }
+    sc->nl[w] = sc->colon[w] = sc->bar[w] = 0;
+}
+#endif
+
+int statsd__scan_variant(int variant, statsd_scan_t *sc, const char *p, size_t len) {
+    switch (variant) {
+    case 0: statsd__scan_bytes(sc, p, len); return 0;
+#ifdef HAVE_SCAN_SSE2
+    case 1: scan_sse2(sc, p, len); return 0;
+#endif
+#ifdef HAVE_SCAN_X86_WIDE
+    case 2:
+        if (!__builtin_cpu_supports("avx2")) return -1;
+        scan_avx2(sc, p, len);
+        return 0;
+    case 3:
+        if (!__builtin_cpu_supports("avx512bw")) return -1;
+        scan_avx512(sc, p, len);
+        return 0;
+#endif
+    default: return -1;
+    }
+}
+
+void statsd_scan(statsd_scan_t *sc, const char *p, size_t len) {
+#ifdef HAVE_SCAN_X86_WIDE
+    if (__builtin_cpu_supports("avx512bw")) {
+        scan_avx512(sc, p, len);
+        return;
+    }
+    if (__builtin_cpu_supports("avx2")) {
+        scan_avx2(sc, p, len);
+        return;
+    }
+#endif
+#ifdef HAVE_SCAN_SSE2
+    scan_sse2(sc, p, len);
+#else
+    statsd__scan_bytes(sc, p, len);
+#endif
+}
+
+void statsd__scan_bytes(statsd_scan_t *sc, const char *p, size_t len) {
+    sc->base = p;
+    sc->len = len;
+    size_t words = (len + 63) / 64 + 1;
+    memset(sc->nl, 0, words * sizeof sc->nl[0]);
+    memset(sc->colon, 0, words * sizeof sc->colon[0]);
+    memset(sc->bar, 0, words * sizeof sc->bar[0]);
+    for (size_t i = 0; i < len; i++) {
+        uint64_t bit = (uint64_t)1 << (i & 63);
+        if (p[i] == '\n') sc->nl[i >> 6] |= bit;
+        else if (p[i] == ':') sc->colon[i >> 6] |= bit;
+        else if (p[i] == '|') sc->bar[i >> 6] |= bit;
+    }
+}
+
+/* The first marked offset in [i, lim), or lim. lim <= len; the maps have a zero word
+ * past the last one in use, so the loop stops there at the latest. */
+static inline size_t next_mark(const uint64_t *m, size_t i, size_t lim) {
+    size_t w = i >> 6;
+    uint64_t x = m[w] & (~(uint64_t)0 << (i & 63));
+    while (!x) {
+        if ((++w << 6) >= lim) return lim;
+        x = m[w];
+    }
+    size_t r = (w << 6) + (size_t)__builtin_ctzll(x);
+    return r < lim ? r : lim;
+}
+
+/* The 64 marks from offset i on (bit k: offset i + k). i < len; the maps hold a zero word
+ * past the last one in use, so m[w + 1] is always there. */
+static inline uint64_t window(const uint64_t *m, size_t i) {
+    size_t w = i >> 6, sh = i & 63;
+    return m[w] >> sh | (m[w + 1] << 1) << (63 - sh);
+}
+
+/* The one-letter types, kind + 1 (0: not a type): a load instead of a switch, which the
+ * mix of kinds in a datagram would make mispredict. */
+static const uint8_t type_kind1[256] = {
+    ['c'] = METRIC_COUNTER + 1, ['g'] = METRIC_GAUGE + 1, ['h'] = METRIC_TIMER + 1,
+    ['d'] = METRIC_TIMER + 1,   ['s'] = METRIC_SET + 1,
+};
+
+static inline int kind_of(const char *t, size_t n, metric_kind_t *kind) {
+    if (n == 1) {
+        unsigned k = type_kind1[(unsigned char)t[0]];
+        *kind = (metric_kind_t)(k - 1);
+        return k ? 0 : -1;
+    }
+    if (n == 2 && t[0] == 'm' && t[1] == 's') {
+        *kind = METRIC_TIMER;
+        return 0;
+    }
+    return -1;
+}
+
+/* The value between v and bar (offsets in the line l): a set member, or one number. */
+__attribute__((always_inline)) static inline bool fast_value(const char *l, size_t v, size_t bar,
+                                                             metric_kind_t kind,
+                                                             statsd_sample_t *out) {
+    out->name = l;
+    out->name_len = (uint32_t)(v - 1);
+    out->kind = kind;
+    out->gauge_delta = false;
+    out->rate = 1.0;
+    out->tags = NULL;
+    out->tags_len = 0;
+    if (kind == METRIC_SET) {
+        out->member = l + v;
+        out->member_len = (uint32_t)(bar - v);
+        out->value = 0;
+        return true;
+    }
+    out->member = NULL;
+    out->member_len = 0;
+    if (parse_number_fast(l + v, bar - v, &out->value) < 0) return false;
+    out->gauge_delta = kind == METRIC_GAUGE && (l[v] == '+' || l[v] == '-');
+    return true;
+}
+
+/* One optional section l[s0..s1): "@rate" or "#tags", each at most once. */
+__attribute__((always_inline)) static inline bool fast_section(const char *l, size_t s0, size_t s1,
+                                                               bool *have_rate,
+                                                               statsd_sample_t *out) {
+    size_t sl = s1 - s0;
+    if (sl < 2) return false; /* empty, or '@' / '#' with nothing after */
+    if (l[s0] == '@' && !*have_rate) {
+        double r;
+        if (parse_number_fast(l + s0 + 1, sl - 1, &r) < 0 || !(r > 0 && r <= 1)) return false;
+        out->rate = r;
+        *have_rate = true;
+        return true;
+    }
+    if (l[s0] == '#' && !out->tags) {
+        out->tags = l + s0 + 1;
+        out->tags_len = (uint32_t)(sl - 1);
+        return true;
+    }
+    return false;
+}
+
+/* Lines of 64 bytes and more, and a last line without '\n' (at most one per datagram):
+ * the same rules with the marks searched word by word. */
+static bool parse_fast_long(const statsd_scan_t *sc, size_t start, size_t end,
+                            statsd_sample_t *out) {
+    const char *b = sc->base, *l = b + start;
+    size_t n = end - start;
+    if (n == 0 || n > STATSD_MAX_LINE || is_space((unsigned char)l[0]) || l[0] == '_' ||
+        l[n - 1] == '\r')
+        return false;
+    size_t colon = next_mark(sc->colon, start, end) - start;
+    size_t bar = next_mark(sc->bar, start, end) - start;
+    if (colon >= bar || colon == 0 || colon > STATSD_MAX_NAME || bar == n) return false;
+    size_t sec = next_mark(sc->bar, start + bar + 1, end) - start;
+    metric_kind_t kind;
+    if (kind_of(l + bar + 1, sec - bar - 1, &kind) < 0 || colon + 1 == bar) return false;
+    if (kind != METRIC_SET && next_mark(sc->colon, start + colon + 1, start + bar) < start + bar)
+        return false; /* several values */
+    if (!fast_value(l, colon + 1, bar, kind, out)) return false;
+    bool have_rate = false;
+    while (sec < n) {
+        size_t s0 = sec + 1;
+        sec = next_mark(sc->bar, start + s0, end) - start;
+        if (!fast_section(l, s0, sec, &have_rate, out)) return false;
+    }
+    return true;
+}
+
+static inline bool parse_fast(const statsd_scan_t *sc, size_t start, size_t *endp,
+                              statsd_sample_t *out) {
+    uint64_t nw = window(sc->nl, start);
+    if (!nw) {
+        size_t end = next_mark(sc->nl, start, sc->len);
+        *endp = end;
+        return parse_fast_long(sc, start, end, out);
+    }
+    /* the line is under 64 bytes: every mark it has is in one word each */
+    size_t n = (size_t)__builtin_ctzll(nw);
+    *endp = start + n;
+    const char *l = sc->base + start;
+    /* the cases statsd_parse_line() treats specially (blank, events and service checks,
+     * '\r'), and control characters, which it accepts, but rarely meets, in names */
+    if (n == 0 || (unsigned char)l[0] <= ' ' || l[0] == '_' || l[n - 1] == '\r') return false;
+    uint64_t in = ((uint64_t)1 << n) - 1;
+    uint64_t cw = window(sc->colon, start) & in, bw = window(sc->bar, start) & in;
+    if (!cw || !bw) return false;
+    size_t colon = (size_t)__builtin_ctzll(cw), bar = (size_t)__builtin_ctzll(bw);
+    /* a ':' before the first '|', a name (of fewer than STATSD_MAX_NAME bytes here) */
+    if (colon >= bar || colon == 0) return false;
+    bw &= bw - 1;
+    size_t sec = bw ? (size_t)__builtin_ctzll(bw) : n;
+    metric_kind_t kind;
+    if (kind_of(l + bar + 1, sec - bar - 1, &kind) < 0 || colon + 1 == bar) return false;
+    if (kind != METRIC_SET) {
+        uint64_t more = cw & (cw - 1); /* a second ':' before the '|': several values */
+        if (more && (size_t)__builtin_ctzll(more) < bar) return false;
+    }
+    if (!fast_value(l, colon + 1, bar, kind, out)) return false;
+    bool have_rate = false;
+    while (bw) {
+        size_t s0 = sec + 1;
+        bw &= bw - 1;
+        sec = bw ? (size_t)__builtin_ctzll(bw) : n;
+        if (!fast_section(l, s0, sec, &have_rate, out)) return false;
+    }
+    return true;
+}
+
+size_t statsd_parse_lines(const statsd_scan_t *sc, size_t *pos, statsd_sample_t *out, size_t max) {
+    size_t k = 0, p = *pos;
+    for (; k < max && p < sc->len; k++) {
+        size_t end;
+        out[k].parsed = parse_fast(sc, p, &end, &out[k]);
+        out[k].off = (uint32_t)p;
+        out[k].len = (uint32_t)(end - p);
+        p = end + 1;
+    }
+    *pos = p < sc->len ? p : sc->len;
+    return k;
 }

@@ -14,6 +14,8 @@
 #include "metric.h"
 #include "statsd.h"
 
+#define INGEST_BATCH_TEST 64
+
 static statsd_reason_t parse(const char *s, statsd_line_t *l) {
     return statsd_parse_line(s, strlen(s), l);
 }
@@ -397,75 +399,81 @@ static void test_sanitize(void **state) {
 
 /* ---- numbers ------------------------------------------------------------------------ */
 
+static const char *const ok_numbers[] = {
+    "0",
+    "-0",
+    "+0",
+    "1",
+    "-1",
+    "+4",
+    "0.1",
+    "0.2",
+    "0.3",
+    "1e-7",
+    "-3.5e10",
+    "1.",
+    ".5",
+    "-.5",
+    "+.5",
+    "1E5",
+    "1e+5",
+    "2.5e-3",
+    "123456789012345678",
+    "3.141592653589793",
+    "2.718281828459045",
+    "9007199254740992",
+    "9007199254740993",
+    "18446744073709551615",
+    "18446744073709551616",
+    "1e22",
+    "1e23",
+    "1e-22",
+    "1e-23",
+    "4.9e-324",
+    "2.2250738585072014e-308",
+    "1.7976931348623157e308",
+    "1e-400",
+    "0.000001",
+    "0000001.5000",
+    "100000000000000000000000",
+    "0.1000000000000000055511151231257827",
+    "123.456",
+    "99.99",
+    "1234567.891",
+    "42",
+    "1e0",
+    "0e999999",
+    "5e-1",
+    "0.30000000000000004",
+    "8.98846567431158e307",
+    "1.00000000000000011102230246251565404236316680908203125",
+    "0.000000000000000000000000000000000000000000001",
+    "7.2057594037927933e16",
+    "3.0517578125e-05",
+    "1448997445238699",
+    "295147905179352825856",
+};
+
+static const char *const bad_numbers[] = {
+    "",       " 1",    "1 ",           "1e",   "1e+",   "e5",    "--1",      "+-1",
+    "0x10",   "0X1p3", "nan",          "NaN",  "inf",   "-inf",  "infinity", ".",
+    "-",      "+",     "-.",           "1..2", "1.2.3", "1e5.5", "1,5",      "1e999",
+    "-1e999", "1_000", "\xef\xbc\x91", "1f",   "1\n",
+};
+
 static void test_parse_double_vs_strtod(void **state) {
     (void)state;
-    static const char *const ok[] = {
-        "0",
-        "-0",
-        "+0",
-        "1",
-        "-1",
-        "+4",
-        "0.1",
-        "0.2",
-        "0.3",
-        "1e-7",
-        "-3.5e10",
-        "1.",
-        ".5",
-        "-.5",
-        "+.5",
-        "1E5",
-        "1e+5",
-        "2.5e-3",
-        "123456789012345678",
-        "3.141592653589793",
-        "2.718281828459045",
-        "9007199254740992",
-        "9007199254740993",
-        "18446744073709551615",
-        "18446744073709551616",
-        "1e22",
-        "1e23",
-        "1e-22",
-        "1e-23",
-        "4.9e-324",
-        "2.2250738585072014e-308",
-        "1.7976931348623157e308",
-        "1e-400",
-        "0.000001",
-        "0000001.5000",
-        "100000000000000000000000",
-        "0.1000000000000000055511151231257827",
-        "123.456",
-        "99.99",
-        "1234567.891",
-        "42",
-        "1e0",
-        "0e999999",
-        "5e-1",
-        "0.30000000000000004",
-        "8.98846567431158e307",
-        "1.00000000000000011102230246251565404236316680908203125",
-        "0.000000000000000000000000000000000000000000001",
-        "7.2057594037927933e16",
-        "3.0517578125e-05",
-        "1448997445238699",
-        "295147905179352825856",
-    };
-    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    const char *const *ok = ok_numbers;
+    size_t nok = sizeof ok_numbers / sizeof ok_numbers[0];
+    for (size_t i = 0; i < nok; i++) {
         double got = -12345, want = strtod(ok[i], NULL);
         if (statsd_parse_double(ok[i], strlen(ok[i]), &got) != 0) fail_msg("%s rejected", ok[i]);
         if (memcmp(&got, &want, sizeof got) != 0)
             fail_msg("%s: got %.17g want %.17g", ok[i], got, want);
     }
-    static const char *const no[] = {
-        "",       " 1",    "1 ",           "1e",   "1e+",   "e5",    "--1",      "+-1",
-        "0x10",   "0X1p3", "nan",          "NaN",  "inf",   "-inf",  "infinity", ".",
-        "-",      "+",     "-.",           "1..2", "1.2.3", "1e5.5", "1,5",      "1e999",
-        "-1e999", "1_000", "\xef\xbc\x91", "1f",   "1\n",
-    };
-    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+    const char *const *no = bad_numbers;
+    size_t nno = sizeof bad_numbers / sizeof bad_numbers[0];
+    for (size_t i = 0; i < nno; i++) {
         double got = 0;
         if (statsd_parse_double(no[i], strlen(no[i]), &got) == 0)
             fail_msg("\"%s\" accepted as %g", no[i], got);
@@ -517,6 +525,238 @@ static void test_parse_double_random(void **state) {
     }
 }
 
+/* The two number paths — the general parser and parse_double, which tries the plain-
+ * decimal shortcut first (the fast path uses the same pair) — accept exactly the same texts
+ * and give the same bits, which are strtod's. Every string of up to 5 characters over the
+ * characters numbers are made of, then random longer ones with other bytes mixed in; the
+ * bytes after the text are digits and delimiters on purpose (the length, not a terminator,
+ * ends a number). */
+static void check_number_paths(const char *s, size_t n) {
+    char buf[64];
+    assert_true(n + 8 <= sizeof buf);
+    memcpy(buf, s, n);
+    static const char junk[] = "9.|:e+-0";
+    for (size_t k = 0; k < 8; k++) buf[n + k] = junk[(n + k) % 8];
+    double g = 1, f = 2;
+    int rg = statsd__parse_double_general(buf, n, &g);
+    int rf = statsd_parse_double(buf, n, &f);
+    if (rg != rf) fail_msg("\"%.*s\": general %d, parse_double %d", (int)n, s, rg, rf);
+    if (rg != 0) return;
+    char z[64];
+    memcpy(z, s, n);
+    z[n] = '\0';
+    char *end;
+    double want = strtod(z, &end);
+    assert_true(end == z + n);
+    if (memcmp(&g, &want, 8) || memcmp(&f, &want, 8))
+        fail_msg("\"%s\": general %.17g, parse_double %.17g, strtod %.17g", z, g, f, want);
+}
+
+static void test_number_paths(void **state) {
+    (void)state;
+    static const char alpha[] = "0123456789.-+e";
+    const size_t na = sizeof alpha - 1;
+    char s[16];
+    for (size_t len = 0; len <= 5; len++) {
+        size_t total = 1;
+        for (size_t k = 0; k < len; k++) total *= na;
+        for (size_t code = 0; code < total; code++) {
+            size_t c = code;
+            for (size_t k = 0; k < len; k++, c /= na) s[k] = alpha[c % na];
+            check_number_paths(s, len);
+        }
+    }
+    static const char mix[] = "0123456789012345678901234567890123456789...--++eE x|:#\x80";
+    for (int iter = 0; iter < 300000; iter++) {
+        uint64_t r = xorshift64();
+        size_t len = 6 + (size_t)(r % 10);
+        for (size_t k = 0; k < len; k++) s[k] = mix[xorshift64() % (sizeof mix - 1)];
+        check_number_paths(s, len);
+    }
+    for (size_t i = 0; i < sizeof ok_numbers / sizeof ok_numbers[0]; i++)
+        if (strlen(ok_numbers[i]) + 8 <= 64) check_number_paths(ok_numbers[i], strlen(ok_numbers[i]));
+    for (size_t i = 0; i < sizeof bad_numbers / sizeof bad_numbers[0]; i++)
+        check_number_paths(bad_numbers[i], strlen(bad_numbers[i]));
+}
+
+/* Every implementation of the scan this machine has (and statsd_scan's choice) marks the
+ * same bytes as the byte-by-byte one, for every length around the 16-, 32- and 64-byte
+ * steps and the tail, and nothing past len is marked. Returns false when the variant is
+ * not available here. */
+static bool check_scan_variant(int variant, const char *buf) {
+    static statsd_scan_t a, b;
+    for (size_t len = 0; len <= STATSD_SCAN_MAX; len += len < 300 ? 1 : 997) {
+        if (variant < 0) statsd_scan(&a, buf, len);
+        else if (statsd__scan_variant(variant, &a, buf, len) < 0) return false;
+        statsd__scan_bytes(&b, buf, len);
+        size_t words = (len + 63) / 64 + 1;
+        for (size_t w = 0; w < words; w++) {
+            if (a.nl[w] != b.nl[w] || a.colon[w] != b.colon[w] || a.bar[w] != b.bar[w])
+                fail_msg("variant %d, len %zu: word %zu differs", variant, len, w);
+        }
+        if (len % 64) { /* the marks stop at len although the bytes after it are specials */
+            uint64_t past = ~(uint64_t)0 << (len % 64);
+            size_t w = len / 64;
+            assert_true(((a.nl[w] | a.colon[w] | a.bar[w]) & past) == 0);
+        }
+    }
+    return true;
+}
+
+static void test_scan_marks(void **state) {
+    (void)state;
+    static char buf[STATSD_SCAN_MAX + 64];
+    static const char alpha[] = "\n:|ab|:\n0.#,@";
+    for (size_t i = 0; i < sizeof buf; i++) buf[i] = alpha[xorshift64() % (sizeof alpha - 1)];
+    int tested = 0;
+    for (int variant = -1; variant <= 3; variant++) tested += check_scan_variant(variant, buf);
+    assert_true(tested >= 2);
+#if defined(__x86_64__)
+    assert_true(tested >= 3); /* SSE2 at least */
+#endif
+}
+
+/* ---- the fast path against the reference ------------------------------------------- */
+
+/* The fast path's verdict on one line, placed in a datagram at offset off (after filler
+ * lines) and followed by more lines or not: if it took the line, the reference parser must
+ * agree on everything the fast path reports — or reject the line for its tags only, which
+ * the fast path does not check (the aggregation table then does not know the identity).
+ * Returns whether the fast path took it. */
+static bool check_fast_line(const char *line, size_t n, size_t off, bool more) {
+    static char dg[STATSD_SCAN_MAX];
+    static statsd_scan_t sc;
+    static statsd_sample_t out[INGEST_BATCH_TEST];
+    assert_true(off + n + 16 <= sizeof dg);
+    size_t len = 0;
+    while (len + 2 <= off) { /* filler lines: "x:1|c\n" and blank lines */
+        static const char fill[] = "f:1|c\n";
+        if (off - len >= sizeof fill - 1) {
+            memcpy(dg + len, fill, sizeof fill - 1);
+            len += sizeof fill - 1;
+        } else {
+            dg[len++] = '\n';
+        }
+    }
+    while (len < off) dg[len++] = '\n';
+    memcpy(dg + len, line, n);
+    len += n;
+    if (more) {
+        memcpy(dg + len, "\ng:2|g\n", 7);
+        len += 7;
+    }
+    if (off == len) return false; /* an empty line with nothing after it is no line */
+    statsd_scan(&sc, dg, len);
+    size_t pos = 0, k = 0, got = 0;
+    bool found = false, fast = false;
+    while (pos < len && !found) {
+        got = statsd_parse_lines(&sc, &pos, out, INGEST_BATCH_TEST);
+        for (k = 0; k < got; k++) {
+            if (out[k].off == off) {
+                found = true;
+                break;
+            }
+        }
+    }
+    assert_true(found);
+    const statsd_sample_t *f = &out[k];
+    if (f->len != n) fail_msg("\"%.*s\" at %zu: line length %u, want %zu", (int)n, line, off, f->len, n);
+    if (!f->parsed) return false;
+    fast = true;
+    statsd_line_t l;
+    statsd_reason_t r = statsd_parse_line(dg + off, n, &l);
+    if (r != STATSD_OK) {
+        if (!(f->tags && (r == STATSD_BAD_TAGS || r == STATSD_TOO_LONG)))
+            fail_msg("\"%.*s\": fast path took it, reference says %s", (int)n, line,
+                     statsd_reason_name(r));
+        return fast;
+    }
+    if (f->name != l.name || f->name_len != l.name_len || f->kind != l.kind ||
+        f->gauge_delta != l.gauge_delta || memcmp(&f->rate, &l.rate, sizeof f->rate) ||
+        f->tags != l.tags_raw || f->tags_len != l.tags_raw_len)
+        fail_msg("\"%.*s\": fast and reference parses differ", (int)n, line);
+    if (l.kind == METRIC_SET) {
+        assert_true(f->member == l.member && f->member_len == l.member_len);
+    } else {
+        assert_int_equal(l.nvalues, 1);
+        assert_memory_equal(&f->value, &l.values[0], sizeof f->value);
+    }
+    return fast;
+}
+
+/* Every line in several places: first, after filler lines, across a 64-byte word, last
+ * with and without '\n'. */
+static bool check_fast_everywhere(const char *line) {
+    size_t n = strlen(line);
+    static const size_t offs[] = {0, 6, 57, 63, 64, 100, 250};
+    bool any = false;
+    for (size_t i = 0; i < sizeof offs / sizeof offs[0]; i++) {
+        bool a = check_fast_line(line, n, offs[i], true);
+        bool b = check_fast_line(line, n, offs[i], false);
+        if (a != b) fail_msg("\"%s\": the fast path's verdict depends on what follows", line);
+        any |= a;
+    }
+    return any;
+}
+
+static void test_fast_path_vs_reference(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) check_fast_everywhere(good[i].in);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) check_fast_everywhere(bad[i].in);
+    /* the common shapes must take the fast path */
+    static const char *const common[] = {
+        "a:1|c",
+        "app.requests:1|c|@0.5",
+        "app.requests:1|c|#env:prod,host:a",
+        "app.requests:1|c|@0.1|#env:prod",
+        "app.requests:1|c|#env:prod|@0.1",
+        "temp:-3.5|g",
+        "temp:+3|g",
+        "lat:12.25|ms",
+        "lat:12.25|h|@0.25",
+        "lat:7|d",
+        "users:alice|s",
+        "users:a:b|s|#x:y",
+        "x:1e3|g", /* an exponent: the general number parser, still the fast path */
+        "a.very.long.metric.name.that.takes.this.line.past.sixty.four.bytes:1|c|#k:v",
+    };
+    for (size_t i = 0; i < sizeof common / sizeof common[0]; i++)
+        if (!check_fast_everywhere(common[i])) fail_msg("\"%s\" missed the fast path", common[i]);
+    /* random mutations of valid lines */
+    static const char edit[] = ":|#@,.\r -+e0123456789abc_\t:||@#";
+    char buf[300];
+    for (int iter = 0; iter < 60000; iter++) {
+        const char *base = good[xorshift64() % (sizeof good / sizeof good[0])].in;
+        size_t n = strlen(base);
+        if (n + 8 > sizeof buf) continue;
+        memcpy(buf, base, n);
+        int edits = 1 + (int)(xorshift64() % 3);
+        for (int e = 0; e < edits; e++) {
+            uint64_t r = xorshift64();
+            size_t at = n ? (size_t)(r % (n + 1)) : 0;
+            char c = edit[(r >> 16) % (sizeof edit - 1)];
+            switch ((r >> 32) % 3) {
+            case 0: /* insert */
+                memmove(buf + at + 1, buf + at, n - at);
+                buf[at] = c;
+                n++;
+                break;
+            case 1: /* delete */
+                if (at < n) {
+                    memmove(buf + at, buf + at + 1, n - at - 1);
+                    n--;
+                }
+                break;
+            default: /* replace */
+                if (at < n) buf[at] = c;
+                break;
+            }
+        }
+        size_t off = (size_t)(xorshift64() % 130);
+        check_fast_line(buf, n, off, xorshift64() & 1);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_lines),
@@ -527,6 +767,9 @@ int main(void) {
         cmocka_unit_test(test_sanitize),
         cmocka_unit_test(test_parse_double_vs_strtod),
         cmocka_unit_test(test_parse_double_random),
+        cmocka_unit_test(test_number_paths),
+        cmocka_unit_test(test_scan_marks),
+        cmocka_unit_test(test_fast_path_vs_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
