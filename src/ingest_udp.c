@@ -121,8 +121,11 @@ static void thread_main(void *arg) {
     ingest_udp_t *u = t->u;
     uint64_t flush_ns = (uint64_t)(u->flush_interval * 1e9);
     uint64_t next_flush = clk_mono_ns() + flush_ns;
+    /* the kernel rewrites only the headers of the datagrams it returns: only those are
+     * prepared again (a call that finds a nearly empty queue returns a few) */
+    int used = UDP_VLEN;
     while (!atomic_load_explicit(&u->stop, memory_order_relaxed)) {
-        for (int i = 0; i < UDP_VLEN; i++) {
+        for (int i = 0; i < used; i++) {
             t->iov[i].iov_base = t->bufs + (size_t)i * UDP_DGRAM_MAX;
             t->iov[i].iov_len = UDP_DGRAM_MAX;
             memset(&t->msgs[i].msg_hdr, 0, sizeof t->msgs[i].msg_hdr);
@@ -136,6 +139,7 @@ static void thread_main(void *arg) {
             }
         }
         int n = recvmmsg(t->fd, t->msgs, UDP_VLEN, MSG_WAITFORONE, NULL);
+        used = n > 0 ? n : 0;
         if (n > 0) {
             uint64_t bytes = 0;
             const char *dp[UDP_VLEN];

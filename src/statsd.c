@@ -179,9 +179,44 @@ __attribute__((noinline)) static int parse_double_other(const char *p, size_t n,
     return parse_double_general(p, n, out);
 }
 
+/* parse_simple for a number that is followed by a byte which is neither a digit nor '.'
+ * (the '|' or '\n' after it in a datagram): the loops stop at that byte, so they need no
+ * bounds test. The same contract and result as parse_simple. */
+__attribute__((always_inline)) static inline int parse_simple_delimited(const char *p, size_t n,
+                                                                        double *out) {
+    const char *s = p, *end = p + n;
+    bool neg = *s == '-';
+    s += *s == '-' || *s == '+';
+    uint64_t m = 0;
+    unsigned d;
+    const char *d0 = s;
+    while ((d = (unsigned)((unsigned char)*s - '0')) < 10) {
+        m = m * 10 + d;
+        s++;
+    }
+    size_t digits = (size_t)(s - d0), nf = 0;
+    if (*s == '.') {
+        const char *f0 = ++s;
+        while ((d = (unsigned)((unsigned char)*s - '0')) < 10) {
+            m = m * 10 + d;
+            s++;
+        }
+        nf = (size_t)(s - f0);
+        digits += nf;
+    }
+    /* digits - 1 wraps for 0 digits; beyond 19 digits m may have wrapped: both refused */
+    if (s != end || digits - 1 >= MANT_MAX_DIGITS || m > MANT_EXACT_MAX) return -1;
+    double v = (double)m;
+    if (nf) v /= pow10_exact[nf];
+    *out = neg ? -v : v;
+    return 0;
+}
+
+/* A value or rate for the fast path; delimited: p[n] may be read (see above). */
 __attribute__((always_inline)) static inline int parse_number_fast(const char *p, size_t n,
-                                                                   double *out) {
-    if (parse_simple(p, n, out) == 0) return 0;
+                                                                   bool delimited, double *out) {
+    if (n && (delimited ? parse_simple_delimited(p, n, out) : parse_simple(p, n, out)) == 0)
+        return 0;
     return parse_double_other(p, n, out);
 }
 
@@ -617,20 +652,22 @@ __attribute__((always_inline)) static inline bool fast_value(const char *l, size
     }
     out->member = NULL;
     out->member_len = 0;
-    if (parse_number_fast(l + v, bar - v, &out->value) < 0) return false;
+    if (parse_number_fast(l + v, bar - v, true, &out->value) < 0) return false; /* then '|' */
     out->gauge_delta = kind == METRIC_GAUGE && (l[v] == '+' || l[v] == '-');
     return true;
 }
 
 /* One optional section l[s0..s1): "@rate" or "#tags", each at most once. */
+/* delimited: l[s1] may be read (a '|' or the line's '\n'). */
 __attribute__((always_inline)) static inline bool fast_section(const char *l, size_t s0, size_t s1,
-                                                               bool *have_rate,
+                                                               bool delimited, bool *have_rate,
                                                                statsd_sample_t *out) {
     size_t sl = s1 - s0;
     if (sl < 2) return false; /* empty, or '@' / '#' with nothing after */
     if (l[s0] == '@' && !*have_rate) {
         double r;
-        if (parse_number_fast(l + s0 + 1, sl - 1, &r) < 0 || !(r > 0 && r <= 1)) return false;
+        if (parse_number_fast(l + s0 + 1, sl - 1, delimited, &r) < 0 || !(r > 0 && r <= 1))
+            return false;
         out->rate = r;
         *have_rate = true;
         return true;
@@ -665,7 +702,7 @@ static bool parse_fast_long(const statsd_scan_t *sc, size_t start, size_t end,
     while (sec < n) {
         size_t s0 = sec + 1;
         sec = next_mark(sc->bar, start + s0, end) - start;
-        if (!fast_section(l, s0, sec, &have_rate, out)) return false;
+        if (!fast_section(l, s0, sec, sec < n || end < sc->len, &have_rate, out)) return false;
     }
     return true;
 }
@@ -705,7 +742,8 @@ static inline bool parse_fast(const statsd_scan_t *sc, size_t start, size_t *end
         size_t s0 = sec + 1;
         bw &= bw - 1;
         sec = bw ? (size_t)__builtin_ctzll(bw) : n;
-        if (!fast_section(l, s0, sec, &have_rate, out)) return false;
+        /* the line ends at a '\n': every section is followed by a byte */
+        if (!fast_section(l, s0, sec, true, &have_rate, out)) return false;
     }
     return true;
 }
