@@ -212,8 +212,7 @@ static inline int mark_dirty(agg_t *a, agg_entry_t *e) {
 /* The identity's hash: name and tag bytes, seeded with kind and encoding. */
 static inline uint64_t raw_hash(const char *name, size_t nl, const char *tags, size_t tl,
                                 metric_kind_t kind, uint8_t enc) {
-    uint64_t h = hash_bytes(name, nl, 0x6d6574726963ULL + (uint64_t)kind * 2 + enc);
-    return tl ? hash_bytes(tags, tl, h) : h;
+    return hash_pair(name, nl, tags, tl, 0x6d6574726963ULL + (uint64_t)kind * 2 + enc);
 }
 
 /* n bytes equal, for the short spans of a raw key: up to 32 bytes in at most four

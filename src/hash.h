@@ -97,4 +97,42 @@ static inline uint64_t hash_bytes(const void *p, size_t n, uint64_t seed) {
     return hash_fold_mul(lo ^ HASH_K2 ^ n, hi ^ HASH_K1);
 }
 
+/* One step of hash_pair: absorbs p[0..n) into the state (16 bytes per multiply, the
+ * last up-to-16 read as overlapping words, as in hash_bytes). */
+static inline uint64_t hash__absorb(uint64_t st, const unsigned char *s, size_t n) {
+    uint64_t a, b;
+    if (n <= 16) {
+        if (n >= 4) {
+            size_t q = (n >> 3) << 2;
+            a = hash__rd32(s) << 32 | hash__rd32(s + q);
+            b = hash__rd32(s + n - 4) << 32 | hash__rd32(s + n - 4 - q);
+        } else if (n > 0) {
+            a = (uint64_t)s[0] << 16 | (uint64_t)s[n >> 1] << 8 | s[n - 1];
+            b = 0;
+        } else {
+            a = b = 0;
+        }
+    } else {
+        size_t i = n;
+        while (i > 16) {
+            st = hash_fold_mul(hash__rd64(s) ^ HASH_K1, hash__rd64(s + 8) ^ st);
+            s += 16;
+            i -= 16;
+        }
+        a = hash__rd64(s + i - 16);
+        b = hash__rd64(s + i - 8);
+    }
+    return hash_fold_mul(a ^ HASH_K1, b ^ st ^ n);
+}
+
+/* The hash of two byte strings taken as a pair (x, y): what hash_bytes of a length-
+ * prefixed concatenation would give in spirit, without building it, with one final mix
+ * for both. Reads only x[0..nx) and y[0..ny) (y may be NULL when ny is 0). */
+static inline uint64_t hash_pair(const void *x, size_t nx, const void *y, size_t ny,
+                                 uint64_t seed) {
+    uint64_t st = hash__absorb(seed ^ HASH_K0, x, nx);
+    if (ny) st = hash__absorb(st ^ HASH_K2, y, ny);
+    return hash_fold_mul(st ^ HASH_K2 ^ (uint64_t)ny << 32, st ^ HASH_K1);
+}
+
 #endif
