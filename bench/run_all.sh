@@ -7,7 +7,7 @@
 # The default run takes about 4 minutes: bench_statsd_ingest sweeps with 2 s steps (~35 s),
 # bench_exposition times 20 requests per endpoint (~10 s), bench_store_aggregate one
 # in-process aggregation of 100k series x 60 points (~80 s). --full is the long version
-# (5 s sweep steps over more rates, ~90 s; 50 requests per endpoint; the long fan-out run;
+# (4 s sweep steps over more rates, ~90 s; 50 requests per endpoint; the long fan-out run;
 # 3 aggregation repeats plus the end-to-end loop-lag run, ~7 min); bench_host_source
 # measures 3 x 20 s by default (~1 min), 3 x 70 s with --full.
 #
@@ -66,13 +66,17 @@ bench_argv() {
     bench_statsd_ingest)
         # sink (raw ceiling) then the daemon, same generator: 2 sender threads, rate sweep
         if [[ $full -eq 1 ]]; then
-            argv=(--mode both --sweep --threads 2 --step-seconds 5
-                  --rates 0.5M,1M,2M,4M,6M,8M,10M,12M)
+            argv=(--mode both --sweep --threads 2 --step-seconds 4
+                  --rates 2M,4M,6M,7M,8M,9M,10M,11M,12M)
         else
             argv=(--mode both --sweep --threads 2 --step-seconds 2
-                  --rates 0.5M,1M,2M,4M,8M,10M,12M)
+                  --rates 2M,4M,6M,8M,9M,10M,12M)
         fi
         argv+=(-- "$daemon" --listen 127.0.0.1:PORT --statsd 127.0.0.1:0 --data "$2") ;;
+    bench_statsd_fold)
+        # the same load in-process: a UDP thread's parse, aggregate, hand-over + the hub's
+        # merge, CPU ns per line (~10 s)
+        argv=(--lines 10M --runs "$([[ $full -eq 1 ]] && echo 9 || echo 5)") ;;
     bench_exposition)
         argv=(--runs "$([[ $full -eq 1 ]] && echo 50 || echo 20)"
               -- "$daemon" --listen 127.0.0.1:PORT --statsd 127.0.0.1:0
@@ -117,7 +121,7 @@ bench_argv() {
     *) return 1 ;;
     esac
 }
-order=(bench_startup bench_ws_idle bench_statsd_ingest bench_exposition)
+order=(bench_startup bench_ws_idle bench_statsd_ingest bench_statsd_fold bench_exposition)
 order+=(bench_ws_fanout bench_ws_fanout:events)
 order+=(bench_store_aggregate bench_alert_eval bench_host_source)
 order+=(bench_client_statsd)
