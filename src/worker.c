@@ -426,10 +426,17 @@ static void maybe_finish(worker_t *w) {
 static void on_grace(uv_timer_t *t) {
     worker_t *w = t->data;
     conn_t *next;
+    unsigned n = 0;
     for (conn_t *c = w->conns; c; c = next) {
         next = c->next;
+        n++;
         conn_close(c);
     }
+    /* says which clients held the stop up (never answered the close, or an answer that
+     * would not drain): an operator sees why the exit took the grace period */
+    if (n)
+        log_info("shutdown grace over: closing connections", "worker=%d connections=%u "
+                 "grace_ms=%d", w->id, n, STOP_GRACE_MS);
 }
 
 static void stop_task(void *arg, int cancelled) {
