@@ -353,8 +353,14 @@ class TestEvaluation(AlertTestCase):
         self.push(hub, "web_1", lat=150)
         self.push(hub, "web_2", lat=5)
         self.push(hub, "db_1", lat=500)
-        doc = wait_for(lambda: (lambda d: d if d["firing"] == 1 else None)(self.alerts(hub)),
-                       timeout=10, desc="one firing alert")
+        # rules are evaluated every tick: the first firing can come from a pass that ran
+        # before web_2's push arrived, so wait for a pass that has seen all three pushes
+        # (the rule's series count: 2, as db_1 is not web_*; 3 would never match)
+        def evaluated():
+            d = self.alerts(hub)
+            fast = [r for r in d["rules"] if r["name"] == "fast"]
+            return d if d["firing"] == 1 and fast and fast[0]["series"] == 2 else None
+        doc = wait_for(evaluated, timeout=10, desc="one firing alert, web_1 and web_2 seen")
         for k in ("rules", "active", "history", "firing", "pending", "fired_total",
                   "resolved_total", "history_limit", "timestamp"):
             self.assertIn(k, doc)
