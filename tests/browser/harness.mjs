@@ -261,7 +261,7 @@ export function unexpectedErrors(errors, outages = []) {
     if (e.uncaught) return true;
     if (/\/api\/v1\/alerts/.test(e.url) && /status of 404/.test(e.text)) return false;
     const inOutage = outages.some(([a, b]) => e.at >= a && e.at <= (b || Infinity));
-    if (inOutage && /ERR_CONNECTION_(REFUSED|RESET|CLOSED)|ERR_EMPTY_RESPONSE|WebSocket connection to .* failed|status of 502/.test(e.text)) return false;
+    if (inOutage && /ERR_CONNECTION_(REFUSED|RESET|CLOSED)|ERR_SOCKET_NOT_CONNECTED|ERR_EMPTY_RESPONSE|WebSocket connection to .* failed|status of 502/.test(e.text)) return false;
     return true;
   });
 }

@@ -74,7 +74,10 @@ def _test_tmpdir():
     return None
 
 
-tempfile.tempdir = _test_tmpdir()
+# the system's temporary directory (TMPDIR, else /tmp...): for tests that need a real
+# disk filesystem under their files (host metrics observe it)
+SYSTEM_TMPDIR = tempfile.gettempdir()
+tempfile.tempdir = _test_tmpdir() or SYSTEM_TMPDIR
 
 
 # --------------------------------------------------------------------------------------

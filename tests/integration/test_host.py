@@ -28,7 +28,11 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (HubTestCase, parse_prom, parse_prom_full, prom_get, run_daemon,  # noqa: E402
                      run_daemon_full, t,
-                     wait_for, SANITIZER_MARKERS, Hub, main)
+                     wait_for, SANITIZER_MARKERS, SYSTEM_TMPDIR, Hub, main)
+
+# every file of this program on the disk, not the harness's tmpfs: the disk counters are
+# observed through a file written there, and a mount point under /dev is a pseudo one
+tempfile.tempdir = SYSTEM_TMPDIR
 
 HZ = os.sysconf("SC_CLK_TCK")
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
