@@ -551,8 +551,22 @@ class RollupTest(HubTestCase):
         self.assertEqual(err["error"], "not_found")
         st, err = c.get("/api/v1/series/roll_g?step=120")
         self.assertEqual(st, 400, err)
-        st, err = c.get("/api/v1/series/roll_g?step=3600")
-        self.assertEqual(st, 404, "no complete hour yet: %r" % (err,))
+        if (minute + 60) % 3600:
+            st, err = c.get("/api/v1/series/roll_g?step=3600")
+            self.assertEqual(st, 404, "no complete hour yet: %r" % (err,))
+        else:
+            # the minute was the hour's last: that hour is complete, and it holds exactly
+            # the minute's samples (the feed started in it)
+            def hour():
+                st, doc = c.get("/api/v1/series/roll_g?step=3600&from=%d&to=%d"
+                                % (minute + 60 - 3600, minute + 59))
+                return doc if st == 200 and len(doc["series"]) == 2 else None
+            hdoc = wait_for(hour, timeout=10, interval=0.5, desc="the hour's rollup")
+            by_src = {s["labels"]["source"]: s["points"] for s in doc["series"]}
+            for s in hdoc["series"]:
+                (h_point,) = s["points"]
+                self.assertEqual(h_point[0], minute + 60 - 3600)
+                self.assertEqual(h_point[1:], by_src[s["labels"]["source"]][0][1:], hdoc)
         # the jobs were announced
         started, _ = c.events(etype="metrics.aggregation_started")
         done, _ = c.events(etype="metrics.aggregation_completed")
