@@ -6,7 +6,8 @@
 #   make test    install missing packages, build, run every test through CTest,
 #                then the whole suite again in an ASan+UBSan build (build-asan/)
 #   make bench   build and run the benchmarks under bench/
-#   make fuzz    build the libFuzzer targets with clang and run each (FUZZ_SECONDS, 60)
+#   make fuzz    build the libFuzzer targets with clang and run each (FUZZ_SECONDS, 60;
+#                FUZZ_JOBS at a time, one per core; FUZZ_BUDGET caps the whole run)
 #   make install     install metricastd, the metricast CLI, libmetricast (shared, static,
 #                    header, metricast.pc), the man pages, unit and example configuration
 #                    under PREFIX (/usr/local) into DESTDIR (empty); make uninstall undoes it
@@ -17,7 +18,9 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 CMAKE_GEN  ?= -G Ninja
-CTEST_J    ?= 2
+# the tests mostly wait on timers, sockets and the daemon's seconds (the whole suite
+# keeps about a fifth of two cores busy at -j2): twice the cores in parallel
+CTEST_J    ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$((n * 2)))
 RUN_ARGS   ?= --demo
 
 PREFIX     ?= /usr/local

@@ -8,6 +8,11 @@
 #   FUZZ_SECONDS=20 scripts/fuzz.sh  shorter
 #   scripts/fuzz.sh fuzz_statsd      only the named targets
 #
+# FUZZ_JOBS targets build and run at a time (default: one per core; a libFuzzer run keeps
+# one core busy). FUZZ_BUDGET=N caps the whole run near N seconds however many targets
+# there are: each then runs N / ceil(targets / jobs) seconds, at most FUZZ_SECONDS and at
+# least FUZZ_MIN_SECONDS (15), so CI stays bounded as targets are added.
+#
 # Exit status: 0 when every target ran clean, 1 when any crashed (or failed to build),
 # 2 when clang is missing. Crash inputs and full logs: build-fuzz/run/<target>/.
 set -euo pipefail
@@ -59,27 +64,39 @@ mkdir -p "$OUT/run"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
-failed=0
-summary=()
-for t in "${targets[@]}"; do
-    missing=""
+JOBS=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
+[ "$JOBS" -ge 1 ] 2>/dev/null || JOBS=1
+if [ -n "${FUZZ_BUDGET:-}" ]; then
+    rounds=$(( (${#targets[@]} + JOBS - 1) / JOBS ))
+    per=$(( FUZZ_BUDGET / rounds ))
+    min=${FUZZ_MIN_SECONDS:-15}
+    [ "$per" -ge "$min" ] || per=$min
+    [ "$per" -le "$SECONDS_PER_TARGET" ] || per=$SECONDS_PER_TARGET
+    SECONDS_PER_TARGET=$per
+fi
+
+# One target: build, fuzz, and leave its summary line in $OUT/run/<t>.summary and its
+# verdict (0 clean, 1 crashed or did not build) in $OUT/run/<t>.status.
+fuzz_one() {
+    local t=$1 s missing="" run rc status execs eps rss cov corp artifact
+    run=$OUT/run/$t
+    rm -rf "$run" "$run.summary" "$run.status"
     for s in fuzz/$t.c ${SRCS[$t]}; do [ -f "$s" ] || missing+=" $s"; done
     if [ -n "$missing" ]; then
-        summary+=("$(printf '%-18s SKIPPED  missing:%s' "$t" "$missing")")
+        printf '%-18s SKIPPED  missing:%s\n' "$t" "$missing" >"$run.summary"
         echo "fuzz.sh: $t skipped: missing$missing" >&2
-        continue
+        echo 0 >"$run.status"
+        return
     fi
 
     echo "== $t: build" >&2
     # shellcheck disable=SC2086 # the source and library lists are word lists on purpose
     if ! "$CLANG" "${CFLAGS[@]}" -o "$OUT/$t" "fuzz/$t.c" ${SRCS[$t]} ${LIBS[$t]}; then
-        summary+=("$(printf '%-18s BUILD-FAILED' "$t")")
-        failed=1
-        continue
+        printf '%-18s BUILD-FAILED\n' "$t" >"$run.summary"
+        echo 1 >"$run.status"
+        return
     fi
 
-    run=$OUT/run/$t
-    rm -rf "$run"
     mkdir -p "$run/corpus"
     if [ -d "fuzz/corpus/$t" ]; then cp -R "fuzz/corpus/$t/." "$run/corpus/"; fi
     echo "== $t: fuzz ${SECONDS_PER_TARGET}s (log: $run/log.txt)" >&2
@@ -95,9 +112,10 @@ for t in "${targets[@]}"; do
     corp=$(find "$run/corpus" -type f | wc -l)
     if [ "$rc" -eq 0 ]; then
         status=ok
+        echo 0 >"$run.status"
     else
         status="CRASH(rc=$rc)"
-        failed=1
+        echo 1 >"$run.status"
         artifact=$(find "$run" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' \
             -o -name 'timeout-*' -o -name 'oom-*' \) | head -n1)
         [ -n "$artifact" ] && status+=" input=$artifact"
@@ -105,10 +123,26 @@ for t in "${targets[@]}"; do
         grep -m1 -A12 -E 'Assertion .* failed|runtime error:|==[0-9]+== ?ERROR|deadly signal' \
             "$run/log.txt" >&2 || tail -n 20 "$run/log.txt" >&2
     fi
-    summary+=("$(printf '%-18s %-8s execs=%s exec/s=%s cov=%s corpus=%s rss=%sMB' "$t" \
-        "$status" "${execs:-?}" "${eps:-?}" "${cov:-?}" "$corp" "${rss:-?}")")
-done
+    printf '%-18s %-8s execs=%s exec/s=%s cov=%s corpus=%s rss=%sMB\n' "$t" "$status" \
+        "${execs:-?}" "${eps:-?}" "${cov:-?}" "$corp" "${rss:-?}" >"$run.summary"
+}
 
-echo "== fuzz summary (${SECONDS_PER_TARGET}s per target)"
-for line in "${summary[@]}"; do echo "$line"; done
+pids=()
+for t in "${targets[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+    fuzz_one "$t" &
+    pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || true; done
+
+failed=0
+echo "== fuzz summary (${SECONDS_PER_TARGET}s per target, $JOBS at a time)"
+for t in "${targets[@]}"; do
+    if [ -f "$OUT/run/$t.summary" ]; then
+        cat "$OUT/run/$t.summary"
+    else
+        printf '%-18s NO-RESULT\n' "$t"
+    fi
+    [ "$(cat "$OUT/run/$t.status" 2>/dev/null || echo 1)" = 0 ] || failed=1
+done
 exit "$failed"
