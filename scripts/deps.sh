@@ -23,6 +23,7 @@ build_pkgs=(
   libcmocka-dev       # the build always configures the unit tests (make run too)
   zlib1g-dev          # tools/embed_assets gzips the dashboard's files at build time
   nodejs              # npm ci of the dashboard's front-end packages (uPlot) at build time
+  libnats-dev         # --nats: bridging hubs through NATS (nats.c on the libuv loop)
 )
 test_pkgs=(
   python3 python3-websockets # integration-test harness (a real WebSocket client)
@@ -32,6 +33,7 @@ test_pkgs=(
   systemd             # systemd-analyze verify on packaging/metricastd.service
   gdb                 # the test harness dumps the stacks of a daemon that does not stop
   chromium            # the dashboard's browser tests (driven by npm playwright-core)
+  nats-server         # a real NATS server for the scale-out tests
 )
 
 bench_pkgs=(
@@ -69,12 +71,14 @@ cleanup() { [ $made_policy -eq 1 ] && $SUDO rm -f /usr/sbin/policy-rc.d; return 
 trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq >/dev/null
+# another apt run (a second make, a package test) may hold the lock: wait for it
+APT_OPTS=(-o DPkg::Lock::Timeout=600)
+$SUDO apt-get "${APT_OPTS[@]}" update -qq >/dev/null
 if [ ${#missing[@]} -gt 0 ]; then
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  $SUDO apt-get "${APT_OPTS[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 if ! command -v npm >/dev/null 2>&1; then
   echo "deps: installing npm" >&2
-  $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null
+  $SUDO apt-get "${APT_OPTS[@]}" install -y -qq --no-install-recommends npm >/dev/null
 fi
 echo "deps: done" >&2
