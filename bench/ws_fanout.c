@@ -26,8 +26,9 @@
  *
  * One run = start the target (metricastd --listen 127.0.0.1:0 --statsd 127.0.0.1:0 --tick S
  * --data TMP, or bench_ws_ceiling with the same flags), open 16 warm-up subscribers and
- * close them, read VmRSS, open N WebSockets from this one process (epoll, non-blocking,
- * RLIMIT_NOFILE raised; RFC 6455 handshake, masked client frames) each sending
+ * close them, read VmRSS, open N WebSockets from this one process (non-blocking,
+ * RLIMIT_NOFILE raised; RFC 6455 handshake, masked client frames; --readers threads, one
+ * per core by default, each with its own epoll set owning every readers-th socket) each sending
  * {"type":"subscribe","topics":["metrics"]} and waiting for its first metrics:update (the
  * full snapshot); read VmRSS again. A sender thread then sends `bench_ts:<CLOCK_REALTIME
  * µs>|g` over UDP to the StatsD port every millisecond, so updates carry a changed bench_ts.
@@ -35,7 +36,8 @@
  * Every update whose `timestamp` (the hub's push time) falls in the window is counted;
  * per update, receipt time (CLOCK_REALTIME, taken after each recv) minus `timestamp`
  * is the tick-to-receipt latency, and receipt minus the bench_ts value (when present) the
- * ingest-to-receipt latency. After the window, the harness keeps reading for 1 s so that
+ * ingest-to-receipt latency; the kernel's receive time of each read (SO_TIMESTAMPNS) minus
+ * `timestamp` tells delivery apart from the harness's own read delay. After the window, the harness keeps reading for 1 s so that
  * updates pushed inside it can arrive. Expected = subscribers × duration / tick; seq gaps
  * per subscriber count updates the hub produced but this subscriber never got. Hub CPU is
  * /proc/PID/stat utime+stime over the window; RSS from /proc/PID/status.
@@ -58,6 +60,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +68,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,6 +89,7 @@ enum { S_FREE, S_CONNECTING, S_HANDSHAKE, S_OPEN, S_SUBSCRIBED, S_CLOSED };
 typedef struct fconn {
     int fd;
     uint8_t state;
+    uint8_t rd; /* the reader that owns it: id % readers */
     uint32_t id;
     uint8_t *part; /* bytes of an incomplete frame (or of the handshake answer) */
     uint32_t partlen, partcap;
@@ -116,16 +121,39 @@ typedef struct stats {
     bool ev_silent_seen;
 } stats_t;
 
+/* One reader thread per core (--readers): each owns the connections whose id % readers is
+ * its index, with its own epoll set, read buffer, seq cache, counters and histograms, so
+ * readers share nothing while they run. The main thread starts them for each phase of a
+ * run (connect, warm-up, window, grace), joins them, and merges their counters and
+ * histograms (readers_merge) into g_st / g_hist_* for the report. */
+typedef struct reader {
+    int ep;
+    uint8_t *rbuf; /* one big read per recv: up to rcap bytes (256 KiB, grows for big frames) */
+    size_t rcap, have;
+    uint32_t *hist_tick, *hist_ing, *hist_arr;
+    seq_info_t cache[SEQ_CACHE];
+    stats_t st;
+    uint64_t arr_n;
+    int64_t arr_us; /* kernel receive time (SO_TIMESTAMPNS) of the current read, -1 if none */
+    uint32_t subscribed, inflight, open_next, open_target, open_inflight;
+    char first_error[256];
+    pthread_t th;
+    double deadline;
+    bool (*done)(void);
+} reader_t;
+
+#define MAX_READERS 16
+static reader_t g_rd[MAX_READERS];
+static int g_nrd = 2;
+static _Thread_local reader_t *R; /* the calling thread's reader */
+
 static fconn_t *g_conns;
-static int g_ep = -1;
 static int g_port;
-static uint8_t *g_rbuf;
-static size_t g_rcap = 1u << 18;
-static uint32_t *g_hist_tick, *g_hist_ing;
-static seq_info_t g_cache[SEQ_CACHE];
-static stats_t g_st;
-static int64_t g_win_start_us, g_win_end_us; /* 0: not measuring */
-static uint32_t g_subscribed, g_inflight;
+static uint32_t *g_hist_tick, *g_hist_ing, *g_hist_arr; /* merged from the readers */
+static uint64_t g_arr_n;
+static stats_t g_st;                         /* merged from the readers */
+static int64_t g_win_start_us, g_win_end_us; /* 0: not measuring; set while no reader runs */
+static uint32_t g_subscribed;
 static char g_subscribe_msg[256];
 static size_t g_subscribe_len;
 static char g_first_error[256];
@@ -193,41 +221,45 @@ static void on_update(fconn_t *c, const char *m, size_t n, int64_t now) {
     uint64_t seq = 0;
     const char *p = m + sizeof pre - 1, *end = m + n;
     while (p < end && *p >= '0' && *p <= '9') seq = seq * 10 + (uint64_t)(*p++ - '0');
-    seq_info_t *si = &g_cache[seq % SEQ_CACHE];
+    seq_info_t *si = &R->cache[seq % SEQ_CACHE];
     if (si->seq != seq || si->len != n) {
         si->seq = seq;
         si->len = (uint32_t)n;
         parse_update(m, n, si);
-        g_st.parse_misses++;
+        R->st.parse_misses++;
     }
-    g_st.msgs++;
-    if (si->tick && !si->full) g_st.last_tick_len = (uint32_t)n;
+    R->st.msgs++;
+    if (si->tick && !si->full) R->st.last_tick_len = (uint32_t)n;
     if (c->state == S_OPEN) { /* the first update: the full snapshot */
         c->state = S_SUBSCRIBED;
-        g_subscribed++;
-        g_inflight--;
+        R->subscribed++;
+        R->inflight--;
     }
     if (g_win_start_us && si->ts_us >= g_win_start_us && si->ts_us < g_win_end_us) {
-        g_st.w_msgs++;
-        g_st.w_bytes += n;
+        R->st.w_msgs++;
+        R->st.w_bytes += n;
         c->w_msgs++;
-        if (si->full) g_st.w_fulls++;
+        if (si->full) R->st.w_fulls++;
         if (si->tick) {
-            g_st.w_ticks++;
+            R->st.w_ticks++;
             c->w_ticks++;
         } else {
-            g_st.w_changes++;
+            R->st.w_changes++;
         }
         if (c->w_seen && seq > c->last_seq + 1) {
             c->w_gaps += (uint32_t)(seq - c->last_seq - 1);
-            g_st.w_gaps += seq - c->last_seq - 1;
+            R->st.w_gaps += seq - c->last_seq - 1;
         }
         c->w_seen = true;
-        hist_add(g_hist_tick, now - si->ts_us);
-        g_st.lat_n++;
+        hist_add(R->hist_tick, now - si->ts_us);
+        R->st.lat_n++;
+        if (R->arr_us > 0) {
+            hist_add(R->hist_arr, R->arr_us - si->ts_us);
+            R->arr_n++;
+        }
         if (si->bench_us > 0) {
-            hist_add(g_hist_ing, now - si->bench_us);
-            g_st.ing_n++;
+            hist_add(R->hist_ing, now - si->bench_us);
+            R->st.ing_n++;
         }
     }
     if (seq > c->last_seq) c->last_seq = seq;
@@ -243,58 +275,62 @@ static void on_event(fconn_t *c, const char *m, size_t n, int64_t now) {
     uint64_t seq = 0;
     const char *p = m + sizeof pre - 1, *end = m + n;
     while (p < end && *p >= '0' && *p <= '9') seq = seq * 10 + (uint64_t)(*p++ - '0');
-    seq_info_t *si = &g_cache[seq % SEQ_CACHE];
+    seq_info_t *si = &R->cache[seq % SEQ_CACHE];
     if (si->seq != seq || si->len != n) {
         si->seq = seq;
         si->len = (uint32_t)n;
         si->ts_us = -1;
         const char *t = memmem(m, n, "\"payload\":{\"t\":", 15);
         if (t) si->ts_us = strtoll(t + 15, NULL, 10);
-        g_st.parse_misses++;
+        R->st.parse_misses++;
     }
-    g_st.msgs++;
-    g_st.last_tick_len = (uint32_t)n;
+    R->st.msgs++;
+    R->st.last_tick_len = (uint32_t)n;
     if (c->state == S_OPEN) { /* the first event: subscribed */
         c->state = S_SUBSCRIBED;
-        g_subscribed++;
-        g_inflight--;
+        R->subscribed++;
+        R->inflight--;
         c->last_seq = seq;
         c->resync_at = 0;
     } else if (seq <= c->last_seq) {
-        g_st.ev_dups++;
+        R->st.ev_dups++;
     } else if (seq > c->last_seq + 1) {
         uint64_t from = c->last_seq + 1; /* the first seq we should have had */
         if (c->resync_at > from) { /* announced: the events before oldest_seq are gone */
-            g_st.ev_resync_skipped += c->resync_at - from;
+            R->st.ev_resync_skipped += c->resync_at - from;
             from = c->resync_at;
         }
         if (seq > from) {
-            if (!c->w_gaps) g_st.ev_silent_subs++;
+            if (!c->w_gaps) R->st.ev_silent_subs++;
             c->w_gaps += (uint32_t)(seq - from);
-            g_st.ev_silent += seq - from;
-            if (!g_st.ev_silent_seen) {
-                g_st.ev_silent_seen = true;
-                g_st.ev_first_silent_conn = c->id;
-                g_st.ev_first_silent_from = from;
-                g_st.ev_first_silent_to = seq - 1;
+            R->st.ev_silent += seq - from;
+            if (!R->st.ev_silent_seen) {
+                R->st.ev_silent_seen = true;
+                R->st.ev_first_silent_conn = c->id;
+                R->st.ev_first_silent_from = from;
+                R->st.ev_first_silent_to = seq - 1;
             }
         }
     }
     c->resync_at = 0;
     if (seq > c->last_seq) c->last_seq = seq;
     if (g_win_start_us && si->ts_us >= g_win_start_us && si->ts_us < g_win_end_us) {
-        g_st.w_msgs++;
-        g_st.w_ticks++;
-        g_st.w_bytes += n;
+        R->st.w_msgs++;
+        R->st.w_ticks++;
+        R->st.w_bytes += n;
         c->w_msgs++;
-        hist_add(g_hist_tick, now - si->ts_us);
-        g_st.lat_n++;
+        hist_add(R->hist_tick, now - si->ts_us);
+        R->st.lat_n++;
+        if (R->arr_us > 0) {
+            hist_add(R->hist_arr, R->arr_us - si->ts_us);
+            R->arr_n++;
+        }
     }
 }
 
 static void on_resync(fconn_t *c, const char *m, size_t n) {
     const char *o = memmem(m, n, "\"oldest_seq\":", 13);
-    g_st.ev_resyncs++;
+    R->st.ev_resyncs++;
     if (o) c->resync_at = strtoull(o + 13, NULL, 10);
 }
 
@@ -302,15 +338,15 @@ static void on_resync(fconn_t *c, const char *m, size_t n) {
 
 static void conn_close(fconn_t *c, bool by_server) {
     if (c->fd >= 0) {
-        epoll_ctl(g_ep, EPOLL_CTL_DEL, c->fd, NULL);
+        epoll_ctl(R->ep, EPOLL_CTL_DEL, c->fd, NULL);
         close(c->fd);
     }
     if (c->state == S_OPEN || c->state == S_HANDSHAKE || c->state == S_CONNECTING) {
-        g_inflight--;
-        g_st.failed++;
+        R->inflight--;
+        R->st.failed++;
     }
-    if (c->state == S_SUBSCRIBED) g_subscribed--;
-    if (by_server) g_st.closed_by_server++;
+    if (c->state == S_SUBSCRIBED) R->subscribed--;
+    if (by_server) R->st.closed_by_server++;
     c->fd = -1;
     c->state = S_CLOSED;
     free(c->part);
@@ -357,28 +393,30 @@ static void start_connect(fconn_t *c) {
     c->resync_at = 0;
     c->w_ticks = c->w_msgs = c->w_gaps = 0;
     c->w_seen = false;
-    g_inflight++;
+    R->inflight++;
     if (c->fd < 0) {
-        snprintf(g_first_error, sizeof g_first_error, "socket: %s", strerror(errno));
+        snprintf(R->first_error, sizeof R->first_error, "socket: %s", strerror(errno));
         conn_close(c, false);
         return;
     }
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(c->fd, (struct sockaddr *)&a, sizeof a) != 0 && errno != EINPROGRESS) {
-        snprintf(g_first_error, sizeof g_first_error, "connect: %s", strerror(errno));
+        snprintf(R->first_error, sizeof R->first_error, "connect: %s", strerror(errno));
         conn_close(c, false);
         return;
     }
+    int one = 1; /* the kernel's receive time of each read, see on_readable */
+    setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
     struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
-    epoll_ctl(g_ep, EPOLL_CTL_ADD, c->fd, &ev);
+    epoll_ctl(R->ep, EPOLL_CTL_ADD, c->fd, &ev);
 }
 
 static void on_connected(fconn_t *c) {
     int soerr = 0;
     socklen_t sl = sizeof soerr;
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0) {
-        snprintf(g_first_error, sizeof g_first_error, "connect: %s", strerror(soerr));
+        snprintf(R->first_error, sizeof R->first_error, "connect: %s", strerror(soerr));
         conn_close(c, false);
         return;
     }
@@ -395,13 +433,13 @@ static void on_connected(fconn_t *c) {
                      "Sec-WebSocket-Key: %s\r\n\r\n",
                      g_port, key);
     if (send_all(c->fd, req, (size_t)n) < 0) {
-        snprintf(g_first_error, sizeof g_first_error, "send handshake: %s", strerror(errno));
+        snprintf(R->first_error, sizeof R->first_error, "send handshake: %s", strerror(errno));
         conn_close(c, false);
         return;
     }
     c->state = S_HANDSHAKE;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-    epoll_ctl(g_ep, EPOLL_CTL_MOD, c->fd, &ev);
+    epoll_ctl(R->ep, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
 /* Parses frames in buf[0..len); returns the bytes consumed, or -1 when c was closed. */
@@ -411,14 +449,14 @@ static long parse_frames(fconn_t *c, uint8_t *buf, size_t len, int64_t now) {
         uint8_t *e = memmem(buf, len, "\r\n\r\n", 4);
         if (!e) {
             if (len > 4096) {
-                snprintf(g_first_error, sizeof g_first_error, "handshake answer too long");
+                snprintf(R->first_error, sizeof R->first_error, "handshake answer too long");
                 conn_close(c, false);
                 return -1;
             }
             return 0;
         }
         if (len < 12 || memcmp(buf, "HTTP/1.1 101", 12) != 0) {
-            snprintf(g_first_error, sizeof g_first_error, "handshake answered: %.40s",
+            snprintf(R->first_error, sizeof R->first_error, "handshake answered: %.40s",
                      (char *)buf);
             conn_close(c, false);
             return -1;
@@ -426,7 +464,7 @@ static long parse_frames(fconn_t *c, uint8_t *buf, size_t len, int64_t now) {
         off = (size_t)(e - buf) + 4;
         c->state = S_OPEN;
         if (send_client_frame(c, 0x1, g_subscribe_msg, g_subscribe_len) < 0) {
-            snprintf(g_first_error, sizeof g_first_error, "send subscribe: %s",
+            snprintf(R->first_error, sizeof R->first_error, "send subscribe: %s",
                      strerror(errno));
             conn_close(c, false);
             return -1;
@@ -447,19 +485,19 @@ static long parse_frames(fconn_t *c, uint8_t *buf, size_t len, int64_t now) {
             hl = 10;
         }
         if (p[1] & 0x80) { /* servers must not mask */
-            snprintf(g_first_error, sizeof g_first_error, "masked server frame");
+            snprintf(R->first_error, sizeof R->first_error, "masked server frame");
             conn_close(c, false);
             return -1;
         }
         if (pl > (64u << 20)) {
-            snprintf(g_first_error, sizeof g_first_error, "server frame of %llu bytes",
+            snprintf(R->first_error, sizeof R->first_error, "server frame of %llu bytes",
                      (unsigned long long)pl);
             conn_close(c, false);
             return -1;
         }
         if (avail < hl + pl) {
             /* make sure the shared buffer can hold the whole frame next time */
-            while (g_rcap < hl + pl + 65536) g_rcap *= 2;
+            while (R->rcap < hl + pl + 65536) R->rcap *= 2;
             break;
         }
         int op = p[0] & 0x0f;
@@ -475,17 +513,17 @@ static long parse_frames(fconn_t *c, uint8_t *buf, size_t len, int64_t now) {
             } else if (memmem(m, pl < 40 ? pl : 40, "\"type\":\"resync\"", 15)) {
                 on_resync(c, m, (size_t)pl);
             } else if (memmem(m, pl < 64 ? pl : 64, "\"type\":\"status\"", 15)) {
-                g_st.status_msgs++;
+                R->st.status_msgs++;
             } else if (memmem(m, pl < 64 ? pl : 64, "\"type\":\"error\"", 14)) {
-                if (!g_st.error_msgs)
+                if (!R->st.error_msgs)
                     fprintf(stderr, "bench_ws_fanout: server error message: %.*s\n",
                             (int)(pl < 200 ? pl : 200), m);
-                g_st.error_msgs++;
+                R->st.error_msgs++;
             } else {
-                g_st.other_msgs++;
+                R->st.other_msgs++;
             }
         } else if (op == 0x9) {
-            g_st.pings++;
+            R->st.pings++;
             send_client_frame(c, 0xA, m, (size_t)pl);
         } else if (op == 0x8) {
             conn_close(c, true);
@@ -495,24 +533,34 @@ static long parse_frames(fconn_t *c, uint8_t *buf, size_t len, int64_t now) {
     return (long)off;
 }
 
+/* Reads everything c has (big reads into the reader's buffer, after the carried-over bytes
+ * of an incomplete frame) and handles each complete frame. The receipt time is taken once
+ * per read; the kernel's receive time of the read's last segment (SO_TIMESTAMPNS) is kept
+ * too, so the report can tell the harness's own read delay from the delivery time. */
 static void on_readable(fconn_t *c) {
     for (;;) {
-        if (g_rcap < (size_t)c->partlen + 65536) {
-            while (g_rcap < (size_t)c->partlen + 65536) g_rcap *= 2;
+        if (R->rcap < (size_t)c->partlen + 65536) {
+            while (R->rcap < (size_t)c->partlen + 65536) R->rcap *= 2;
         }
-        static size_t have;
-        if (have < g_rcap) {
-            free(g_rbuf);
-            g_rbuf = malloc(g_rcap);
-            if (!g_rbuf) {
+        if (R->have < R->rcap) {
+            free(R->rbuf);
+            R->rbuf = malloc(R->rcap);
+            if (!R->rbuf) {
                 fprintf(stderr, "bench_ws_fanout: out of memory\n");
                 exit(1);
             }
-            have = g_rcap;
+            R->have = R->rcap;
         }
         size_t pre = c->partlen;
-        if (pre) memcpy(g_rbuf, c->part, pre);
-        ssize_t n = recv(c->fd, g_rbuf + pre, have - pre, 0);
+        if (pre) memcpy(R->rbuf, c->part, pre);
+        struct iovec iov = {R->rbuf + pre, R->have - pre};
+        union {
+            char buf[CMSG_SPACE(sizeof(struct timespec))];
+            struct cmsghdr align;
+        } ctl;
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                            .msg_controllen = sizeof ctl.buf};
+        ssize_t n = recvmsg(c->fd, &mh, 0);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EAGAIN) return;
         if (n <= 0) {
@@ -520,8 +568,15 @@ static void on_readable(fconn_t *c) {
             return;
         }
         int64_t now = realtime_us();
+        R->arr_us = -1;
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+                struct timespec ts;
+                memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+                R->arr_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+            }
         size_t len = pre + (size_t)n;
-        long used = parse_frames(c, g_rbuf, len, now);
+        long used = parse_frames(c, R->rbuf, len, now);
         if (used < 0) return;
         size_t left = len - (size_t)used;
         if (left > c->partcap) {
@@ -535,14 +590,14 @@ static void on_readable(fconn_t *c) {
             }
             c->partcap = nc;
         }
-        if (left) memcpy(c->part, g_rbuf + used, left);
+        if (left) memcpy(c->part, R->rbuf + used, left);
         c->partlen = (uint32_t)left;
         if (!left && c->partcap > 4096) {
             free(c->part);
             c->part = NULL;
             c->partcap = 0;
         }
-        if ((size_t)n < have - pre) return;
+        if ((size_t)n < R->have - pre) return;
     }
 }
 
@@ -551,7 +606,7 @@ static void run_loop(double deadline, bool (*done)(void)) {
     struct epoll_event evs[1024];
     while (now_ms() < deadline && !(done && done())) {
         int t = (int)(deadline - now_ms());
-        int n = epoll_wait(g_ep, evs, 1024, t < 0 ? 0 : t > 10 ? 10 : t);
+        int n = epoll_wait(R->ep, evs, 1024, t < 0 ? 0 : t > 10 ? 10 : t);
         for (int i = 0; i < n; i++) {
             fconn_t *c = evs[i].data.ptr;
             if (c->fd < 0) continue;
@@ -564,29 +619,125 @@ static void run_loop(double deadline, bool (*done)(void)) {
     }
 }
 
-static uint32_t g_open_target, g_open_next;
 static bool all_subscribed(void) {
-    /* keep CONNECT_INFLIGHT handshakes going */
-    while (g_open_next < g_open_target && g_inflight < CONNECT_INFLIGHT) {
-        fconn_t *c = &g_conns[g_open_next];
-        c->id = g_open_next++;
+    /* keep CONNECT_INFLIGHT handshakes going (shared out over the readers) */
+    uint32_t cap = CONNECT_INFLIGHT / (uint32_t)g_nrd;
+    while (R->open_next < R->open_target && R->inflight < (cap ? cap : 1)) {
+        fconn_t *c = &g_conns[R->open_next];
+        c->id = R->open_next;
+        c->rd = (uint8_t)(R - g_rd);
+        R->open_next += (uint32_t)g_nrd;
         start_connect(c);
     }
-    return g_open_next == g_open_target && g_inflight == 0;
+    return R->open_next >= R->open_target && R->inflight == 0;
 }
 
-/* Opens conns [from, to) and waits until each got its first update (or failed). */
+static void *reader_main(void *arg) {
+    R = arg;
+    run_loop(R->deadline, R->done);
+    return NULL;
+}
+
+/* Runs every reader's loop until deadline (or its done()), in parallel; returns when all
+ * have returned. */
+static void readers_run(double deadline, bool (*done)(void)) {
+    for (int t = 0; t < g_nrd; t++) {
+        g_rd[t].deadline = deadline;
+        g_rd[t].done = done;
+        if (pthread_create(&g_rd[t].th, NULL, reader_main, &g_rd[t]) != 0) {
+            fprintf(stderr, "bench_ws_fanout: pthread_create failed\n");
+            exit(1);
+        }
+    }
+    for (int t = 0; t < g_nrd; t++) pthread_join(g_rd[t].th, NULL);
+    g_subscribed = 0;
+    for (int t = 0; t < g_nrd; t++) g_subscribed += g_rd[t].subscribed;
+    for (int t = 0; t < g_nrd && !g_first_error[0]; t++)
+        if (g_rd[t].first_error[0])
+            snprintf(g_first_error, sizeof g_first_error, "%s", g_rd[t].first_error);
+}
+
+/* Opens conns [from, to) (reader t opens from+t, from+t+readers, ...) and waits until each
+ * got its first update (or failed). */
 static double open_subscribers(uint32_t from, uint32_t to) {
     double t0 = now_ms();
-    g_open_next = from;
-    g_open_target = to;
-    run_loop(t0 + SUBSCRIBE_PHASE_MS, all_subscribed);
+    for (int t = 0; t < g_nrd; t++) {
+        g_rd[t].open_next = from + (uint32_t)t;
+        g_rd[t].open_target = to;
+    }
+    readers_run(t0 + SUBSCRIBE_PHASE_MS, all_subscribed);
     return now_ms() - t0;
 }
 
+/* Closes conns [from, to); no reader may be running. */
 static void close_conns(uint32_t from, uint32_t to) {
     for (uint32_t i = from; i < to; i++)
-        if (g_conns[i].fd >= 0 && g_conns[i].state != S_CLOSED) conn_close(&g_conns[i], false);
+        if (g_conns[i].fd >= 0 && g_conns[i].state != S_CLOSED) {
+            R = &g_rd[g_conns[i].rd];
+            conn_close(&g_conns[i], false);
+        }
+    R = NULL;
+    g_subscribed = 0;
+    for (int t = 0; t < g_nrd; t++) g_subscribed += g_rd[t].subscribed;
+}
+
+/* Zeroes every reader's state for a new run (no reader running). */
+static void readers_reset(void) {
+    for (int t = 0; t < g_nrd; t++) {
+        reader_t *r = &g_rd[t];
+        memset(&r->st, 0, sizeof r->st);
+        memset(r->cache, 0, sizeof r->cache);
+        memset(r->hist_tick, 0, HIST_MAX * sizeof *r->hist_tick);
+        memset(r->hist_ing, 0, HIST_MAX * sizeof *r->hist_ing);
+        memset(r->hist_arr, 0, HIST_MAX * sizeof *r->hist_arr);
+        r->arr_n = 0;
+        r->subscribed = r->inflight = 0;
+        r->first_error[0] = '\0';
+    }
+    g_subscribed = 0;
+}
+
+static void readers_reset_stats(void) {
+    for (int t = 0; t < g_nrd; t++) memset(&g_rd[t].st, 0, sizeof g_rd[t].st);
+}
+
+/* Sums the readers' counters into g_st; with hists, their histograms into g_hist_*. */
+static void readers_merge(bool hists) {
+    memset(&g_st, 0, sizeof g_st);
+    for (int t = 0; t < g_nrd; t++) {
+        const stats_t *a = &g_rd[t].st;
+        uint64_t *d = (uint64_t *)&g_st;
+        /* every field up to last_tick_len is a uint64_t counter */
+        const uint64_t *sp = (const uint64_t *)a;
+        for (size_t k = 0; k < offsetof(stats_t, last_tick_len) / sizeof(uint64_t); k++)
+            d[k] += sp[k];
+        if (a->last_tick_len > g_st.last_tick_len) g_st.last_tick_len = a->last_tick_len;
+        g_st.ev_resyncs += a->ev_resyncs;
+        g_st.ev_resync_skipped += a->ev_resync_skipped;
+        g_st.ev_silent += a->ev_silent;
+        g_st.ev_silent_subs += a->ev_silent_subs;
+        g_st.ev_dups += a->ev_dups;
+        if (a->ev_silent_seen && !g_st.ev_silent_seen) {
+            g_st.ev_silent_seen = true;
+            g_st.ev_first_silent_conn = a->ev_first_silent_conn;
+            g_st.ev_first_silent_from = a->ev_first_silent_from;
+            g_st.ev_first_silent_to = a->ev_first_silent_to;
+        }
+    }
+    if (!hists) return;
+    memset(g_hist_tick, 0, HIST_MAX * sizeof *g_hist_tick);
+    memset(g_hist_ing, 0, HIST_MAX * sizeof *g_hist_ing);
+    memset(g_hist_arr, 0, HIST_MAX * sizeof *g_hist_arr);
+    g_arr_n = 0;
+    for (int t = 0; t < g_nrd; t++) {
+        const reader_t *r = &g_rd[t];
+        for (uint32_t i = 0; i < HIST_MAX; i++) {
+            g_hist_tick[i] += r->hist_tick[i];
+            g_hist_ing[i] += r->hist_ing[i];
+            g_hist_arr[i] += r->hist_arr[i];
+        }
+        g_arr_n += r->arr_n;
+    }
 }
 
 /* ---- the sender ----------------------------------------------------------------------------- */
@@ -1033,6 +1184,7 @@ typedef struct result {
     double msgs_per_s, delivered_pct, produced_pct;
     uint64_t msgs, ticks, expected, gaps, closed;
     double p50, p99, max, ing_p50, ing_p99, ing_max;
+    double arr_p50, arr_p99; /* send time -> the kernel's receive time at the client socket */
     uint64_t ing_n;
     double cpu_pct, harness_cpu_pct;
     long rss0, rss1, rss_end;
@@ -1060,11 +1212,8 @@ static const char *g_ceiling_threads = "0";
 static int run_one(const scenario_t *sc, bool ceiling, double tick, result_t *r) {
     memset(r, 0, sizeof *r);
     memset(&g_st, 0, sizeof g_st);
-    memset(g_cache, 0, sizeof g_cache);
-    memset(g_hist_tick, 0, HIST_MAX * sizeof *g_hist_tick);
-    memset(g_hist_ing, 0, HIST_MAX * sizeof *g_hist_ing);
+    readers_reset();
     g_win_start_us = g_win_end_us = 0;
-    g_subscribed = g_inflight = 0;
     g_first_error[0] = '\0';
     r->subs = sc->subs;
     r->tick = tick;
@@ -1148,7 +1297,7 @@ static int run_one(const scenario_t *sc, bool ceiling, double tick, result_t *r)
     uint32_t w0 = (uint32_t)sc->subs; /* warm-up conns live after the N real ones */
     open_subscribers(w0, w0 + WARMUP_SUBS);
     close_conns(w0, w0 + WARMUP_SUBS);
-    run_loop(now_ms() + 500, NULL);
+    readers_run(now_ms() + 500, NULL);
     r->rss0 = proc_status_kib(pid, "VmRSS");
 
     r->open_ms = open_subscribers(0, (uint32_t)sc->subs);
@@ -1159,29 +1308,31 @@ static int run_one(const scenario_t *sc, bool ceiling, double tick, result_t *r)
         rc = -1;
         goto stop;
     }
-    run_loop(now_ms() + 500, NULL);
+    readers_run(now_ms() + 500, NULL);
     r->rss1 = proc_status_kib(pid, "VmRSS");
     r->kib_per_sub = (double)(r->rss1 - r->rss0) / (double)sc->subs;
 
     if (sc->kind == K_EVENTS) {
         atomic_store(&g_pub_rate, sc->rate);
-        run_loop(now_ms() + 1000, NULL); /* warm-up at the full rate */
+        readers_run(now_ms() + 1000, NULL); /* warm-up at the full rate */
         double cpu0 = proc_cpu_s(pid), self0 = self_cpu_s(), m0 = now_ms();
-        memset(&g_st, 0, sizeof g_st); /* gaps and resyncs: from here on */
+        readers_reset_stats(); /* gaps and resyncs: from here on */
         g_win_start_us = realtime_us();
         g_win_end_us = g_win_start_us + (int64_t)(sc->duration * 1e6);
         atomic_store(&g_pwin_end, g_win_end_us);
         atomic_store(&g_pwin_start, g_win_start_us);
-        run_loop(m0 + sc->duration * 1000, NULL);
+        readers_run(m0 + sc->duration * 1000, NULL);
         double cpu1 = proc_cpu_s(pid), self1 = self_cpu_s(), m1 = now_ms();
+        readers_merge(false);
         r->rx_per_s = (double)g_st.msgs / ((m1 - m0) / 1000);
         r->cpu_s = cpu1 - cpu0;
         r->cpu_pct = (cpu1 - cpu0) / ((m1 - m0) / 1000) * 100;
         r->harness_cpu_pct = (self1 - self0) / ((m1 - m0) / 1000) * 100;
-        run_loop(now_ms() + GRACE_MS, NULL); /* events sent in the window, still in flight */
+        readers_run(now_ms() + GRACE_MS, NULL); /* events sent in the window, still in flight */
         pub_stop();
         pub_on = false;
-        run_loop(now_ms() + 200, NULL);
+        readers_run(now_ms() + 200, NULL);
+        readers_merge(true);
         r->rss_end = proc_status_kib(pid, "VmRSS");
         r->ev_published = atomic_load(&g_pub_in_window);
         r->ev_sent_total = atomic_load(&g_pub_sent);
@@ -1202,6 +1353,8 @@ static int run_one(const scenario_t *sc, bool ceiling, double tick, result_t *r)
         r->p50 = hist_pct(g_hist_tick, g_st.lat_n, 50);
         r->p99 = hist_pct(g_hist_tick, g_st.lat_n, 99);
         r->max = hist_pct(g_hist_tick, g_st.lat_n, 100);
+        r->arr_p50 = hist_pct(g_hist_arr, g_arr_n, 50);
+        r->arr_p99 = hist_pct(g_hist_arr, g_arr_n, 99);
         r->msg_bytes = g_st.last_tick_len;
         r->resyncs = g_st.ev_resyncs;
         r->resync_skipped = g_st.ev_resync_skipped;
@@ -1229,15 +1382,16 @@ static int run_one(const scenario_t *sc, bool ceiling, double tick, result_t *r)
         }
         double warm = 2 * tick * 1000;
         if (warm < 1000) warm = 1000;
-        run_loop(now_ms() + warm, NULL);
+        readers_run(now_ms() + warm, NULL);
         double cpu0 = proc_cpu_s(pid), self0 = self_cpu_s(), m0 = now_ms();
         g_win_start_us = realtime_us();
         g_win_end_us = g_win_start_us + (int64_t)(sc->duration * 1e6);
-        run_loop(m0 + sc->duration * 1000, NULL);
+        readers_run(m0 + sc->duration * 1000, NULL);
         double cpu1 = proc_cpu_s(pid), self1 = self_cpu_s(), m1 = now_ms();
         r->cpu_pct = (cpu1 - cpu0) / ((m1 - m0) / 1000) * 100;
         r->harness_cpu_pct = (self1 - self0) / ((m1 - m0) / 1000) * 100;
-        run_loop(now_ms() + GRACE_MS, NULL); /* updates pushed in the window, still in flight */
+        readers_run(now_ms() + GRACE_MS, NULL); /* updates pushed in the window, still in flight */
+        readers_merge(true);
         r->rss_end = proc_status_kib(pid, "VmRSS");
         if (sender_on) {
             atomic_store(&g_sender_stop, 1);
@@ -1253,6 +1407,8 @@ static int run_one(const scenario_t *sc, bool ceiling, double tick, result_t *r)
         r->p50 = hist_pct(g_hist_tick, g_st.lat_n, 50);
         r->p99 = hist_pct(g_hist_tick, g_st.lat_n, 99);
         r->max = hist_pct(g_hist_tick, g_st.lat_n, 100);
+        r->arr_p50 = hist_pct(g_hist_arr, g_arr_n, 50);
+        r->arr_p99 = hist_pct(g_hist_arr, g_arr_n, 99);
         r->ing_n = g_st.ing_n;
         r->ing_p50 = hist_pct(g_hist_ing, g_st.ing_n, 50);
         r->ing_p99 = hist_pct(g_hist_ing, g_st.ing_n, 99);
@@ -1320,6 +1476,8 @@ static void print_events(const scenario_t *sc, const char *target, const result_
            r->rx_per_s);
     printf("  %-34s p50 %.3f  p99 %.3f  max %.3f ms\n", "publish->receipt (payload t)", r->p50,
            r->p99, r->max);
+    printf("  %-34s p50 %.3f  p99 %.3f ms (the rest is the harness's read delay)\n",
+           "publish->kernel rx at the client", r->arr_p50, r->arr_p99);
     printf("  %-34s %llu resyncs (%llu events skipped by them); SILENT gaps %llu events on %llu "
            "subscribers; duplicates %llu\n",
            "sequence", (unsigned long long)r->resyncs, (unsigned long long)r->resync_skipped,
@@ -1364,6 +1522,8 @@ static void print_result(const scenario_t *sc, const char *target, const result_
            (unsigned long long)r->gaps, r->produced_pct);
     printf("  %-34s p50 %.3f  p99 %.3f  max %.3f ms\n", "tick->receipt (timestamp, ms res.)",
            r->p50, r->p99, r->max);
+    printf("  %-34s p50 %.3f  p99 %.3f ms (the rest is the harness's read delay)\n",
+           "tick->kernel rx at the client", r->arr_p50, r->arr_p99);
     if (r->ing_n)
         printf("  %-34s p50 %.3f  p99 %.3f  max %.3f ms  (n=%llu)\n", "ingest->receipt (bench_ts)",
                r->ing_p50, r->ing_p99, r->ing_max, (unsigned long long)r->ing_n);
@@ -1385,6 +1545,7 @@ static void usage(FILE *f) {
             "         [--subs N] [--tick S] [--duration S] [--ceiling-tick S] [--short]\n"
             "         [--ceiling PATH] [--frame-bytes N] [--filter GLOB] [--timeout S]\n"
             "         [--rate EV/S] [--publishers 1|2] [--pad N] [--topic T] [--cycles N]\n"
+            "         [--readers N]\n"
             "         -- METRICASTD [extra daemon flags]\n");
 }
 
@@ -1392,7 +1553,7 @@ int main(int argc, char **argv) {
     const char *scen = "all", *target = "both";
     long subs = -1, timeout_s = 900;
     double tick = -1, duration = -1, ceiling_tick = -1;
-    long rate = -1, npub = -1, cycles = -1;
+    long rate = -1, npub = -1, cycles = -1, readers = -1;
     bool shrt = false;
     int i = 1;
     for (; i < argc; i++) {
@@ -1411,6 +1572,10 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--ceiling") == 0 && v) g_ceiling = v, i++;
         else if (strcmp(a, "--filter") == 0 && v) g_filter = v, i++;
         else if (strcmp(a, "--ceiling-threads") == 0 && v) g_ceiling_threads = v, i++;
+        else if (strcmp(a, "--readers") == 0 && v) {
+            if ((readers = parse_long(v, 1, MAX_READERS)) < 0) return usage(stderr), 2;
+            i++;
+        }
         else if (strcmp(a, "--frame-bytes") == 0 && v) {
             if ((g_frame_bytes = parse_long(v, 64, 1 << 20)) < 0) return usage(stderr), 2;
             i++;
@@ -1440,6 +1605,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     g_daemon = argv[i];
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    g_nrd = (int)(readers > 0 ? readers : ncpu < 1 ? 1 : ncpu > MAX_READERS ? MAX_READERS : ncpu);
     g_extra = argv + i + 1;
     g_nextra = argc - i - 1;
     bool do_hub = strcmp(target, "hub") == 0 || strcmp(target, "both") == 0;
@@ -1511,10 +1678,22 @@ int main(int argc, char **argv) {
     g_hist_tick = calloc(HIST_MAX, sizeof *g_hist_tick);
     g_hist_ing = calloc(HIST_MAX, sizeof *g_hist_ing);
     g_hist_ack = calloc(HIST_MAX, sizeof *g_hist_ack);
-    g_ep = epoll_create1(EPOLL_CLOEXEC);
-    if (!g_conns || !g_hist_tick || !g_hist_ing || !g_hist_ack || g_ep < 0) {
+    g_hist_arr = calloc(HIST_MAX, sizeof *g_hist_arr);
+    if (!g_conns || !g_hist_tick || !g_hist_ing || !g_hist_ack || !g_hist_arr) {
         fprintf(stderr, "bench_ws_fanout: out of memory\n");
         return 1;
+    }
+    for (int t = 0; t < g_nrd; t++) {
+        reader_t *rd = &g_rd[t];
+        rd->ep = epoll_create1(EPOLL_CLOEXEC);
+        rd->rcap = 1u << 18;
+        rd->hist_tick = calloc(HIST_MAX, sizeof *rd->hist_tick);
+        rd->hist_ing = calloc(HIST_MAX, sizeof *rd->hist_ing);
+        rd->hist_arr = calloc(HIST_MAX, sizeof *rd->hist_arr);
+        if (rd->ep < 0 || !rd->hist_tick || !rd->hist_ing || !rd->hist_arr) {
+            fprintf(stderr, "bench_ws_fanout: out of memory\n");
+            return 1;
+        }
     }
     for (long k = 0; k < maxsubs + WARMUP_SUBS; k++) g_conns[k].fd = -1;
     if (g_filter)
@@ -1526,8 +1705,9 @@ int main(int argc, char **argv) {
         g_subscribe_len = (size_t)snprintf(g_subscribe_msg, sizeof g_subscribe_msg,
                                            "{\"type\":\"subscribe\",\"topics\":[\"metrics\"]}");
 
-    printf("bench_ws_fanout: %s vs %s, %d scenario(s), %ld CPUs shared by harness and target\n",
-           g_daemon, do_ceiling ? g_ceiling : "-", nruns, sysconf(_SC_NPROCESSORS_ONLN));
+    printf("bench_ws_fanout: %s vs %s, %d scenario(s), %ld CPUs shared by harness and target, "
+           "%d reader threads\n",
+           g_daemon, do_ceiling ? g_ceiling : "-", nruns, sysconf(_SC_NPROCESSORS_ONLN), g_nrd);
     result_t hub_r[8], ceil_r[8];
     memset(hub_r, 0, sizeof hub_r);
     memset(ceil_r, 0, sizeof ceil_r);
@@ -1554,19 +1734,21 @@ int main(int argc, char **argv) {
     if (runs[0].kind != K_METRICS) { /* the events group (never mixed with metrics runs) */
         printf("\n== events summary (latency: publish->receipt; ratio hub/ceiling: >1 = hub "
                "slower, <1 = hub delivers less)\n");
-        printf("%-8s %-8s %5s %6s %11s %9s %8s %8s %8s %7s %7s %8s %8s %6s\n", "scenario",
-               "target", "subs", "ev/s", "rx_msgs/s", "deliv%", "p50_ms", "p99_ms", "max_ms",
-               "resync", "silent", "ack_p50", "ack_p99", "us/ev");
+        printf("%-8s %-8s %5s %6s %11s %9s %8s %8s %8s %7s %7s %8s %8s %6s %8s %6s %6s\n",
+               "scenario", "target", "subs", "ev/s", "rx_msgs/s", "deliv%", "p50_ms", "p99_ms",
+               "max_ms", "resync", "silent", "ack_p50", "ack_p99", "us/ev", "krx_p99", "cpu%",
+               "h_cpu%");
         for (int k = 0; k < nruns; k++) {
             if (runs[k].kind == K_SOURCES) continue;
             for (int t = 0; t < 2; t++) {
                 result_t *r = t ? &ceil_r[k] : &hub_r[k];
                 if (!(t ? do_ceiling : do_hub)) continue;
                 printf("%-8s %-8s %5ld %6d %11.0f %9.3f %8.3f %8.3f %8.3f %7llu %7llu %8.3f %8.3f "
-                       "%6.1f\n",
+                       "%6.1f %8.3f %6.0f %6.0f\n",
                        runs[k].name, t ? "ceiling" : "hub", r->subs, r->rate, r->rx_per_s,
                        r->delivered_pct, r->p50, r->p99, r->max, (unsigned long long)r->resyncs,
-                       (unsigned long long)r->silent, r->ack_p50, r->ack_p99, r->cpu_us_per_event);
+                       (unsigned long long)r->silent, r->ack_p50, r->ack_p99, r->cpu_us_per_event,
+                       r->arr_p99, r->cpu_pct, r->harness_cpu_pct);
             }
             if (do_hub && do_ceiling)
                 printf("%-8s %-8s %5s %6s %11.3f %9.3f %8.2f %8.2f %8.2f %7s %7s %8.2f %8.2f %6.2f\n",
@@ -1605,15 +1787,17 @@ int main(int argc, char **argv) {
     }
     printf("\n== summary (latency: tick->receipt; hub/ceiling: >1 = hub slower/bigger, <1 = hub "
            "delivers less)\n");
-    printf("%-9s %-8s %6s %7s %11s %8s %8s %8s %8s %7s %9s\n", "scenario", "target", "subs",
-           "tick_s", "msgs/s", "deliv%", "p50_ms", "p99_ms", "max_ms", "cpu%", "KiB/sub");
+    printf("%-9s %-8s %6s %7s %11s %8s %8s %8s %8s %7s %9s %8s %6s\n", "scenario", "target",
+           "subs", "tick_s", "msgs/s", "deliv%", "p50_ms", "p99_ms", "max_ms", "cpu%", "KiB/sub",
+           "krx_p99", "h_cpu%");
     for (int k = 0; k < nruns; k++) {
         for (int t = 0; t < 2; t++) {
             result_t *r = t ? &ceil_r[k] : &hub_r[k];
             if (!(t ? do_ceiling : do_hub)) continue;
-            printf("%-9s %-8s %6ld %7g %11.0f %8.2f %8.3f %8.3f %8.3f %7.0f %9.2f\n",
+            printf("%-9s %-8s %6ld %7g %11.0f %8.2f %8.3f %8.3f %8.3f %7.0f %9.2f %8.3f %6.0f\n",
                    runs[k].name, t ? "ceiling" : "hub", r->subs, r->tick, r->msgs_per_s,
-                   r->delivered_pct, r->p50, r->p99, r->max, r->cpu_pct, r->kib_per_sub);
+                   r->delivered_pct, r->p50, r->p99, r->max, r->cpu_pct, r->kib_per_sub,
+                   r->arr_p99, r->harness_cpu_pct);
         }
         if (do_hub && do_ceiling)
             printf("%-9s %-8s %6s %7s %11.3f %8.3f %8.2f %8.2f %8.2f %7.2f %9.2f\n", runs[k].name,
