@@ -208,6 +208,7 @@ int main(int argc, char **argv) {
 
     pass_t warm;
     bench_pass(&warm, pool.total_lines); /* fills the tables and the registry */
+    uint64_t kc_misses0 = fold.agg.kc_misses;
     double fold_ns[99], flush_ns[99], apply_ns[99], total_ns[99];
     pass_t ps = {0};
     for (int r = 0; r < opt.runs; r++) {
@@ -243,6 +244,10 @@ int main(int argc, char **argv) {
         printf("lines through the fast path %.2f %%, the reference path %.2f %% (all runs)\n",
                100.0 * (double)fold.fast_lines / (double)(fold.fast_lines + fold.slow_lines),
                100.0 * (double)fold.slow_lines / (double)(fold.fast_lines + fold.slow_lines));
+    if (opt.stage >= STAGE_FOLD)
+        printf("key cache misses %.2f %% of the timed lines\n",
+               100.0 * (double)(fold.agg.kc_misses - kc_misses0) /
+                   ((double)opt.runs * (double)ps.lines));
     printf("statsd_fold_ns_per_line=%.1f statsd_fold_parse_fold_ns=%.1f statsd_fold_flush_ns=%.1f "
            "statsd_fold_merge_ns=%.1f\n",
            total_ns[m], fold_ns[m], flush_ns[m], apply_ns[m]);

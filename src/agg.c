@@ -115,6 +115,7 @@ void agg_free(agg_t *a) {
         if (a->slots[i].e) entry_free(a->slots[i].e);
     free(a->slots);
     free(a->dirty);
+    free(a->kc);
     memset(a, 0, sizeof *a);
 }
 
@@ -175,6 +176,102 @@ static const char *tag_bytes(const statsd_line_t *l, char *buf, size_t *len, uin
     return buf;
 }
 
+/* ---- the key cache ------------------------------------------------------------------
+ *
+ * Most StatsD traffic repeats the same few thousand keys, so the fast path first looks a
+ * key up by a cheap signature: the lengths, the kind, and at most four words of the name
+ * and tags (its first, middle and last 8 bytes, the tags' first and last 8) mixed by one
+ * multiply, ~20 instructions instead of the ~60 of the full hash over every byte plus its
+ * probe sequence. Two keys that differ only in bytes the signature skips share it: then
+ * the entry found fails the comparison that every candidate gets (entry_is) and the line
+ * takes the full hash and the table, as it would without the cache. So the signature's
+ * quality only decides how often the cache helps, never what a line folds into; the
+ * table itself keeps the full hash, whose quality bounds its probe lengths.
+ *
+ * 4 ways per 64-byte bucket (one cache line), twice as many ways as the table has slots
+ * (KC_MAX_BUCKETS at most), so that keys rarely contend: with 10,000 keys, ~1.2 keys per
+ * bucket, and under 1 % of buckets would need a fifth way. The cache holds pointers to
+ * entries: it is emptied whenever entries are freed.*/
+#define KC_WAYS 4
+#define KC_MAX_BUCKETS (1u << 16) /* 4 MiB per producer at most */
+
+static inline uint64_t kc_rd64(const char *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint64_t kc_rd32(const char *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Up to 16 bytes of p[0..n) (all of them when n <= 16) in two words; reads only p[0..n). */
+static inline uint64_t kc_words(const char *p, size_t n, uint64_t *second) {
+    if (n >= 8) {
+        *second = kc_rd64(p + n - 8);
+        return kc_rd64(p);
+    }
+    *second = 0;
+    if (n >= 4) return kc_rd32(p) | kc_rd32(p + n - 4) << 32;
+    if (n) return (uint64_t)(unsigned char)p[0] | (uint64_t)(unsigned char)p[n >> 1] << 8 |
+                  (uint64_t)(unsigned char)p[n - 1] << 16;
+    return 0;
+}
+
+static inline uint64_t kc_sig(const char *name, size_t nl, const char *tags, size_t tl,
+                              uint8_t id) {
+    uint64_t nb, tb;
+    uint64_t na = kc_words(name, nl, &nb);
+    if (nl > 16) na += kc_rd64(name + nl / 2 - 4) * HASH_K2;
+    /* one multiply per part: words xor'ed together before mixing would cancel where two
+     * keys differ in bytes at the same places (a name's and a tag's last digits) */
+    uint64_t h = hash_fold_mul(na ^ HASH_K0, nb ^ ((uint64_t)nl << 8 | id) ^ HASH_K1);
+    if (!tl) return h;
+    uint64_t ta = kc_words(tags, tl, &tb);
+    return hash_fold_mul(h ^ ta ^ (uint64_t)tl, tb ^ HASH_K2);
+}
+
+static inline agg_kc_way_t *kc_bucket(const agg_t *a, uint64_t sig) {
+    return &a->kc[KC_WAYS * (size_t)(sig & a->kc_mask)];
+}
+
+static inline agg_entry_t *kc_get(const agg_kc_way_t *b, uint64_t sig) {
+    if (b[0].sig == sig) return b[0].e;
+    if (b[1].sig == sig) return b[1].e;
+    if (b[2].sig == sig) return b[2].e;
+    if (b[3].sig == sig) return b[3].e;
+    return NULL;
+}
+
+/* The newest key goes to way 0, the others move down one; the oldest leaves. */
+static inline void kc_put(agg_t *a, uint64_t sig, agg_entry_t *e) {
+    agg_kc_way_t *b = kc_bucket(a, sig);
+    memmove(b + 1, b, (KC_WAYS - 1) * sizeof *b);
+    b[0].sig = sig;
+    b[0].e = e;
+}
+
+static void kc_clear(agg_t *a) {
+    if (a->kc) memset(a->kc, 0, KC_WAYS * ((size_t)a->kc_mask + 1) * sizeof *a->kc);
+}
+
+/* Twice as many ways as the table has slots; on failure the old cache stays (it is only
+ * a hint; agg_fold_samples needs one to take the fast path at all). */
+static void kc_resize(agg_t *a) {
+    uint32_t nb = a->cap / 2;
+    if (nb > KC_MAX_BUCKETS) nb = KC_MAX_BUCKETS;
+    if (nb < 16 || (a->kc && nb == a->kc_mask + 1)) return;
+    size_t bytes = KC_WAYS * (size_t)nb * sizeof(agg_kc_way_t);
+    agg_kc_way_t *kc = aligned_alloc(64, bytes);
+    if (!kc) return;
+    memset(kc, 0, bytes);
+    free(a->kc);
+    a->kc = kc;
+    a->kc_mask = nb - 1;
+}
+
 static int grow_table(agg_t *a) {
     uint32_t ncap = a->cap ? a->cap * 2 : 64;
     agg_slot_t *ns = calloc(ncap, sizeof *ns);
@@ -188,6 +285,7 @@ static int grow_table(agg_t *a) {
     free(a->slots);
     a->slots = ns;
     a->cap = ncap;
+    kc_resize(a);
     return 0;
 }
 
@@ -252,14 +350,6 @@ static inline bool entry_is(const agg_entry_t *e, metric_kind_t kind, uint8_t en
                             const char *name, size_t nl, const char *tags, size_t tl) {
     return (e->id & ID_KEY) == key_id(kind, enc) && e->name_len == nl && e->tags_len == tl &&
            bytes_equal(e->raw, name, nl) && bytes_equal(e->raw + nl, tags, tl);
-}
-
-/* First entry whose slot hash matches (a candidate: not yet compared). */
-static inline agg_entry_t *first_match(const agg_t *a, uint64_t h) {
-    if (!a->cap) return NULL;
-    for (uint32_t j = (uint32_t)h & (a->cap - 1); a->slots[j].e; j = (j + 1) & (a->cap - 1))
-        if (a->slots[j].hash == h) return a->slots[j].e;
-    return NULL;
 }
 
 static agg_entry_t *find(const agg_t *a, uint64_t h, metric_kind_t kind, uint8_t enc,
@@ -429,11 +519,11 @@ static inline void prefetch_acc(const agg_entry_t *e, const statsd_sample_t *s) 
 /* Passes over the batch, so that the cache misses of up to 64 lookups overlap instead of
  * following one another, and so that the kind of a line, which varies from line to line,
  * is branched on once and not at every step:
- *   1. hash every identity and prefetch its slot;
- *   2. read the slots (they have arrived by then) and prefetch the entries;
+ *   1. sign every identity (kc_sig) and prefetch its key cache bucket;
+ *   2. read the buckets (they have arrived by then) and prefetch the entries;
  *   3. prefetch what each accumulator will touch (a timer's buffer, a set's table slot);
- *   4. in order, confirm each entry (a candidate read early may be stale: an earlier line
- *      on the reference path created an entry or grew the table; then look again), list
+ *   4. in order, confirm each entry (a candidate may be another key's, or missing: then
+ *      the full hash and the table decide, and the cache learns the answer), list
  *      it as dirty, and file the line under its kind; stop at the first unknown identity;
  *   5. fold the lines kind by kind, each kind in arrival order.
  * Only lines of different identities change order in step 5, and nothing depends on the
@@ -443,22 +533,21 @@ static inline void prefetch_acc(const agg_entry_t *e, const statsd_sample_t *s) 
 size_t agg_fold_samples(agg_t *a, const statsd_sample_t *s, size_t i, size_t n,
                         uint64_t *refused) {
     if (n - i > AGG_FOLD_MAX) n = i + AGG_FOLD_MAX;
-    uint64_t hash[AGG_FOLD_MAX];
+    uint64_t sig[AGG_FOLD_MAX];
     agg_entry_t *ent[AGG_FOLD_MAX];
     uint8_t by_kind[METRIC_KIND_COUNT][AGG_FOLD_MAX];
     uint32_t nk[METRIC_KIND_COUNT] = {0};
     s += i;
     size_t m = 0; /* the lines before the first that the fast path did not parse */
     while (m < n - i && s[m].parsed) m++;
-    if (!a->cap) return i;
-    uint32_t mask = a->cap - 1;
+    if (!a->cap || !a->kc) return i;
     for (size_t k = 0; k < m; k++) {
-        hash[k] = raw_hash(s[k].name, s[k].name_len, s[k].tags, s[k].tags_len, s[k].kind,
-                           ENC_SPAN);
-        __builtin_prefetch(&a->slots[(uint32_t)hash[k] & mask]);
+        sig[k] = kc_sig(s[k].name, s[k].name_len, s[k].tags, s[k].tags_len,
+                        key_id(s[k].kind, ENC_SPAN));
+        __builtin_prefetch(kc_bucket(a, sig[k]));
     }
     for (size_t k = 0; k < m; k++) {
-        agg_entry_t *e = ent[k] = first_match(a, hash[k]);
+        agg_entry_t *e = ent[k] = kc_get(kc_bucket(a, sig[k]), sig[k]);
         if (e) {
             __builtin_prefetch(e);
             if (offsetof(agg_entry_t, raw) + s[k].name_len + s[k].tags_len > 64)
@@ -471,12 +560,15 @@ size_t agg_fold_samples(agg_t *a, const statsd_sample_t *s, size_t i, size_t n,
     size_t end = 0;
     for (; end < m; end++) {
         const statsd_sample_t *x = &s[end];
-        const char *tags = x->tags_len ? x->tags : "";
+        const char *tags = x->tags; /* NULL without tags: then nothing reads it */
         agg_entry_t *e = ent[end];
         if (!e || !entry_is(e, x->kind, ENC_SPAN, x->name, x->name_len, tags, x->tags_len)) {
-            e = ent[end] = find(a, hash[end], x->kind, ENC_SPAN, x->name, x->name_len, tags,
-                                x->tags_len);
+            /* not in the cache (or another key with the same signature): the table */
+            a->kc_misses++;
+            uint64_t h = raw_hash(x->name, x->name_len, tags, x->tags_len, x->kind, ENC_SPAN);
+            e = ent[end] = find(a, h, x->kind, ENC_SPAN, x->name, x->name_len, tags, x->tags_len);
             if (!e) break;
+            kc_put(a, sig[end], e);
         }
         if (mark_dirty(a, e) < 0) {
             ++*refused;
@@ -533,16 +625,19 @@ static void remove_slot(agg_t *a, uint32_t i) {
 }
 
 static void evict_idle(agg_t *a, uint32_t evict_after) {
+    bool freed = false;
     for (uint32_t i = 0; i < a->cap;) {
         agg_entry_t *e = a->slots[i].e;
         if (e && !(e->id & ID_DIRTY) &&
             (uint32_t)a->flushes - entry_cold(e)->last_flush > evict_after) {
             remove_slot(a, i);
             entry_free(e);
+            freed = true;
             continue; /* slot i may hold a shifted entry now */
         }
         i++;
     }
+    if (freed) kc_clear(a); /* it may point at what was freed */
 }
 
 struct agg_chunk {

@@ -74,9 +74,22 @@ typedef struct agg_slot {
     agg_entry_t *e; /* NULL: empty */
 } agg_slot_t;
 
+/* One way of the key cache (agg.c): a signature of a raw key and an entry it was seen
+ * with. */
+typedef struct agg_kc_way {
+    uint64_t sig;
+    agg_entry_t *e;
+} agg_kc_way_t;
+
 typedef struct agg {
     agg_slot_t *slots; /* linear probing on the raw key hash */
     uint32_t cap, n;
+    /* The fast path's key cache, 2 ways per bucket: entries found by a cheap signature of
+     * a few words of the raw key instead of its full hash (agg.c). Only a hint, always
+     * verified against the entry; emptied whenever entries are freed. */
+    agg_kc_way_t *kc;
+    uint32_t kc_mask;    /* buckets - 1 */
+    uint64_t kc_misses;  /* fast-path lines that needed the full hash (benchmarks) */
     agg_entry_t **dirty; /* touched since the last flush */
     uint32_t ndirty, dirty_cap;
     uint32_t max_entries; /* distinct keys kept; beyond, new keys are refused */
