@@ -27,6 +27,7 @@ build_pkgs=(
 )
 test_pkgs=(
   python3 python3-websockets # integration-test harness (a real WebSocket client)
+  openssl             # the TLS tests make a self-signed certificate with the CLI
   curl                # smoke checks in scripts
   prometheus          # promtool check metrics, and a real server scraping the hub in tests
   clang libclang-rt-14-dev # libFuzzer targets (make fuzz; CI runs each)

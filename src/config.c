@@ -163,6 +163,11 @@ static const cfg_opt_t options[] = {
     {"statsd", "allow_from", "statsd-allow", "NETWORKS", CFG_T_NETS, OFF(statsd_allow), "", 0, 0,
      "networks StatsD datagrams are accepted from (10.0.0.0/8, fd00::/8, ...; comma-separated; "
      "empty: any); others are dropped and counted"},
+    {"tls", "cert", "tls-cert", "FILE", CFG_T_FILE, OFF(tls_cert), "", 0, 0,
+     "PEM certificate chain (the server's certificate first): the HTTP + WebSocket port "
+     "then speaks only TLS 1.2+ (https://, wss://); needs --tls-key; SIGHUP reloads the files"},
+    {"tls", "key", "tls-key", "FILE", CFG_T_FILE, OFF(tls_key), "", 0, 0,
+     "PEM private key of --tls-cert"},
     {"debug", "host_statfs_stall", "debug-host-statfs-stall", "PATH", CFG_T_PATH,
      OFF(debug_host_statfs_stall), "", 0, 0,
      "test hook: statvfs() of this mount point never answers (empty: none)"},
@@ -290,6 +295,8 @@ static size_t str_cap(const cfg_opt_t *o) {
     case OFF(statsd_allow): return sizeof ((config_t *)0)->statsd_allow;
     case OFF(host_proc): return sizeof ((config_t *)0)->host_proc;
     case OFF(host_sys): return sizeof ((config_t *)0)->host_sys;
+    case OFF(tls_cert): return sizeof ((config_t *)0)->tls_cert;
+    case OFF(tls_key): return sizeof ((config_t *)0)->tls_key;
     case OFF(debug_host_statfs_stall): return sizeof ((config_t *)0)->debug_host_statfs_stall;
     default: return 0; /* a text option without an entry here refuses every value */
     }

@@ -92,6 +92,8 @@ typedef struct config {
     int max_connection_rate_per_ip; /* new connections per second per IP; 0: no limit */
     int max_sources;
     char statsd_allow[1024];
+    char tls_cert[1024]; /* empty: plain HTTP */
+    char tls_key[1024];
     bool host_metrics;
     char host_proc[1024];
     char host_sys[1024];

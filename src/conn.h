@@ -7,6 +7,15 @@
  * uv_write at a time — at most one write in flight per connection, and everything queued
  * meanwhile goes out together in the next one.
  *
+ * TLS (--tls-cert): the connection owns a tls_conn_t (tls.h) that sits between the socket
+ * and the protocol. Ciphertext read is fed to it and the plaintext it yields is handed to
+ * HTTP/WebSocket exactly as a plain read would be. The outbound queue still holds the
+ * shared plaintext frames (one encoding for every subscriber, counted in qbytes as
+ * before); each write encrypts the frames at the head into the connection's own records
+ * (through the worker's scratch buffers), and those frames count as in flight until the
+ * kernel took their ciphertext, so dropping unsent frames and backpressure work as in
+ * plain mode. Only ciphertext the kernel did not take at once is kept per connection.
+ *
  * Lifetime: created by conn_accept(), freed in the libuv close callback after
  * conn_close(). Every function here runs on the owning worker's thread. */
 #ifndef MC_CONN_H
@@ -17,11 +26,13 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "buf.h"
 #include "frame.h"
 
 struct worker;
 struct http_state;
 struct ws_state;
+struct tls_conn;
 
 typedef enum { CONN_HTTP = 0, CONN_WS } conn_proto_t;
 
@@ -52,6 +63,15 @@ typedef struct conn {
     uint32_t inflight; /* frames at the head handed to the write in flight */
     size_t head_off;   /* bytes of the head frame the kernel already took */
     size_t qbytes;     /* bytes queued, in flight included */
+
+    /* TLS (NULL on a plain listener); owned */
+    struct tls_conn *tls;
+    buf_t tls_out;       /* ciphertext handed to the write in flight (tls_busy) */
+    bool tls_busy;       /* a uv_write of tls_out is in flight */
+    bool tls_sniffed;    /* the first bytes were checked for plain HTTP */
+    bool tls_drain;      /* reading resumed: plaintext may wait inside the TLS engine */
+    bool tls_counted;    /* the handshake's outcome was counted */
+    uint64_t accepted_ms; /* loop time of accept (the TLS handshake's deadline) */
 
     uint64_t last_rx_ms; /* loop time of the last byte received */
     uint64_t bytes_in, bytes_out;
@@ -89,6 +109,10 @@ void conn_close_after_flush(conn_t *c);
 
 /* Pauses or resumes reading (HTTP pipelining backpressure). */
 void conn_pause_read(conn_t *c, bool pause);
+
+/* Worker's end-of-pass: TLS plaintext left waiting while reading was paused, then the
+ * queue's write. */
+void conn_pass_end(conn_t *c);
 
 /* Worker's 1 s sweep: timeouts and keepalive for this connection. */
 void conn_sweep(conn_t *c, uint64_t now_ms);

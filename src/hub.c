@@ -16,6 +16,7 @@
 #include "jsonw.h"
 #include "log.h"
 #include "procstat.h"
+#include "tls.h"
 #include "version.h"
 
 #define LISTEN_BACKLOG 4096
@@ -538,6 +539,7 @@ void hub_self_snapshot(hub_t *hub, hub_self_t *o) {
     uint64_t now = uv_hrtime();
     o->version = MC_VERSION;
     o->uptime_s = (double)(now - hub->started_ns) / 1e9;
+    o->tls_on = hub->tls != NULL;
     for (int i = 0; i < INGEST_TRANSPORT_COUNT; i++) {
         o->lines[i] = atomic_load(&hub->istats.lines[i]);
         o->lines_total += o->lines[i];
@@ -569,6 +571,10 @@ void hub_self_snapshot(hub_t *hub, hub_self_t *o) {
         o->ws_sent += atomic_load(&w->stats.ws_sent_total);
         o->ws_dropped += atomic_load(&w->stats.ws_dropped_total);
         o->ws_subscribers += atomic_load(&w->stats.ws_subscribers);
+        for (int k = 0; k < 2; k++) o->tls_handshakes[k] += atomic_load(&w->stats.tls_handshakes[k]);
+        for (int k = 0; k < TLS_FAIL_COUNT; k++)
+            o->tls_failures[k] += atomic_load(&w->stats.tls_failures[k]);
+        o->tls_errors += atomic_load(&w->stats.tls_errors_total);
         double fill = (double)atomic_load(&w->stats.ws_worst_fill_ppm) / 1e6;
         if (fill > o->ws_fill_ratio) o->ws_fill_ratio = fill;
         double l = loop_lag_seconds(&w->lag, now);
@@ -773,6 +779,13 @@ int hub_open(hub_t *hub, const config_t *cfg, char err[HUB_ERR_LEN]) {
         snprintf(err, HUB_ERR_LEN, "%.*s", HUB_ERR_LEN - 1, perr);
         return -1;
     }
+    if (cfg->tls_cert[0] || cfg->tls_key[0]) {
+        char terr[TLS_ERR_LEN];
+        if (tls_server_open(&hub->tls, cfg->tls_cert, cfg->tls_key, terr) != 0) {
+            snprintf(err, HUB_ERR_LEN, "%s", terr);
+            return -1;
+        }
+    }
     int64_t maxc = cfg->max_connections ? cfg->max_connections : default_max_connections();
     if (iplimits_init(&hub->iplim, maxc, cfg->max_connections_per_ip,
                       cfg->max_connection_rate_per_ip) != 0) {
@@ -830,7 +843,8 @@ int hub_open(hub_t *hub, const config_t *cfg, char err[HUB_ERR_LEN]) {
         alert_engine_set_rules(&hub->alerts, &rs, clk_unix(), NULL);
         hub->crit_version_shown = hub->alerts.critical_version; /* nothing fires yet */
     }
-    snprintf(hub->external_url, sizeof hub->external_url, "http://%s", hub->listen_addr);
+    snprintf(hub->external_url, sizeof hub->external_url, "%s://%s", hub->tls ? "https" : "http",
+             hub->listen_addr);
     hub->win_n = hub->win_pos = 1; /* slot 0: the totals at start, all zero */
     {
         char ua[64], werr[160];
@@ -969,8 +983,15 @@ int hub_run(hub_t *hub) {
                          "(--statsd-allow), or bind to loopback\"", hub->statsd_addr);
         }
     }
-    log_info("http listening", "addr=%s threads=%d data=%s tick=%g version=%s",
-             hub->listen_addr, hub->nworkers, cfg->data_dir, cfg->tick, MC_VERSION);
+    log_info("http listening", "addr=%s scheme=%s threads=%d data=%s tick=%g version=%s",
+             hub->listen_addr, hub->tls ? "https" : "http", hub->nworkers, cfg->data_dir,
+             cfg->tick, MC_VERSION);
+    if (hub->tls) {
+        char desc[300], q[1100];
+        tls_server_describe(hub->tls, desc, sizeof desc);
+        log_info("tls enabled", "cert=%s %s min_version=TLSv1.2",
+                 log_quote(cfg->tls_cert, q, sizeof q), desc);
+    }
     if (hub->alerts.n) log_info("alert rules loaded", "rules=%zu", hub->alerts.n);
     log_info("ready", "startup_ms=%.1f", (double)(uv_hrtime() - hub->started_ns) / 1e6);
 
@@ -1028,6 +1049,8 @@ void hub_close(hub_t *hub) {
     hub->health_mu_ready = false;
     auth_unref(hub->auth);
     hub->auth = NULL;
+    tls_server_free(hub->tls); /* the workers and their connections are gone */
+    hub->tls = NULL;
     if (hub->iplim_ready) iplimits_free(&hub->iplim);
     hub->iplim_ready = false;
 }

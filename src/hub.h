@@ -101,6 +101,8 @@ typedef struct hub {
     int ncrit;
     unsigned crit_more;
     health_alert_t crit[HEALTH_MAX_ALERTS];
+    struct tls_server *tls; /* --tls-cert: the TLS context the workers' connections use;
+                             * owned, NULL for plain HTTP */
     auth_t *auth;          /* the access policy in force (hub thread; workers hold refs) */
     access_stats_t access; /* atomics: refusals by reason */
     limit_stats_t limits;  /* atomics: limit hits */

@@ -35,7 +35,7 @@ typedef enum {
     LIMIT_WS_BAD_MESSAGES,       /* 10 bad messages in 10 s: close 1008 */
     LIMIT_SERIES,                /* [series] max_series (counted by the registry) */
     LIMIT_SOURCES,               /* [sources] max_sources: error too_many_sources, 1008 */
-    LIMIT_TLS_HANDSHAKE_TIMEOUT, /* [tls] handshake_timeout: closed */
+    LIMIT_TLS_HANDSHAKE_TIMEOUT, /* [http] header_timeout over a TLS handshake: closed */
     LIMIT_COUNT
 } limit_t;
 

@@ -26,6 +26,7 @@
 #include "hub.h"
 #include "log.h"
 #include "notify.h"
+#include "tls.h"
 #include "version.h"
 
 extern char **environ;
@@ -232,14 +233,69 @@ static int reload_access(hub_t *hub, const config_t *next, char *summary, size_t
     return 1;
 }
 
+/* The TLS certificate and key (a renewed certificate, e.g. by certbot): read again from
+ * the files named now, for new connections; open ones keep their session. Turning TLS on
+ * or off changes what the port speaks: that needs a restart. */
+static int reload_tls(hub_t *hub, const config_t *next, char *summary, size_t slen, char *err,
+                      size_t errlen) {
+    bool want = next->tls_cert[0] || next->tls_key[0];
+    if (!hub->tls && !want) {
+        snprintf(summary, slen, "tls=off");
+        return 0;
+    }
+    if (!hub->tls || !want) {
+        snprintf(err, errlen, "turning TLS %s needs a restart", want ? "on" : "off");
+        return -1;
+    }
+    char terr[TLS_ERR_LEN];
+    if (!next->tls_key[0] || !next->tls_cert[0]) {
+        snprintf(err, errlen, "--tls-cert and --tls-key go together");
+        return -1;
+    }
+    if (tls_server_reload(hub->tls, next->tls_cert, next->tls_key, terr) != 0) {
+        snprintf(err, errlen, "%s", terr);
+        return -1;
+    }
+    char desc[300];
+    tls_server_describe(hub->tls, desc, sizeof desc);
+    snprintf(summary, slen, "%s", desc);
+    return 1;
+}
+
 static const reload_step_t reload_steps[] = {
     {"alert rules", reload_alert_rules},
     {"access policy", reload_access},
+    {"tls certificate", reload_tls},
 };
 
 /* Options one of the reload_steps applies: not reported as needing a restart. */
 static bool reloadable(const cfg_opt_t *o) {
-    return strcmp(o->section, "server") == 0 && strcmp(o->key, "allowed_origins") == 0;
+    return (strcmp(o->section, "server") == 0 && strcmp(o->key, "allowed_origins") == 0) ||
+           strcmp(o->section, "tls") == 0;
+}
+
+/* --tls-cert / --tls-key: both or neither, files that load, and not with --demo (its
+ * client library speaks no TLS). 0, or -1 with err filled (exit 2). */
+static int check_tls(const config_t *cfg, char err[CFG_ERR_LEN]) {
+    if (!cfg->tls_cert[0] && !cfg->tls_key[0]) return 0;
+    if (!cfg->tls_cert[0] || !cfg->tls_key[0]) {
+        snprintf(err, CFG_ERR_LEN, "%s: --tls-cert and --tls-key go together ([tls] cert and key)",
+                 cfg->tls_cert[0] ? "--tls-key missing" : "--tls-cert missing");
+        return -1;
+    }
+    if (cfg->demo) {
+        snprintf(err, CFG_ERR_LEN, "--demo with --tls-cert: the demo's sources use libmetricast, "
+                 "which has no TLS; run the demo on a plain hub");
+        return -1;
+    }
+    tls_server_t *s = NULL;
+    char terr[TLS_ERR_LEN];
+    if (tls_server_open(&s, cfg->tls_cert, cfg->tls_key, terr) != 0) {
+        snprintf(err, CFG_ERR_LEN, "%s", terr);
+        return -1;
+    }
+    tls_server_free(s);
+    return 0;
 }
 
 /* SIGHUP: re-read the configuration exactly as at start (file, environment, flags), apply
@@ -287,8 +343,9 @@ static void on_hup(uv_signal_t *s, int signum) {
                 log_info(msg, "%s", summary);
             }
         }
-        log_info("reload requested", "changed=%d applied=%d failed=%d note=\"alert rules and "
-                 "the access policy reload in place; other settings need a restart\"", changed,
+        log_info("reload requested", "changed=%d applied=%d failed=%d note=\"alert rules, "
+                 "the access policy and the TLS certificate reload in place; other settings "
+                 "need a restart\"", changed,
                  applied, failed);
     }
     if (next) config_free(next);
@@ -367,6 +424,13 @@ int main(int argc, char **argv) {
             return 2;
         }
         auth_unref(a);
+        /* and the TLS files (hub_open loads them again) */
+        if (check_tls(&cfg, err) != 0) {
+            fprintf(stderr, "metricastd: %s\n", err);
+            config_free(&cfg);
+            free(args);
+            return 2;
+        }
     }
     warn_unknown_env();
     if (check) {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "jsonw.h"
+#include "tls.h"
 
 int prom_number(buf_t *b, double v) {
     if (isnan(v)) return buf_append(b, "NaN", 3);
@@ -204,6 +205,23 @@ static void self_metrics(buf_t *b, const hub_self_t *s) {
     for (int l = 0; l < LIMIT_COUNT; l++)
         buf_printf(b, "metricast_limit_hits_total{limit=\"%s\"} %llu\n", limit_name(l),
                    (unsigned long long)s->limit_hits[l]);
+    if (s->tls_on) {
+        family_header(b, "metricast_tls_handshakes_total", "",
+                      "TLS handshakes completed, by protocol version.", "counter");
+        buf_printf(b, "metricast_tls_handshakes_total{version=\"TLSv1.2\"} %llu\n",
+                   (unsigned long long)s->tls_handshakes[0]);
+        buf_printf(b, "metricast_tls_handshakes_total{version=\"TLSv1.3\"} %llu\n",
+                   (unsigned long long)s->tls_handshakes[1]);
+        family_header(b, "metricast_tls_handshake_failures_total", "",
+                      "Connections to the TLS port that never completed a handshake, by reason.",
+                      "counter");
+        for (int r = 0; r < TLS_FAIL_COUNT; r++)
+            buf_printf(b, "metricast_tls_handshake_failures_total{reason=\"%s\"} %llu\n",
+                       tls_fail_name(r), (unsigned long long)s->tls_failures[r]);
+        COUNTER("metricast_tls_errors_total",
+                "TLS errors after the handshake (bad records, unexpected messages): closed.",
+                s->tls_errors);
+    }
 
     family_header(b, "metricast_loop_lag_seconds", "",
                   "Event-loop lag: worst timer lateness over the last second.", "gauge");

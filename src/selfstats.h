@@ -47,6 +47,11 @@ typedef struct hub_self {
     uint64_t webhook_sent, webhook_failed, webhook_retried, webhook_dropped, webhook_queued;
     uint64_t auth_denied[DENY_COUNT];
     uint64_t limit_hits[LIMIT_COUNT];
+    /* TLS (--tls-cert; the families are left out of /metrics without it) */
+    bool tls_on;
+    uint64_t tls_handshakes[2]; /* TLS 1.2, TLS 1.3 */
+    uint64_t tls_failures[8];   /* by tls_fail_t */
+    uint64_t tls_errors;
     /* the host source (all 0 and host_on false with --host-metrics off) */
     bool host_on;
     uint64_t host_read_errors[HOST_F_COUNT];

@@ -4,11 +4,15 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <uv.h>
 
 struct tls_server {
+    uv_mutex_t mu; /* guards ctx: the reload swaps it while workers create sessions */
     SSL_CTX *ctx;
 };
 
@@ -17,6 +21,7 @@ struct tls_conn {
     BIO *rbio, *wbio; /* owned by ssl */
     bool shutdown_sent;
     bool failed; /* a fatal error: no close_notify may follow (OpenSSL forbids it) */
+    int error_kind; /* TLS_ERRK_*, after a failure */
     char error[160];
 };
 
@@ -25,6 +30,12 @@ struct tls_conn {
 static const char CIPHERS_TLS12[] = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
                                     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
                                     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+const char *tls_fail_name(int reason) {
+    static const char *const names[TLS_FAIL_COUNT] = {"plaintext_http", "protocol_version",
+                                                      "bad_handshake", "timeout", "closed"};
+    return reason >= 0 && reason < TLS_FAIL_COUNT ? names[reason] : "unknown";
+}
 
 static void last_error(char *out, size_t len) {
     unsigned long e = ERR_peek_last_error();
@@ -51,16 +62,27 @@ static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     return SSL_TLSEXT_ERR_NOACK;
 }
 
-int tls_server_open(tls_server_t **out, const char *cert, const char *key,
-                    char err[TLS_ERR_LEN]) {
-    *out = NULL;
+/* Builds a context from cert and key; NULL with err filled. */
+static SSL_CTX *ctx_build(const char *cert, const char *key, char err[TLS_ERR_LEN]) {
     char why[256];
+    /* OpenSSL's message for a missing file is "system library::No such file or directory"
+     * without the name: say which file first, in plain words */
+    const char *paths[2] = {cert, key}, *flags[2] = {"--tls-cert", "--tls-key"};
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen(paths[i], "r");
+        if (!f) {
+            snprintf(err, TLS_ERR_LEN, "%s %.300s: cannot read: %s", flags[i], paths[i],
+                     strerror(errno));
+            return NULL;
+        }
+        fclose(f);
+    }
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
         last_error(why, sizeof why);
         snprintf(err, TLS_ERR_LEN, "--tls-cert: cannot create a TLS context: %s", why);
-        return -EINVAL;
+        return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     /* no renegotiation of either side (client-initiated is off by default in OpenSSL 3) */
@@ -71,7 +93,7 @@ int tls_server_open(tls_server_t **out, const char *cert, const char *key,
         last_error(why, sizeof why);
         snprintf(err, TLS_ERR_LEN, "--tls-cert: cipher list refused: %s", why);
         SSL_CTX_free(ctx);
-        return -EINVAL;
+        return NULL;
     }
     SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
     static const unsigned char sid[] = "metricast";
@@ -81,22 +103,41 @@ int tls_server_open(tls_server_t **out, const char *cert, const char *key,
         snprintf(err, TLS_ERR_LEN, "--tls-cert %.200s: not a usable PEM certificate: %.160s", cert,
                  why);
         SSL_CTX_free(ctx);
-        return -EINVAL;
+        return NULL;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        unsigned long e = ERR_peek_last_error();
+        bool mismatch = ERR_GET_LIB(e) == ERR_LIB_X509 &&
+                        ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH;
         last_error(why, sizeof why);
+        if (mismatch) {
+            snprintf(err, TLS_ERR_LEN, "--tls-key %.200s: does not match --tls-cert: %.160s", key,
+                     why);
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
         snprintf(err, TLS_ERR_LEN, "--tls-key %.200s: not a usable PEM private key: %.160s", key, why);
         SSL_CTX_free(ctx);
-        return -EINVAL;
+        return NULL;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
         last_error(why, sizeof why);
         snprintf(err, TLS_ERR_LEN, "--tls-key %.200s: does not match --tls-cert: %.160s", key, why);
         SSL_CTX_free(ctx);
-        return -EINVAL;
+        return NULL;
     }
+    ERR_clear_error();
+    return ctx;
+}
+
+int tls_server_open(tls_server_t **out, const char *cert, const char *key,
+                    char err[TLS_ERR_LEN]) {
+    *out = NULL;
+    SSL_CTX *ctx = ctx_build(cert, key, err);
+    if (!ctx) return -EINVAL;
     tls_server_t *s = calloc(1, sizeof *s);
-    if (!s) {
+    if (!s || uv_mutex_init(&s->mu) != 0) {
+        free(s);
         SSL_CTX_free(ctx);
         snprintf(err, TLS_ERR_LEN, "--tls-cert: out of memory");
         return -ENOMEM;
@@ -106,9 +147,36 @@ int tls_server_open(tls_server_t **out, const char *cert, const char *key,
     return 0;
 }
 
+int tls_server_reload(tls_server_t *s, const char *cert, const char *key,
+                      char err[TLS_ERR_LEN]) {
+    SSL_CTX *ctx = ctx_build(cert, key, err);
+    if (!ctx) return -EINVAL;
+    uv_mutex_lock(&s->mu);
+    SSL_CTX *old = s->ctx;
+    s->ctx = ctx;
+    uv_mutex_unlock(&s->mu);
+    SSL_CTX_free(old); /* sessions started on it hold their own references */
+    return 0;
+}
+
+void tls_server_describe(tls_server_t *s, char *out, size_t len) {
+    uv_mutex_lock(&s->mu);
+    X509 *x = SSL_CTX_get0_certificate(s->ctx);
+    char subject[200] = "?", until[32] = "?";
+    if (x) {
+        X509_NAME_oneline(X509_get_subject_name(x), subject, sizeof subject);
+        struct tm tm;
+        if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
+            strftime(until, sizeof until, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    uv_mutex_unlock(&s->mu);
+    snprintf(out, len, "subject=\"%s\" not_after=%s", subject, until);
+}
+
 void tls_server_free(tls_server_t *s) {
     if (!s) return;
     SSL_CTX_free(s->ctx);
+    uv_mutex_destroy(&s->mu);
     free(s);
 }
 
@@ -116,7 +184,9 @@ tls_conn_t *tls_conn_new(tls_server_t *s) {
     tls_conn_t *t = calloc(1, sizeof *t);
     if (!t) return NULL;
     ERR_clear_error();
+    uv_mutex_lock(&s->mu);
     t->ssl = SSL_new(s->ctx);
+    uv_mutex_unlock(&s->mu);
     t->rbio = BIO_new(BIO_s_mem());
     t->wbio = BIO_new(BIO_s_mem());
     if (!t->ssl || !t->rbio || !t->wbio) {
@@ -162,6 +232,14 @@ static ssize_t failed(tls_conn_t *t, int rc) {
         return -EPIPE;
     }
     t->failed = true;
+    unsigned long err = ERR_peek_last_error();
+    if (ERR_GET_LIB(err) == ERR_LIB_SSL) {
+        int r = ERR_GET_REASON(err);
+        if (r == SSL_R_UNSUPPORTED_PROTOCOL || r == SSL_R_VERSION_TOO_LOW)
+            t->error_kind = TLS_ERRK_VERSION;
+        else if (r == SSL_R_HTTP_REQUEST || r == SSL_R_HTTPS_PROXY_REQUEST)
+            t->error_kind = TLS_ERRK_PLAIN_HTTP;
+    }
     last_error(t->error, sizeof t->error);
     return -EPROTO;
 }
@@ -219,5 +297,7 @@ bool tls_conn_has_output(const tls_conn_t *t) { return BIO_ctrl_pending(t->wbio)
 bool tls_conn_handshake_done(const tls_conn_t *t) { return SSL_is_init_finished(t->ssl); }
 
 const char *tls_conn_error(const tls_conn_t *t) { return t->error; }
+
+int tls_conn_error_kind(const tls_conn_t *t) { return t->error_kind; }
 
 const char *tls_conn_version(const tls_conn_t *t) { return SSL_get_version(t->ssl); }

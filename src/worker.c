@@ -137,7 +137,7 @@ static void on_flush_check(uv_check_t *h) {
     for (uint32_t i = 0; i < w->nflush; i++) {
         conn_t *c = w->flushq[i];
         c->flush_pending = false;
-        conn_flush(c);
+        conn_pass_end(c);
     }
     w->nflush = 0;
 }
@@ -402,6 +402,8 @@ fail:
     uv_loop_close(&w->loop);
 fail_loop:
     free(w->rbuf);
+    buf_free(&w->tls_plain);
+    buf_free(&w->tls_cipher);
     w->rbuf = NULL;
     return rc;
 }
@@ -469,6 +471,8 @@ void worker_discard(worker_t *w) {
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
     free(w->rbuf);
+    buf_free(&w->tls_plain);
+    buf_free(&w->tls_cipher);
     w->rbuf = NULL;
 }
 
@@ -494,5 +498,7 @@ void worker_join(worker_t *w) {
     w->auth = NULL;
     uv_loop_close(&w->loop);
     free(w->rbuf);
+    buf_free(&w->tls_plain);
+    buf_free(&w->tls_cipher);
     w->rbuf = NULL;
 }

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "buf.h"
 #include "inbox.h"
 
 struct hub;
@@ -48,6 +49,9 @@ typedef struct worker_stats {
     _Atomic uint64_t ws_dropped_total;
     _Atomic uint64_t ws_subscribers;       /* connections with at least one topic, now */
     _Atomic uint64_t ws_worst_fill_ppm;    /* fullest queue at the last sweep, parts per 1e6 */
+    _Atomic uint64_t tls_handshakes[2];    /* completed: [0] TLS 1.2, [1] TLS 1.3 */
+    _Atomic uint64_t tls_failures[8];      /* handshakes failed, by tls_fail_t */
+    _Atomic uint64_t tls_errors_total;     /* TLS errors after the handshake */
 } worker_stats_t;
 
 /* Connections of one live-metrics group on this worker (see stream.h). */
@@ -71,6 +75,8 @@ typedef struct worker {
     struct conn *conns; /* intrusive list of owned connections */
     uint64_t next_conn_id;
     char *rbuf;        /* shared read buffer: data is consumed inside read_cb */
+    buf_t tls_plain;   /* TLS: frames gathered for one encryption (shared scratch) */
+    buf_t tls_cipher;  /* TLS: records produced, before the kernel takes them (scratch) */
     bool rbuf_busy;
     bool stopping;
     bool listening;

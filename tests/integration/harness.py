@@ -207,6 +207,9 @@ class Hub:
         argv += [str(a) for a in args]
         self.argv = argv
         self.env = env
+        # an ssl.SSLContext for a hub started with --tls-cert: the HTTP helpers below,
+        # url and ws_url then speak TLS (see make_self_signed)
+        self.ssl_context = None
         self.proc = None
         self.port = None
         self.statsd = bool(statsd)
@@ -287,11 +290,11 @@ class Hub:
 
     @property
     def url(self):
-        return "http://%s:%d" % (HOST, self.port)
+        return "%s://%s:%d" % ("https" if self.ssl_context else "http", HOST, self.port)
 
     @property
     def ws_url(self):
-        return "ws://%s:%d/ws" % (HOST, self.port)
+        return "%s://%s:%d/ws" % ("wss" if self.ssl_context else "ws", HOST, self.port)
 
     @property
     def pid(self):
@@ -397,6 +400,9 @@ class Hub:
 
     # -- HTTP -----------------------------------------------------------------------------
     def connection(self, timeout=10.0):
+        if self.ssl_context is not None:
+            return http.client.HTTPSConnection(HOST, self.port, timeout=t(timeout),
+                                               context=self.ssl_context)
         return http.client.HTTPConnection(HOST, self.port, timeout=t(timeout))
 
     def request(self, method, path, body=None, headers=None, timeout=10.0):
@@ -433,7 +439,32 @@ class Hub:
         return status, hdrs, json.loads(body.decode("utf-8"))
 
     def raw_socket(self, timeout=10.0):
-        return socket.create_connection((HOST, self.port), timeout=t(timeout))
+        s = socket.create_connection((HOST, self.port), timeout=t(timeout))
+        if self.ssl_context is not None:
+            s = self.ssl_context.wrap_socket(s, server_hostname=HOST)
+        return s
+
+
+def make_self_signed(directory, cn="127.0.0.1", days=2, name="hub"):
+    """A self-signed certificate for 127.0.0.1 made by the openssl CLI: returns
+    (cert_path, key_path) in directory. Clients verify against cert_path itself."""
+    cert = os.path.join(directory, name + ".crt")
+    key = os.path.join(directory, name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", str(days), "-subj", "/CN=%s" % cn,
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                   timeout=t(30))
+    return cert, key
+
+
+def client_ssl_context(cafile):
+    """A client context that trusts cafile only, checks the name, TLS 1.2 at least."""
+    import ssl
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
 
 
 # --------------------------------------------------------------------------------------
@@ -635,9 +666,11 @@ class RawWS:
     """A hand-made WebSocket client on a plain socket (for abuse and protocol tests)."""
 
     def __init__(self, port, path="/ws", extra_headers=None, key=None, version="13",
-                 timeout=10.0, handshake=True):
+                 timeout=10.0, handshake=True, ssl_context=None):
         self.port = port
         self.sock = socket.create_connection((HOST, port), timeout=t(timeout))
+        if ssl_context is not None:
+            self.sock = ssl_context.wrap_socket(self.sock, server_hostname=HOST)
         self.reader = SocketReader(self.sock)
         self.key = key if key is not None else base64.b64encode(os.urandom(16)).decode()
         self.path = path
