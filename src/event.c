@@ -64,15 +64,38 @@ static event_t *event_alloc(void) {
     return e;
 }
 
-/* Writes the envelope in its canonical key order. */
-static int encode(event_t *e, json_t *source, json_t *target, json_t *payload, json_t *meta) {
+/* Writes s as a JSON string exactly as jansson's json_dumps does (compact, UTF-8 kept
+ * as is): a string with nothing to escape is written between quotes directly; anything
+ * else goes through jansson, so the bytes never depend on which path wrote them. */
+static int put_jstr(buf_t *b, json_t *s) {
+    const char *v = json_string_value(s);
+    size_t n = json_string_length(s);
+    bool plain = true;
+    for (size_t i = 0; i < n && plain; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        plain = ch >= 0x20 && ch != '"' && ch != '\\' && ch != 0x7f;
+    }
+    if (plain) return buf_putc(b, '"') < 0 || buf_append(b, v, n) < 0 || buf_putc(b, '"') < 0
+                          ? -ENOMEM
+                          : 0;
+    char *d = json_dumps(s, JSON_COMPACT | JSON_ENCODE_ANY);
+    int rc = d && buf_append(b, d, strlen(d)) == 0 ? 0 : -ENOMEM;
+    free(d);
+    return rc;
+}
+
+/* Writes the envelope in its canonical key order. source: the C string; cid: the meta's
+ * correlation_id (a string) or NULL for null. meta is always
+ * {"correlation_id":CID,"version":"1.0"}, byte for byte what json_dumps of that object
+ * gave before it was written here directly. */
+static int encode(event_t *e, const char *source, json_t *target, json_t *payload, json_t *cid) {
     buf_t b = BUF_INIT;
     jsonw_t w;
     jsonw_init(&w, &b);
     jsonw_obj_open(&w);
     jsonw_kv_str(&w, "id", e->id);
     jsonw_kv_str(&w, "type", e->type);
-    jsonw_kv_str(&w, "source", json_string_value(source));
+    jsonw_kv_str(&w, "source", source);
     jsonw_key(&w, "target");
     if (json_is_string(target))
         jsonw_str(&w, json_string_value(target));
@@ -85,18 +108,31 @@ static int encode(event_t *e, json_t *source, json_t *target, json_t *payload, j
     if (!memchr(ts, '.', tn) && !memchr(ts, 'e', tn)) memcpy(ts + tn, ".0", 3), tn += 2;
     jsonw_key(&w, "timestamp");
     jsonw_raw(&w, ts, tn);
-    char *p = json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY);
-    char *m = json_dumps(meta, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!p || !m) {
-        free(p), free(m);
+    jsonw_key(&w, "payload");
+    if (payload && json_object_size(payload) > 0) {
+        char *p = json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!p) {
+            buf_free(&b);
+            return -ENOMEM;
+        }
+        jsonw_raw(&w, p, strlen(p));
+        free(p);
+    } else {
+        jsonw_raw(&w, "{}", 2);
+    }
+    buf_t m = BUF_INIT;
+    static const char m0[] = "{\"correlation_id\":", m1[] = ",\"version\":\"1.0\"}";
+    int rc = buf_append(&m, m0, sizeof m0 - 1);
+    if (rc == 0) rc = cid ? put_jstr(&m, cid) : buf_append(&m, "null", 4);
+    if (rc == 0) rc = buf_append(&m, m1, sizeof m1 - 1);
+    if (rc < 0) {
+        buf_free(&m);
         buf_free(&b);
         return -ENOMEM;
     }
-    jsonw_key(&w, "payload");
-    jsonw_raw(&w, p, strlen(p));
     jsonw_key(&w, "meta");
-    jsonw_raw(&w, m, strlen(m));
-    free(p), free(m);
+    jsonw_raw(&w, m.data, m.len);
+    buf_free(&m);
     jsonw_obj_close(&w);
     if (jsonw_error(&w)) {
         buf_free(&b);
@@ -112,20 +148,9 @@ static int encode(event_t *e, json_t *source, json_t *target, json_t *payload, j
         goto fail;                                                                                 \
     } while (0)
 
-event_t *event_prepare(const char *json, size_t len, double now, const char rnd6[6],
-                       char err[EVENT_ERR_LEN]) {
+event_t *event_prepare_json(json_t *root, double now, const char rnd6[6],
+                            char err[EVENT_ERR_LEN]) {
     event_t *e = NULL;
-    json_t *meta_out = NULL, *source_out = NULL;
-    if (len > EVENT_MAX_BYTES) {
-        snprintf(err, EVENT_ERR_LEN, "the event is larger than %d bytes", EVENT_MAX_BYTES);
-        return NULL;
-    }
-    json_error_t jerr;
-    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        snprintf(err, EVENT_ERR_LEN, "invalid JSON at position %d: %s", jerr.position, jerr.text);
-        return NULL;
-    }
     if (!json_is_object(root)) FAIL("an event is a JSON object");
     static const char *const allowed[] = {"id",      "type",    "source", "target",
                                           "timestamp", "payload", "meta"};
@@ -162,17 +187,17 @@ event_t *event_prepare(const char *json, size_t len, double now, const char rnd6
     }
     if (!e->id[0]) make_id(e->type, e->timestamp, rnd6, e->id, sizeof e->id);
 
+    char def[EVENT_TYPE_MAX + 16];
+    const char *source_out = def;
     json_t *source = json_object_get(root, "source");
     if (source && !json_is_null(source)) {
         if (!json_is_string(source) || json_string_length(source) == 0 ||
             json_string_length(source) > 128)
             FAIL("\"source\" must be a non-empty string (e.g. tasks_service)");
-        source_out = json_incref(source);
+        source_out = json_string_value(source);
     } else {
-        char def[EVENT_TYPE_MAX + 16];
         const char *dot = strchr(e->type, '.');
         snprintf(def, sizeof def, "%.*s_service", (int)(dot - e->type), e->type);
-        source_out = json_string(def);
     }
     json_t *target = json_object_get(root, "target");
     if (target && !json_is_null(target) && !json_is_string(target))
@@ -181,6 +206,7 @@ event_t *event_prepare(const char *json, size_t len, double now, const char rnd6
     if (payload && !json_is_null(payload) && !json_is_object(payload))
         FAIL("\"payload\" must be an object");
     json_t *meta = json_object_get(root, "meta");
+    json_t *cid_out = NULL;
     if (meta && !json_is_null(meta)) {
         if (!json_is_object(meta)) FAIL("\"meta\" must be an object");
         json_t *cid = json_object_get(meta, "correlation_id");
@@ -193,28 +219,32 @@ event_t *event_prepare(const char *json, size_t len, double now, const char rnd6
             if (strcmp(k, "correlation_id") && strcmp(k, "version"))
                 FAIL("unknown meta field \"%.64s\" (correlation_id, version)", k);
         }
-        meta_out = json_pack("{s:O,s:s}", "correlation_id", cid ? cid : json_null(), "version",
-                             "1.0");
-    } else {
-        meta_out = json_pack("{s:n,s:s}", "correlation_id", "version", "1.0");
+        if (cid && json_is_string(cid)) cid_out = cid;
     }
-    json_t *empty = json_object();
-    int rc = meta_out && source_out && empty
-                 ? encode(e, source_out, target, payload && json_is_object(payload) ? payload : empty,
-                          meta_out)
-                 : -ENOMEM;
-    json_decref(empty);
-    if (rc) FAIL("out of memory");
-    json_decref(meta_out);
-    json_decref(source_out);
-    json_decref(root);
+    if (encode(e, source_out, target, payload && json_is_object(payload) ? payload : NULL,
+               cid_out) < 0)
+        FAIL("out of memory");
     return e;
 fail:
-    json_decref(meta_out);
-    json_decref(source_out);
-    json_decref(root);
     if (e) event_unref(e);
     return NULL;
+}
+
+event_t *event_prepare(const char *json, size_t len, double now, const char rnd6[6],
+                       char err[EVENT_ERR_LEN]) {
+    if (len > EVENT_MAX_BYTES) {
+        snprintf(err, EVENT_ERR_LEN, "the event is larger than %d bytes", EVENT_MAX_BYTES);
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        snprintf(err, EVENT_ERR_LEN, "invalid JSON at position %d: %s", jerr.position, jerr.text);
+        return NULL;
+    }
+    event_t *e = event_prepare_json(root, now, rnd6, err);
+    json_decref(root);
+    return e;
 }
 
 event_t *event_make(const char *type, const char *payload_json, const char *correlation_id,

@@ -43,6 +43,13 @@ typedef struct event {
  * ("bad_event: ..."). now: unix seconds; rnd6: 6 characters [a-z0-9] for the id. */
 event_t *event_prepare(const char *json, size_t len, double now, const char rnd6[6],
                        char err[EVENT_ERR_LEN]);
+/* The same for an envelope already parsed (a WebSocket publish's "data"; borrowed): the
+ * checks and the result are those of event_prepare on its compact JSON text, except the
+ * size limit, which is the caller's (it knows the text it parsed). Saves printing the
+ * object and parsing it again on the publisher's path. */
+struct json_t;
+event_t *event_prepare_json(struct json_t *root, double now, const char rnd6[6],
+                            char err[EVENT_ERR_LEN]);
 /* Builds an event from parts (built-in events of the hub): payload_json is a JSON object
  * text. NULL on ENOMEM. */
 event_t *event_make(const char *type, const char *payload_json, const char *correlation_id,

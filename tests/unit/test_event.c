@@ -624,6 +624,51 @@ static void test_eventlog_retain_one(void **state) {
     elog_free(&l);
 }
 
+/* event_prepare_json (the WebSocket publish path) gives the bytes event_prepare gives for
+ * the object's compact text, and meta is byte for byte jansson's json_dumps of
+ * {"correlation_id":..,"version":"1.0"} (how it was encoded before it was written
+ * directly): plain, escaped and non-ASCII correlation ids, null, no meta. */
+static void test_prepare_json_same_bytes(void **state) {
+    (void)state;
+    static const char *const in[] = {
+        "{\"type\":\"a.b\"}",
+        "{\"type\":\"a.b\",\"payload\":{\"x\":1,\"y\":\"\\u00e9\",\"z\":[1.5,1e-5,true]},"
+        "\"meta\":{\"correlation_id\":\"plain-id_1\"}}",
+        "{\"type\":\"a.b\",\"meta\":{\"correlation_id\":\"c\\\"1\\u0001\\u00fc\\\\/\\u007f\"}}",
+        "{\"type\":\"a.b\",\"meta\":{\"correlation_id\":null,\"version\":\"1.0\"},"
+        "\"source\":\"s\\\"x\",\"target\":\"t\",\"payload\":{}}",
+        "{\"type\":\"a.b\",\"meta\":{}}",
+    };
+    for (size_t i = 0; i < sizeof in / sizeof *in; i++) {
+        json_error_t jerr;
+        json_t *root = json_loads(in[i], JSON_REJECT_DUPLICATES, &jerr);
+        assert_non_null(root);
+        char *text = json_dumps(root, JSON_COMPACT);
+        char err[EVENT_ERR_LEN];
+        event_t *a = event_prepare(text, strlen(text), NOW, RND, err);
+        event_t *b = event_prepare_json(root, NOW, RND, err);
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_string_equal(a->envelope, b->envelope);
+        json_t *meta = json_object_get(root, "meta");
+        json_t *cid = meta ? json_object_get(meta, "correlation_id") : NULL;
+        json_t *old = json_pack("{s:O,s:s}", "correlation_id", cid ? cid : json_null(),
+                                "version", "1.0");
+        char *want = json_dumps(old, JSON_COMPACT | JSON_ENCODE_ANY);
+        const char *got = strstr(b->envelope, ",\"meta\":");
+        assert_non_null(got);
+        char tail[512];
+        snprintf(tail, sizeof tail, ",\"meta\":%s}", want);
+        assert_string_equal(got, tail);
+        free(want);
+        json_decref(old);
+        free(text);
+        event_unref(a);
+        event_unref(b);
+        json_decref(root);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_type_valid),
@@ -636,6 +681,7 @@ int main(void) {
         cmocka_unit_test(test_prepare_id_long_module),
         cmocka_unit_test(test_prepare_timestamp_whole_second_is_float),
         cmocka_unit_test(test_make),
+        cmocka_unit_test(test_prepare_json_same_bytes),
         cmocka_unit_test(test_seal_frame),
         cmocka_unit_test(test_eventlog_empty),
         cmocka_unit_test(test_eventlog_window),
