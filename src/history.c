@@ -8,6 +8,10 @@
 void history_init(history_t *h, uint32_t max) {
     memset(h, 0, sizeof *h);
     h->max = max ? max : 1;
+    /* the ring's own address is spread enough (and needs no seed): a multiplicative
+     * hash of it picks where between half full and full this ring doubles */
+    uint64_t a = (uint64_t)(uintptr_t)h * 0x9E3779B97F4A7C15ull;
+    h->spread = (uint8_t)(a >> 56);
 }
 
 void history_free(history_t *h) {
@@ -15,12 +19,43 @@ void history_free(history_t *h) {
     free(h->v);
     free(h->x);
     uint32_t max = h->max;
+    uint8_t spread = h->spread;
     history_init(h, max);
+    h->spread = spread;
+}
+
+/* Whether the next point should first grow the ring (see the header: staggered). */
+static bool should_grow(const history_t *h) {
+    if (h->cap >= h->max) return false;
+    if (h->cap < 64) return h->len == h->cap; /* small rings: cheap, grow when full */
+    return h->len >= h->cap - (uint32_t)(((uint64_t)h->cap * h->spread) >> 9);
+}
+
+/* Before the ring first wraps (it wraps only at max), its points are in order from index
+ * 0: realloc keeps them where they are. */
+static int grow_in_place(history_t *h, uint32_t ncap, bool extras) {
+    uint32_t *nt = realloc(h->t, ncap * sizeof *nt);
+    if (!nt) return -ENOMEM;
+    h->t = nt;
+    double *nv = realloc(h->v, ncap * sizeof *nv);
+    if (!nv) return -ENOMEM; /* h->t is larger than needed: harmless, cap unchanged */
+    h->v = nv;
+    if (extras) {
+        float(*nx)[HIST_EXTRAS] = realloc(h->x, ncap * sizeof *nx);
+        if (!nx) return -ENOMEM;
+        if (!h->x)
+            for (uint32_t i = 0; i < h->len; i++)
+                for (int j = 0; j < HIST_EXTRAS; j++) nx[i][j] = NAN;
+        h->x = nx;
+    }
+    h->cap = ncap;
+    return 0;
 }
 
 static int grow(history_t *h, bool extras) {
     uint32_t ncap = h->cap ? h->cap * 2 : 4;
     if (ncap > h->max) ncap = h->max;
+    if (h->head == 0) return grow_in_place(h, ncap, extras);
     uint32_t *nt = malloc(ncap * sizeof *nt);
     double *nv = malloc(ncap * sizeof *nv);
     float(*nx)[HIST_EXTRAS] = extras ? malloc(ncap * sizeof *nx) : NULL;
@@ -56,7 +91,7 @@ int history_push(history_t *h, uint32_t t, double v, const double *extras) {
             return 0;
         }
     }
-    if (h->len == h->cap && h->cap < h->max) {
+    if (should_grow(h)) {
         if (grow(h, extras != NULL || h->x) < 0) return -ENOMEM;
     } else if (extras && !h->x && h->cap) {
         /* first timer point on a ring that has none: add the extras array */

@@ -5,7 +5,13 @@
  * stored, so an idle series costs nothing and a series updated once costs one point:
  * readers carry a gauge's last value forward and read a missing counter second as 0.
  * The ring starts small and doubles up to max. Timers also keep, per point, the
- * interval's count, sum, min, max and p50/p90/p99 (as floats: 28 bytes a point). */
+ * interval's count, sum, min, max and p50/p90/p99 (as floats: 28 bytes a point).
+ *
+ * Rings created in the same second (100,000 series from one burst of StatsD) would all
+ * fill, and double, in the same second too: at 2,048 points that is gigabytes copied in
+ * one tick, a hub stalled for seconds. So each ring doubles at its own fill point, drawn
+ * once per ring between half full and full (`spread`), and growth before the ring wraps
+ * is a realloc (no copy for large blocks: glibc moves their pages). */
 #ifndef MC_HISTORY_H
 #define MC_HISTORY_H
 
@@ -21,6 +27,7 @@ typedef struct history {
     float (*x)[HIST_EXTRAS]; /* timers only */
     uint32_t cap, head, len; /* head: index of the oldest point */
     uint32_t max;
+    uint8_t spread; /* 0..255: grows when len >= cap - cap * spread / 512 */
 } history_t;
 
 void history_init(history_t *h, uint32_t max);

@@ -83,6 +83,43 @@ static void test_growth_to_max(void **state) {
     history_free(&h);
 }
 
+/* Rings created together (one StatsD burst creating many series) and fed in lockstep must
+ * not all double in the same second: each has its own fill point between half full and
+ * full. Also: the points survive the in-place growth, a timer's extras included. */
+static void test_growth_staggered(void **state) {
+    (void)state;
+    enum { N = 512, MAX = 3600 };
+    history_t *hs = calloc(N, sizeof *hs);
+    assert_non_null(hs);
+    for (int r = 0; r < N; r++) history_init(&hs[r], MAX);
+    int worst = 0; /* most rings that grew in one second, once rings are large */
+    double ex[HIST_EXTRAS] = {1, 2, 3, 4, 5, 6, 7};
+    for (uint32_t t = 0; t < 2 * MAX; t++) {
+        int grew = 0;
+        for (int r = 0; r < N; r++) {
+            uint32_t cap = hs[r].cap;
+            assert_int_equal(history_push(&hs[r], t, (double)t, r == 0 ? ex : NULL), 0);
+            if (hs[r].cap != cap && cap >= 256) grew++;
+        }
+        if (grew > worst) worst = grew;
+    }
+    /* all N at once before; spread over >= cap/2 seconds now: a few per second */
+    assert_true(worst < N / 8);
+    for (int r = 0; r < N; r++) {
+        assert_int_equal(hs[r].cap, MAX);
+        assert_int_equal(hs[r].len, MAX);
+        for (uint32_t i = 0; i < MAX; i += 97) expect_point(&hs[r], i, MAX + i, (double)(MAX + i));
+    }
+    double got[HIST_EXTRAS];
+    uint32_t t;
+    double v;
+    history_get(&hs[0], MAX - 1, &t, &v, got);
+    assert_int_equal(t, 2 * MAX - 1);
+    for (int j = 0; j < HIST_EXTRAS; j++) assert_true(got[j] == ex[j]);
+    for (int r = 0; r < N; r++) history_free(&hs[r]);
+    free(hs);
+}
+
 static void test_wrap_around(void **state) {
     (void)state;
     /* a max that is not a power of two, and far more points than fit */
@@ -220,6 +257,7 @@ int main(void) {
         cmocka_unit_test(test_push_get_order),
         cmocka_unit_test(test_same_second_overwrites),
         cmocka_unit_test(test_growth_to_max),
+        cmocka_unit_test(test_growth_staggered),
         cmocka_unit_test(test_wrap_around),
         cmocka_unit_test(test_max_one),
         cmocka_unit_test(test_first_from),
