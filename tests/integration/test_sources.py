@@ -1065,8 +1065,11 @@ class TestRegistry(SourcesCase):
         self.assertEqual(status, 200, doc)
         self.assertFalse(doc["online"], doc)
         self.assertEqual(doc["metrics"]["battery"], 90, doc)
+        # that call published too (the event is logged after the answer: wait for it)
+        n_pub = len(wait_for(lambda: (lambda v: v if len(v) >= 3 else None)(
+            events(h, "telemetry.metrics_published")), desc="3 metrics_published"))
+        self.assertEqual(n_pub, 3)
         # unknown source: 404 JSON, and no event
-        n_pub = len(events(h, "telemetry.metrics_published"))
         for path in ("/api/v1/sources/nobody/metrics", "/api/telemetry/robots/nobody/metrics",
                      "/api/v1/sources/robot_e", "/api/v1/sources/robot_e/metrics/x",
                      "/api/v1/sources//metrics"):
