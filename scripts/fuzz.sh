@@ -41,6 +41,7 @@ declare -A SRCS=(
     [fuzz_ingest_json]="src/ingest_json.c src/statsd.c src/metric.c"
     [fuzz_client_parse]="lib/http_resp.c lib/url.c lib/sbuf.c"
     [fuzz_host_parse]="src/host_parse.c"
+    [fuzz_bridge]="src/bridge.c src/cursor.c src/event.c src/agg.c src/series_key.c src/sketch.c src/statsd.c src/metric.c src/buf.c src/jsonw.c src/sources.c src/clock.c"
 )
 declare -A LIBS=(
     [fuzz_statsd]="-lm"
@@ -48,8 +49,9 @@ declare -A LIBS=(
     [fuzz_ingest_json]="$JANSSON_LIBS -lm"
     [fuzz_client_parse]="-Ilib -Iinclude" # the client library's private headers
     [fuzz_host_parse]=""
+    [fuzz_bridge]="$JANSSON_LIBS -lm"
 )
-ALL=(fuzz_statsd fuzz_sketch fuzz_ingest_json fuzz_client_parse fuzz_host_parse)
+ALL=(fuzz_statsd fuzz_sketch fuzz_ingest_json fuzz_client_parse fuzz_host_parse fuzz_bridge)
 
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${ALL[@]}")
