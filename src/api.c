@@ -16,6 +16,7 @@
 #include <fnmatch.h>
 #include <jansson.h>
 #include "access.h"
+#include "cluster.h"
 #include "auth.h"
 #include "conn.h"
 #include "dashboard.h"
@@ -67,6 +68,7 @@ struct api_job {
     ingest_counts_t parsed;
     event_t *event;     /* POST /api/v1/events */
     uint64_t since;
+    cursor_t *cursor; /* GET /api/v1/events?cursor= (owned) */
     uint32_t limit;
     hub_call_t *call; /* while on the hub */
     double at;        /* when the worker handed it over (unix seconds) */
@@ -94,6 +96,7 @@ static void job_done(void *arg, int cancelled) {
     }
     agg_batch_free(j->batch);
     if (j->event) event_unref(j->event);
+    free(j->cursor);
     buf_free(&j->body);
     free(j);
 }
@@ -115,6 +118,7 @@ static void job_submit(http_req_t *r, api_job_t *j) {
     if (!j->d) {
         agg_batch_free(j->batch);
         if (j->event) event_unref(j->event);
+        free(j->cursor);
         free(j);
         http_respond_error(r, 503, "out_of_memory", "request state");
         return;
@@ -456,7 +460,59 @@ static void h_events_post(http_req_t *r) {
 }
 
 /* GET /api/v1/events?since=SEQ&type=pattern&limit=N: oldest first, as WebSocket sends them */
+/* ?cursor=A:1,B:2 (a cluster's resume position, cursor.h): the retained events it does not
+ * cover, and next_cursor to ask again with */
+static int hub_events_cursor(hub_t *hub, api_job_t *j) {
+    uint64_t oldest = elog_oldest(&hub->events), latest = elog_latest(&hub->events);
+    cursor_t *next = malloc(sizeof *next);
+    if (!next) {
+        job_error(j, 503, "out_of_memory", "rendering events");
+        return HUB_CALL_DONE;
+    }
+    *next = *j->cursor;
+    jsonw_t w;
+    jsonw_init(&w, &j->body);
+    jsonw_obj_open(&w);
+    jsonw_key(&w, "events");
+    jsonw_arr_open(&w);
+    uint32_t n = 0;
+    for (uint64_t q = oldest; q <= latest && n < j->limit; q++) {
+        event_t *e = elog_get(&hub->events, q);
+        if (!e || hub_event_covered(hub, j->cursor, e)) continue;
+        /* the client has seen everything up to here once it has this one */
+        cursor_set(next, e->origin[0] ? e->origin : hub->hub_id, e->origin[0] ? e->oseq : e->seq);
+        if (j->match[0] && fnmatch(j->match, e->type, 0) != 0) continue;
+        jsonw_obj_open(&w);
+        jsonw_kv_str(&w, "type", "event");
+        jsonw_kv_uint(&w, "seq", e->seq);
+        if (e->cursor) jsonw_kv_str(&w, "cursor", e->cursor);
+        jsonw_key(&w, "data");
+        jsonw_raw(&w, e->envelope, e->envelope_len);
+        jsonw_obj_close(&w);
+        n++;
+    }
+    jsonw_arr_close(&w);
+    char text[CURSOR_TEXT_MAX];
+    cursor_format(next, text, sizeof text);
+    free(next);
+    jsonw_kv_uint(&w, "count", n);
+    jsonw_kv_str(&w, "next_cursor", text);
+    jsonw_kv_uint(&w, "oldest_seq", oldest);
+    jsonw_kv_uint(&w, "latest_seq", latest);
+    jsonw_kv_bool(&w, "resync", hub_cursor_too_old(hub, j->cursor));
+    jsonw_obj_close(&w);
+    buf_putc(&j->body, '\n');
+    if (jsonw_error(&w)) {
+        job_error(j, 503, "out_of_memory", "rendering events");
+        return HUB_CALL_DONE;
+    }
+    j->status = 200;
+    j->ctype = "application/json";
+    return HUB_CALL_DONE;
+}
+
 static int hub_events_get(hub_t *hub, api_job_t *j) {
+    if (j->cursor) return hub_events_cursor(hub, j);
     uint64_t oldest = elog_oldest(&hub->events), latest = elog_latest(&hub->events);
     uint64_t from = j->since + 1;
     bool resync = false;
@@ -478,6 +534,7 @@ static int hub_events_get(hub_t *hub, api_job_t *j) {
         jsonw_obj_open(&w);
         jsonw_kv_str(&w, "type", "event");
         jsonw_kv_uint(&w, "seq", e->seq);
+        if (e->cursor) jsonw_kv_str(&w, "cursor", e->cursor);
         jsonw_key(&w, "data");
         jsonw_raw(&w, e->envelope, e->envelope_len);
         jsonw_obj_close(&w);
@@ -514,8 +571,22 @@ static void h_events_get(http_req_t *r) {
     if (!qparam(r, "type", type, sizeof type)) return;
     /* a token limited to some topics reads only the event types they cover */
     if (!access_topic(r, type[0] ? type : "events")) return;
+    char ctext[CURSOR_TEXT_MAX];
+    cursor_t *cur = NULL;
+    int cq = http_query_param(r->query, "cursor", ctext, sizeof ctext);
+    if (cq != 0) {
+        cur = cq > 0 ? malloc(sizeof *cur) : NULL;
+        if (!cur || cursor_parse(ctext, strlen(ctext), cur) < 0) {
+            free(cur);
+            http_respond_error(r, 400, "bad_request",
+                               "cursor must be hub:seq pairs joined by ',' (an event's cursor)");
+            return;
+        }
+    }
     api_job_t *j = job_new(hub_events_get);
+    if (!j) free(cur);
     if (j) {
+        j->cursor = cur;
         j->since = (uint64_t)since;
         j->limit = limit > 1000 ? 1000 : (uint32_t)limit;
         memcpy(j->match, type, sizeof type);
@@ -627,7 +698,8 @@ static void h_trends(http_req_t *r) {
 
 /* GET /api/v1/sources */
 static int hub_sources(hub_t *hub, api_job_t *j) {
-    if (sources_json(&hub->sources, &j->body) < 0) {
+    if ((hub->cluster ? cluster_sources_json(hub->cluster, &hub->sources, &j->body)
+                      : sources_json(&hub->sources, &j->body)) < 0) {
         job_error(j, 503, "out_of_memory", "rendering sources");
         return HUB_CALL_DONE;
     }

@@ -13,6 +13,7 @@
 
 #include "auth.h"
 #include "buf.h"
+#include "cursor.h"
 #include "log.h"
 #include "netacl.h"
 
@@ -35,6 +36,19 @@ static const cfg_opt_t options[] = {
      "(with tokens configured they use METRICAST_TOKEN)"},
     {"nats", "url", "nats", "URL", CFG_T_NATS_URL, OFF(nats_url), "", 0, 0,
      "NATS server for scale-out across hubs (nats://host:port); empty: standalone"},
+    {"nats", "hub_id", "hub-id", "ID", CFG_T_HUB_ID, OFF(hub_id), "", 0, 0,
+     "this hub's name in the cluster: 1-64 of [A-Za-z0-9_-], unique per hub (empty: "
+     "<hostname>-<listen port>)"},
+    {"nats", "subject_prefix", "nats-prefix", "PREFIX", CFG_T_SUBJECT, OFF(nats_prefix),
+     "metricast", 0, 0,
+     "first tokens of every NATS subject the hubs use (hubs sharing it form one cluster)"},
+    /* a heartbeat goes out every second: five missed ones are not a hiccup */
+    {"nats", "hub_timeout", "nats-hub-timeout", "SECONDS", CFG_T_SECONDS, OFF(nats_hub_timeout),
+     "5s", 1, 3600, "a hub not heard from for this long is gone: its sources show offline"},
+    {"nats", "reconnect_buffer", "nats-reconnect-buffer", "BYTES", CFG_T_SIZE,
+     OFF(nats_reconnect_buffer), "8m", 65536, 1024.0 * 1024 * 1024,
+     "messages published while NATS is unreachable are kept up to this size and sent on "
+     "reconnecting"},
     /* 64: far above any core count this daemon is sized for; each loop costs a thread */
     {"server", "threads", "threads", "N", CFG_T_INT, OFF(threads), "0", 0, 64,
      "I/O loop threads, each owning a shard of the connections (0: one per core)"},
@@ -287,10 +301,26 @@ const char *config_addr_str(const cfg_addr_t *a, char *out, size_t outlen) {
 }
 
 /* Capacity of a text option's field. */
+/* tokens of [A-Za-z0-9_-] joined by single dots: no wildcard, no empty token */
+static bool subject_prefix_valid(const char *s) {
+    size_t tok = 0;
+    for (const char *p = s;; p++) {
+        if (*p == '.' || *p == '\0') {
+            if (!cursor_hub_id_valid(p - tok, tok)) return false;
+            if (!*p) return p - s <= 100;
+            tok = 0;
+        } else {
+            tok++;
+        }
+    }
+}
+
 static size_t str_cap(const cfg_opt_t *o) {
     switch (o->offset) {
     case OFF(data_dir): return sizeof ((config_t *)0)->data_dir;
     case OFF(nats_url): return sizeof ((config_t *)0)->nats_url;
+    case OFF(hub_id): return sizeof ((config_t *)0)->hub_id;
+    case OFF(nats_prefix): return sizeof ((config_t *)0)->nats_prefix;
     case OFF(allowed_origins): return sizeof ((config_t *)0)->allowed_origins;
     case OFF(statsd_allow): return sizeof ((config_t *)0)->statsd_allow;
     case OFF(host_proc): return sizeof ((config_t *)0)->host_proc;
@@ -339,6 +369,8 @@ int config_set(config_t *c, const cfg_opt_t *o, const char *value, const char *o
     case CFG_T_FILE:
     case CFG_T_ORIGINS:
     case CFG_T_NETS:
+    case CFG_T_HUB_ID:
+    case CFG_T_SUBJECT:
     case CFG_T_NATS_URL: {
         size_t cap = str_cap(o);
         if (strlen(value) >= cap) {
@@ -355,6 +387,15 @@ int config_set(config_t *c, const cfg_opt_t *o, const char *value, const char *o
         }
         if (o->type == CFG_T_NATS_URL && *value && strlen(value) <= 7) {
             errf(err, "%s: \"%s\" has no host", origin, value);
+            return -EINVAL;
+        }
+        if (o->type == CFG_T_HUB_ID && *value && !cursor_hub_id_valid(value, strlen(value))) {
+            errf(err, "%s: \"%s\" must be 1-64 of [A-Za-z0-9_-]", origin, value);
+            return -EINVAL;
+        }
+        if (o->type == CFG_T_SUBJECT && !subject_prefix_valid(value)) {
+            errf(err, "%s: \"%s\" must be tokens of [A-Za-z0-9_-] joined by '.' (e.g. metricast)",
+                 origin, value);
             return -EINVAL;
         }
         char why[300];
@@ -779,10 +820,7 @@ char *config_usage(const char *prog) {
     }
     buf_printf(&b, "  %-34s %s\n", "--help", "print this and exit");
     buf_printf(&b, "  %-34s %s\n", "--version", "print the version and exit");
-    buf_puts(&b, "\nNotes for this build:\n"
-                 "  --nats     is validated; scale-out through NATS is not built in yet.\n"
-
-                 "\nExit status: 0 after SIGINT/SIGTERM, 2 on a bad setting or unusable "
+    buf_puts(&b, "\nExit status: 0 after SIGINT/SIGTERM, 2 on a bad setting or unusable "
                  "port/directory.\n");
     return buf_steal(&b, NULL);
 }
@@ -863,6 +901,8 @@ const char *config_value_str(const config_t *c, const cfg_opt_t *o, bool mask, c
     case CFG_T_FILE:
     case CFG_T_ORIGINS:
     case CFG_T_NETS:
+    case CFG_T_HUB_ID:
+    case CFG_T_SUBJECT:
     case CFG_T_NATS_URL:
         if (mask && o->type == CFG_T_NATS_URL)
             mask_url(field, out, outlen);

@@ -49,6 +49,10 @@ typedef struct config {
     double aggregate_every; /* seconds */
     bool demo;
     char nats_url[512];
+    char hub_id[65];          /* "": derived from the host name and port (hub_open) */
+    char nats_prefix[128];    /* subject prefix of every bridged message */
+    double nats_hub_timeout;  /* a hub silent this long is gone: its sources go offline */
+    size_t nats_reconnect_buffer; /* bytes published while NATS is away, kept to resend */
     int threads; /* I/O loop threads; 0 = one per core */
     int log_level;
     size_t http_max_header_bytes;
@@ -115,6 +119,8 @@ typedef enum {
     CFG_T_FILE,    /* a path that may be left empty (an optional file) */
     CFG_T_ORIGINS, /* comma-separated scheme://host[:port] origins, or "*" */
     CFG_T_NETS,    /* comma-separated networks: 10.0.0.0/8, ::1, ... */
+    CFG_T_HUB_ID,  /* 1..64 of [A-Za-z0-9_-], or empty (derived) */
+    CFG_T_SUBJECT, /* a NATS subject prefix: tokens of [A-Za-z0-9_-] separated by '.' */
 } cfg_type_t;
 
 typedef struct cfg_opt {

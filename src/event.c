@@ -271,7 +271,9 @@ event_t *event_make(const char *type, const char *payload_json, const char *corr
 int event_seal(event_t *e, uint64_t seq) {
     e->seq = seq;
     buf_t b = BUF_INIT;
-    buf_printf(&b, "{\"type\":\"event\",\"seq\":%llu,\"data\":", (unsigned long long)seq);
+    buf_printf(&b, "{\"type\":\"event\",\"seq\":%llu,", (unsigned long long)seq);
+    if (e->cursor) buf_printf(&b, "\"cursor\":\"%s\",", e->cursor); /* [A-Za-z0-9_:,-] */
+    buf_puts(&b, "\"data\":");
     buf_append(&b, e->envelope, e->envelope_len);
     buf_putc(&b, '}');
     if (!b.data) return -ENOMEM;
@@ -285,5 +287,32 @@ void event_unref(event_t *e) {
     if (!e || atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1) return;
     frame_unref(e->frame);
     free(e->envelope);
+    free(e->cursor);
     free(e);
+}
+
+char *event_cluster_format(const event_t *e) {
+    buf_t b = BUF_INIT;
+    buf_printf(&b, "%s %llu %llu %s", e->origin, (unsigned long long)e->oseq,
+               (unsigned long long)e->oprev, e->cursor ? e->cursor : "");
+    return buf_steal(&b, NULL);
+}
+
+void event_cluster_parse(event_t *e, const char *text) {
+    char origin[HUB_ID_MAX + 1];
+    unsigned long long oseq, oprev;
+    int pos = 0;
+    if (sscanf(text, "%64s %llu %llu %n", origin, &oseq, &oprev, &pos) < 3 || pos <= 0 ||
+        !cursor_hub_id_valid(origin, strlen(origin)))
+        return;
+    cursor_t c;
+    const char *cur = text + pos;
+    if (cursor_parse(cur, strlen(cur), &c) < 0) return;
+    char *copy = strdup(cur);
+    if (!copy) return;
+    snprintf(e->origin, sizeof e->origin, "%s", origin);
+    e->oseq = oseq;
+    e->oprev = oprev;
+    free(e->cursor);
+    e->cursor = copy;
 }

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cursor.h"
 #include "frame.h"
 
 #define EVENT_TYPE_MAX 128
@@ -36,6 +37,13 @@ typedef struct event {
     char *envelope; /* JSON text, NUL-terminated */
     size_t envelope_len;
     frame_t *frame; /* the WebSocket message, one reference */
+    /* Clustered hubs only (origin "" otherwise): the hub the event was published on, its
+     * seq there, the seq there of that hub's previous own event (0: unknown), and the
+     * cursor (cursor.h) of this hub's log just after it: the frame carries it, so a client
+     * can resume on any hub. Set before event_seal, never after. */
+    char origin[HUB_ID_MAX + 1];
+    uint64_t oseq, oprev;
+    char *cursor; /* owned, NULL when not clustered */
 } event_t;
 
 /* Validates and completes an envelope given as JSON text (publish data). On success
@@ -54,8 +62,14 @@ event_t *event_prepare_json(struct json_t *root, double now, const char rnd6[6],
  * text. NULL on ENOMEM. */
 event_t *event_make(const char *type, const char *payload_json, const char *correlation_id,
                     double now, const char rnd6[6]);
-/* Gives the event its seq and encodes its frame. 0 or -ENOMEM. Hub thread. */
+/* Gives the event its seq and encodes its frame ({"type":"event","seq":N,"data":...}, with
+ * "cursor" after seq when e->cursor is set). 0 or -ENOMEM. Hub thread. */
 int event_seal(event_t *e, uint64_t seq);
+
+/* The cluster fields as the store keeps them: "origin oseq oprev cursor" (malloc'd; NULL on
+ * ENOMEM), and back (a text that does not parse leaves e unclustered). */
+char *event_cluster_format(const event_t *e);
+void event_cluster_parse(event_t *e, const char *text);
 
 static inline event_t *event_ref(event_t *e) {
     atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);

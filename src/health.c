@@ -58,20 +58,43 @@ void health_eval(const health_input_t *in, health_result_t *out) {
                      a->detail);
     }
 
+    if (in->nats_on && out->n < HEALTH_MAX_CHECKS) {
+        health_check_t *c = &out->checks[out->n++];
+        snprintf(c->name, sizeof c->name, "nats");
+        c->ok = in->nats_ok;
+        c->soft = true;
+        snprintf(c->detail, sizeof c->detail, "%.159s", in->nats_detail);
+    }
+
     out->healthy = true;
-    for (int i = 0; i < out->n; i++) out->healthy &= out->checks[i].ok;
+    for (int i = 0; i < out->n; i++) {
+        if (out->checks[i].soft)
+            out->degraded |= !out->checks[i].ok;
+        else
+            out->healthy &= out->checks[i].ok;
+    }
+    out->degraded &= out->healthy;
 }
 
 int health_json(const health_input_t *in, const health_result_t *res, buf_t *b) {
     jsonw_t w;
     jsonw_init(&w, b);
     jsonw_obj_open(&w);
-    jsonw_kv_str(&w, "status", res->healthy ? "healthy" : "unhealthy");
+    jsonw_kv_str(&w, "status", !res->healthy ? "unhealthy" : res->degraded ? "degraded" : "healthy");
     if (!res->healthy) {
         jsonw_key(&w, "failing");
         jsonw_arr_open(&w);
         for (int i = 0; i < res->n; i++)
-            if (!res->checks[i].ok) jsonw_str(&w, res->checks[i].name);
+            if (!res->checks[i].ok && !res->checks[i].soft) jsonw_str(&w, res->checks[i].name);
+        jsonw_arr_close(&w);
+    }
+    bool any_soft = false;
+    for (int i = 0; i < res->n; i++) any_soft |= !res->checks[i].ok && res->checks[i].soft;
+    if (any_soft) {
+        jsonw_key(&w, "degraded");
+        jsonw_arr_open(&w);
+        for (int i = 0; i < res->n; i++)
+            if (!res->checks[i].ok && res->checks[i].soft) jsonw_str(&w, res->checks[i].name);
         jsonw_arr_close(&w);
     }
     jsonw_key(&w, "checks");

@@ -4,7 +4,9 @@
  * probe wrote a file), store (the last store write succeeded), ingest_drops (samples
  * dropped over the last minute against [health] max_drop_ratio), and one "alert:<rule>"
  * per critical rule that is firing (while [health] critical_alerts is on). The verdict
- * is unhealthy when any fails; `failing` lists the names of those that do.
+ * is unhealthy when any fails; `failing` lists the names of those that do. One check is
+ * soft: nats (the link to the other hubs, when clustered) — this hub still serves its
+ * own traffic without it, so it makes the verdict "degraded" (200, `degraded` lists it).
  *
  * The checks are pure functions of a snapshot (health_input_t) gathered by the hub from
  * atomics the loops and the probe publish, so the verdict is testable without a daemon.
@@ -48,16 +50,21 @@ typedef struct health_input {
     int nalerts;
     unsigned alerts_more; /* rules beyond HEALTH_MAX_ALERTS */
     health_alert_t alerts[HEALTH_MAX_ALERTS];
+    /* scale-out: the NATS link (a soft check: down means degraded, not unhealthy) */
+    bool nats_on, nats_ok;
+    char nats_detail[160];
 } health_input_t;
 
 typedef struct health_check {
     char name[136]; /* "loop_lag", ..., "alert:<rule>" */
     bool ok;
+    bool soft; /* failing makes the verdict degraded, not unhealthy */
     char detail[160];
 } health_check_t;
 
 typedef struct health_result {
-    bool healthy;
+    bool healthy;  /* no hard check fails (200) */
+    bool degraded; /* healthy, but a soft check fails: status "degraded", still 200 */
     int n;
     health_check_t checks[HEALTH_MAX_CHECKS];
 } health_result_t;

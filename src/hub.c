@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "cluster.h"
 #include "config.h"
 #include "jsonw.h"
 #include "log.h"
@@ -118,6 +119,8 @@ typedef struct pending_event {
 /* The event is on disk (or the disk failed): now everyone may see it. */
 static void release_event(hub_t *hub, event_t *e, int rc, hub_publish_cb cb, void *arg) {
     elog_keep(&hub->events, e);
+    /* only this hub's own events go out: one from NATS came from its origin already */
+    if (hub->cluster && strcmp(e->origin, hub->hub_id) == 0) cluster_publish_event(hub->cluster, e);
     atomic_fetch_add_explicit(&hub->events_total, 1, memory_order_relaxed);
     for (int i = 0; i < hub->nworkers; i++) {
         /* a worker that cannot take it (shutting down) has no subscribers left */
@@ -139,8 +142,52 @@ static void events_done(void *ctx, uint64_t seq, int rc) {
     }
 }
 
+/* Clustered: the event's origin (this hub unless it came through NATS), and the cursor of
+ * the log just after it, which the frame carries. */
+static int stamp_origin(hub_t *hub, event_t *e) {
+    if (!e->origin[0]) {
+        snprintf(e->origin, sizeof e->origin, "%s", hub->hub_id);
+        e->oseq = hub->events.next_seq; /* the seq elog_seal gives it */
+        e->oprev = cursor_get(&hub->cvec, hub->hub_id);
+    }
+    if (cursor_set(&hub->cvec, e->origin, e->oseq) < 0) return -ENOSPC;
+    char text[CURSOR_TEXT_MAX];
+    cursor_format(&hub->cvec, text, sizeof text);
+    free(e->cursor);
+    e->cursor = strdup(text);
+    return e->cursor ? 0 : -ENOMEM;
+}
+
+bool hub_event_covered(const hub_t *hub, const cursor_t *c, const event_t *e) {
+    if (!e->origin[0]) return cursor_covers(c, hub->hub_id, e->seq);
+    return cursor_covers(c, e->origin, e->oseq);
+}
+
+bool hub_cursor_too_old(const hub_t *hub, const cursor_t *c) {
+    const event_t *o = elog_get(&hub->events, elog_oldest(&hub->events));
+    if (!o) return false;
+    if (!o->origin[0] || !o->cursor) return elog_oldest(&hub->events) > 1 &&
+                                              !cursor_covers(c, hub->hub_id, o->seq - 1);
+    /* before the oldest: its origin's previous event, and whatever the others had reached */
+    if (o->oprev && !cursor_covers(c, o->origin, o->oprev)) return true;
+    cursor_t before;
+    if (cursor_parse(o->cursor, strlen(o->cursor), &before) < 0) return false;
+    for (uint32_t i = 0; i < before.n; i++)
+        if (strcmp(before.e[i].hub, o->origin) != 0 &&
+            !cursor_covers(c, before.e[i].hub, before.e[i].seq))
+            return true;
+    return false;
+}
+
 int hub_publish(hub_t *hub, event_t *e, hub_publish_cb cb, void *arg) {
-    int rc = elog_seal(&hub->events, e);
+    int rc = hub->cluster ? stamp_origin(hub, e) : 0;
+    if (rc == -ENOSPC) {
+        log_error("event not published", "type=%s origin=%s error=\"more than %d hubs\"", e->type,
+                  e->origin, CURSOR_MAX_HUBS);
+        event_unref(e);
+        return -ENOSPC;
+    }
+    if (rc == 0) rc = elog_seal(&hub->events, e);
     pending_event_t *p = rc == 0 && hub->store ? malloc(sizeof *p) : NULL;
     if (rc || (hub->store && !p)) {
         log_error("event not published", "type=%s error=\"out of memory\"", e->type);
@@ -532,6 +579,16 @@ static void on_roll(uv_timer_t *t) {
 void hub_apply_batch(hub_t *hub, const agg_batch_t *b, double at, registry_result_t *res) {
     apply_now(hub, b, at, res);
     account(hub, b->transport, res);
+    if (hub->cluster) cluster_publish_batch(hub->cluster, b);
+}
+
+void hub_apply_remote_batch(hub_t *hub, const agg_batch_t *b, registry_result_t *res) {
+    /* this hub's clock decides the second: another hub's clock may be ahead of it */
+    apply_now(hub, b, clk_unix(), res);
+}
+
+void hub_sources_changed(hub_t *hub) {
+    if (hub->cluster) cluster_sources_changed(hub->cluster);
 }
 
 void hub_self_snapshot(hub_t *hub, hub_self_t *o) {
@@ -606,6 +663,17 @@ void hub_self_snapshot(hub_t *hub, hub_self_t *o) {
     for (int i = 0; i < LIMIT_COUNT; i++) o->limit_hits[i] = atomic_load(&hub->limits.hits[i]);
     /* the registry counts its refusals as rejected samples; the limit family shows them too */
     o->limit_hits[LIMIT_SERIES] = o->rejected[REG_REJECT_SERIES_LIMIT];
+    if (hub->cluster) {
+        cluster_stats_t *cs = cluster_stats(hub->cluster);
+        o->nats_on = true;
+        o->hub_id = hub->hub_id;
+        o->nats_in = atomic_load(&cs->in);
+        o->nats_out = atomic_load(&cs->out);
+        for (int r = 0; r < CLUSTER_F_COUNT; r++) o->nats_failed[r] = atomic_load(&cs->failed[r]);
+        o->nats_reconnects = atomic_load(&cs->reconnects);
+        o->nats_connected = atomic_load(&cs->connected);
+        o->nats_peers = atomic_load(&cs->peers);
+    }
     if (hub->host) {
         host_stats_t *hs = host_stats(hub->host);
         o->host_on = true;
@@ -678,6 +746,7 @@ static void close_handles(hub_t *hub) {
     uv_close((uv_handle_t *)&hub->report_timer, NULL);
     uv_close((uv_handle_t *)&hub->prestop_timer, NULL);
     uv_close((uv_handle_t *)&hub->lag.timer, NULL);
+    if (hub->cluster) cluster_stop(hub->cluster);
     stream_close(&hub->stream);
     inbox_close(&hub->inbox, NULL);
 }
@@ -876,6 +945,31 @@ int hub_open(hub_t *hub, const config_t *cfg, char err[HUB_ERR_LEN]) {
     hub->reg.on_point = on_point;
     hub->reg.point_ctx = hub;
 
+    if (cfg->hub_id[0]) {
+        snprintf(hub->hub_id, sizeof hub->hub_id, "%s", cfg->hub_id);
+    } else {
+        const char *colon = strrchr(hub->listen_addr, ':');
+        cluster_default_id(colon ? atoi(colon + 1) : cfg->listen.port, hub->hub_id);
+    }
+    cursor_init(&hub->cvec);
+    /* where the log stands, per origin: from the newest retained event that knows */
+    for (uint64_t q = elog_latest(&hub->events); q >= elog_oldest(&hub->events) && q > 0; q--) {
+        const event_t *e = elog_get(&hub->events, q);
+        if (e && e->cursor) {
+            cursor_parse(e->cursor, strlen(e->cursor), &hub->cvec);
+            break;
+        }
+    }
+    if (hub->cvec.n == 0 && elog_latest(&hub->events)) /* events from before clustering: */
+        cursor_set(&hub->cvec, hub->hub_id, elog_latest(&hub->events)); /* own, oseq = seq */
+    if (cfg->nats_url[0]) {
+        char cerr[HUB_ERR_LEN];
+        if (cluster_open(&hub->cluster, hub, cfg, hub->hub_id, cerr, sizeof cerr) < 0) {
+            snprintf(err, HUB_ERR_LEN, "%s", cerr);
+            return -1;
+        }
+    }
+
     if (!cfg->statsd.off) {
         int nt = cfg->statsd_threads > 0 ? cfg->statsd_threads : (int)uv_available_parallelism();
         int urc = ingest_udp_open(&hub->udp, &cfg->statsd, nt, cfg->statsd_rcvbuf,
@@ -961,6 +1055,7 @@ int hub_run(hub_t *hub) {
             log_info("host metrics on", "proc=%s sys=%s", cfg->host_proc, cfg->host_sys);
         }
     }
+    if (hub->cluster && !hub->stopping) cluster_start(hub->cluster);
     uint64_t agg_ms = (uint64_t)(cfg->aggregate_every * 1000);
     uv_timer_start(&hub->aggregate_timer, on_aggregate, agg_ms, agg_ms);
     uint64_t report_ms = (uint64_t)(cfg->report_interval * 1000);
@@ -1034,13 +1129,18 @@ void hub_close(hub_t *hub) {
     hub->workers = NULL;
     if (hub->listen_fd >= 0) close(hub->listen_fd);
     hub->listen_fd = -1;
-    if (hub->loop.data) { /* after a failed hub_open, or a run that left handles */
+    if (hub->cluster) cluster_stop(hub->cluster); /* after a failed start: its handles */
+    bool had_loop = hub->loop.data != NULL;
+    if (had_loop) { /* after a failed hub_open, or a run that left handles */
         uv_walk(&hub->loop, close_any, hub);
         uv_run(&hub->loop, UV_RUN_DEFAULT);
         uv_loop_close(&hub->loop);
         hub->loop.data = NULL;
-        inbox_free(&hub->inbox);
     }
+    /* nats.c's threads post to the inbox: they end before it is freed */
+    cluster_free(hub->cluster);
+    hub->cluster = NULL;
+    if (had_loop) inbox_free(&hub->inbox);
     alert_engine_free(&hub->alerts); /* before the registry: instances hold key references */
     registry_free(&hub->reg);
     elog_free(&hub->events);
@@ -1089,6 +1189,10 @@ void hub_health_input(hub_t *hub, health_input_t *in) {
     in->accepted_1m = atomic_load(&hub->accepted_1m);
     in->max_drop_ratio = hub->cfg->health_max_drop_ratio;
     in->critical_alerts_check = hub->cfg->health_critical_alerts;
+    if (hub->cluster) {
+        in->nats_on = true;
+        in->nats_ok = cluster_health(hub->cluster, in->nats_detail, sizeof in->nats_detail);
+    }
     if (hub->health_mu_ready) {
         uv_mutex_lock(&hub->health_mu);
         in->nalerts = hub->ncrit;

@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "alert.h"
+#include "cursor.h"
 #include "access.h"
 #include "auth.h"
 #include "health.h"
@@ -116,6 +117,10 @@ typedef struct hub {
     host_source_t *host;          /* the built-in source `host`; NULL with --host-metrics off */
     _Atomic int host_pending;     /* host batches handed to the inbox, not yet applied */
     uint64_t host_rejected;       /* host samples the registry refused (hub thread) */
+    /* scale-out (--nats): NULL when standalone */
+    struct cluster *cluster;
+    char hub_id[HUB_ID_MAX + 1]; /* [nats] hub_id or the derived default */
+    cursor_t cvec;               /* per origin, the last oseq sealed into the log (hub thread) */
 } hub_t;
 
 /* Binds the listening socket and prepares the workers. On failure returns -1 with one
@@ -158,6 +163,18 @@ int hub_submit_batch(hub_t *hub, agg_batch_t *b);
  * hub gets to it. Counts accepted lines and refusals by transport into hub->istats and
  * fills res. */
 void hub_apply_batch(hub_t *hub, const agg_batch_t *b, double at, registry_result_t *res);
+
+/* Hub thread: merges a batch another hub ingested (through NATS; b stays the caller's),
+ * counted apart from local ingest and never bridged again. */
+void hub_apply_remote_batch(hub_t *hub, const agg_batch_t *b, registry_result_t *res);
+/* Hub thread: a local source came online or went offline (the cluster announces it). */
+void hub_sources_changed(hub_t *hub);
+/* Hub thread: whether event e is covered by cursor c (cursor.h): e's origin and origin seq
+ * (an event from before clustering counts as this hub's own, oseq = seq). */
+bool hub_event_covered(const hub_t *hub, const cursor_t *c, const event_t *e);
+/* Hub thread: whether a client at cursor c missed events no longer retained (it must
+ * resync). */
+bool hub_cursor_too_old(const hub_t *hub, const cursor_t *c);
 
 /* Hub thread: gives e its seq and hands it to the store; once it is on disk it enters
  * the retained window, goes to every worker's subscribers and cb(hub, e, 0, arg) runs

@@ -463,9 +463,6 @@ int main(int argc, char **argv) {
     /* a few descriptors go to the listener, loops, log and store; the rest to clients */
     log_info("file descriptor limit", "max_fds=%llu max_connections=%llu", max_fds,
              max_fds > 64 ? max_fds - 64 : 0);
-    if (cfg.nats_url[0])
-        log_info("settings accepted for later stages",
-                 "nats=%s note=\"NATS scale-out is not part of this build\"", cfg.nats_url);
     install_control(&hub, &cfg, nargs, args);
     int status = hub_run(&hub);
     notify_stopping();

@@ -265,12 +265,66 @@ static void self_metrics(buf_t *b, const hub_self_t *s) {
                 "statvfs() calls abandoned after the timeout (a mount not answering).",
                 s->host_statfs_timeouts);
     }
+    if (s->nats_on) {
+        GAUGE("metricast_nats_connected", "1 while the link to NATS (the other hubs) is up.",
+              s->nats_connected);
+        GAUGE("metricast_nats_peers", "Other hubs heard from within [nats] hub_timeout.",
+              s->nats_peers);
+        family_header(b, "metricast_nats_messages_total", "",
+                      "Messages bridged through NATS: published (out) and applied (in).",
+                      "counter");
+        buf_printf(b, "metricast_nats_messages_total{direction=\"in\"} %llu\n",
+                   (unsigned long long)s->nats_in);
+        buf_printf(b, "metricast_nats_messages_total{direction=\"out\"} %llu\n",
+                   (unsigned long long)s->nats_out);
+        family_header(b, "metricast_nats_failed_total", "",
+                      "Messages not bridged, by reason (undecodable, refused by nats.c, "
+                      "dropped, duplicate or missing events).",
+                      "counter");
+        for (int r = 0; r < CLUSTER_F_COUNT; r++)
+            buf_printf(b, "metricast_nats_failed_total{reason=\"%s\"} %llu\n",
+                       cluster_fail_name(r), (unsigned long long)s->nats_failed[r]);
+        COUNTER("metricast_nats_reconnects_total", "Times the NATS link came back after a loss.",
+                s->nats_reconnects);
+    }
 #undef GAUGE
 #undef COUNTER
 }
 
+/* Clustered, every series the hub reports about itself carries hub="<id>", so that a
+ * Prometheus scraping every hub keeps them apart: appended to each sample line of src. */
+static void add_hub_label(buf_t *b, const buf_t *src, const char *hub) {
+    const char *p = src->data, *end = src->data + src->len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *eol = nl ? nl + 1 : end;
+        if (*p == '#') {
+            buf_append(b, p, (size_t)(eol - p));
+        } else {
+            size_t name = strcspn(p, "{ ");
+            buf_append(b, p, name);
+            if (p[name] == '{') {
+                buf_printf(b, "{hub=\"%s\",", hub);
+                p += name + 1;
+            } else {
+                buf_printf(b, "{hub=\"%s\"}", hub);
+                p += name;
+            }
+            buf_append(b, p, (size_t)(eol - p));
+        }
+        p = eol;
+    }
+}
+
 int prom_render(registry_t *r, const hub_self_t *self, buf_t *b) {
-    self_metrics(b, self);
+    if (self->nats_on && self->hub_id) {
+        buf_t tmp = BUF_INIT;
+        self_metrics(&tmp, self);
+        if (tmp.data) add_hub_label(b, &tmp, self->hub_id);
+        buf_free(&tmp);
+    } else {
+        self_metrics(b, self);
+    }
     uint32_t nf;
     family_t *const *fams = registry_families(r, &nf);
     for (uint32_t i = 0; i < nf; i++) render_family(b, fams[i]);

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #include "agg.h"
+#include "cluster.h"
 #include "host_source.h"
 #include "ingest_stats.h"
 #include "limit.h"
@@ -57,6 +58,12 @@ typedef struct hub_self {
     uint64_t host_read_errors[HOST_F_COUNT];
     uint64_t host_collections, host_samples, host_rejected, host_statfs_timeouts;
     double host_cpu_seconds;
+    /* scale-out (all 0 and nats_on false when standalone) */
+    bool nats_on;
+    const char *hub_id; /* the `hub` label of the hub's own series when clustered */
+    uint64_t nats_in, nats_out, nats_failed[CLUSTER_F_COUNT], nats_reconnects;
+    int nats_connected;
+    uint32_t nats_peers;
 } hub_self_t;
 
 #endif

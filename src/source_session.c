@@ -77,6 +77,7 @@ static int online_on_hub(hub_t *hub, void *arg, hub_call_t *call) {
         return HUB_CALL_DONE;
     }
     j->attempt = sources_online(&hub->sources, j->id, j->session_id, j->attrs, j->now);
+    hub_sources_changed(hub);
     buf_t p = BUF_INIT;
     jsonw_t w;
     jsonw_init(&w, &p);
@@ -126,7 +127,7 @@ static void offline_task(void *arg, int cancelled) {
     /* every session that started ends with its event, even one a newer session of the
      * same source replaced: the source itself stays online then */
     if (!cancelled) {
-        sources_offline(&hub->sources, m->id, m->session_id, m->now);
+        if (sources_offline(&hub->sources, m->id, m->session_id, m->now)) hub_sources_changed(hub);
         buf_t p = BUF_INIT;
         jsonw_t w;
         jsonw_init(&w, &p);

@@ -138,10 +138,11 @@ void sources_seen(sources_t *s, const char *id, double now) {
     if (si && now > si->last_seen) si->last_seen = now;
 }
 
-static void one(jsonw_t *w, const source_info_t *si) {
+static void one_in(jsonw_t *w, const source_info_t *si, const char *hub) {
     char ts[CLK_ISO_LEN];
     jsonw_obj_open(w);
     jsonw_kv_str(w, "id", si->id);
+    if (hub) jsonw_kv_str(w, "hub", hub);
     jsonw_kv_str(w, "status", si->online ? "online" : "offline");
     jsonw_kv_bool(w, "online", si->online);
     clk_iso8601(si->connected_at, ts);
@@ -157,6 +158,12 @@ static void one(jsonw_t *w, const source_info_t *si) {
     jsonw_key(w, "attrs");
     jsonw_raw(w, si->attrs ? si->attrs : "{}", si->attrs ? strlen(si->attrs) : 2);
     jsonw_obj_close(w);
+}
+
+static void one(jsonw_t *w, const source_info_t *si) { one_in(w, si, NULL); }
+
+void sources_entry_json(jsonw_t *w, const source_info_t *si, const char *hub) {
+    one_in(w, si, hub);
 }
 
 void sources_one_json(const source_info_t *si, buf_t *b) {

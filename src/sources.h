@@ -52,6 +52,10 @@ int sources_builtin(sources_t *s, const char *id, const char *attrs, double now)
 void sources_seen(sources_t *s, const char *id, double now);
 /* {"sources":[...],"online":N,"count":N} */
 int sources_json(const sources_t *s, buf_t *b);
+/* One source as an object of an array being written; hub: the hub holding it (a
+ * cluster's listing), NULL to leave the field out. */
+struct jsonw;
+void sources_entry_json(struct jsonw *w, const source_info_t *si, const char *hub);
 /* One source as a JSON object. */
 void sources_one_json(const source_info_t *si, buf_t *b);
 /* Valid id: 1..128 of [A-Za-z0-9_.:-]. */

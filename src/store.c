@@ -245,8 +245,9 @@ static const char *const schema[] = {
     "CREATE TABLE IF NOT EXISTS rollup_3600(t INTEGER NOT NULL, series_id INTEGER NOT NULL, "
     "count INTEGER, sum REAL, min REAL, max REAL, last REAL, PRIMARY KEY(t, series_id)) "
     "WITHOUT ROWID",
+    /* cluster: "origin oseq oprev cursor" for a clustered hub's events (event.h), else NULL */
     "CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY, type TEXT NOT NULL, "
-    "envelope TEXT NOT NULL)",
+    "envelope TEXT NOT NULL, cluster TEXT)",
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value)",
 };
 
@@ -371,6 +372,18 @@ static int migrate_v1(store_t *s) {
     return SQLITE_OK;
 }
 
+static bool has_column(store_t *s, const char *table, const char *col) {
+    char sql[96];
+    snprintf(sql, sizeof sql, "PRAGMA table_info(%s)", table);
+    sqlite3_stmt *st = NULL;
+    bool found = false;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) == SQLITE_OK)
+        while (!found && sqlite3_step(st) == SQLITE_ROW)
+            found = strcmp((const char *)sqlite3_column_text(st, 1), col) == 0;
+    sqlite3_finalize(st);
+    return found;
+}
+
 /* Creates, completes or upgrades the schema; after check_store has accepted the file. */
 static int migrate(store_t *s, int version, char *err) {
     if (exec(s, "BEGIN IMMEDIATE") != SQLITE_OK) goto fail;
@@ -380,6 +393,11 @@ static int migrate(store_t *s, int version, char *err) {
     }
     for (size_t i = 0; i < sizeof schema / sizeof *schema; i++)
         if (exec(s, schema[i]) != SQLITE_OK) goto fail_tx;
+    /* files from before scale-out: the column is nullable, so older binaries still write
+     * their rows (without it) and read the file */
+    if (!has_column(s, "events", "cluster") &&
+        exec(s, "ALTER TABLE events ADD COLUMN cluster TEXT") != SQLITE_OK)
+        goto fail_tx;
     char v[64];
     snprintf(v, sizeof v, "PRAGMA user_version=%d", SCHEMA_VERSION);
     if (exec(s, v) != SQLITE_OK || exec(s, "COMMIT") != SQLITE_OK) goto fail_tx;
@@ -611,8 +629,8 @@ int store_load(store_t *s, eventlog_t *log, registry_t *reg, uint32_t history_se
     sqlite3_finalize(st);
     uint64_t from = max_seq > log->cap ? max_seq - log->cap + 1 : 1;
     log->next_seq = from;
-    if (sqlite3_prepare_v2(s->db, "SELECT seq, envelope FROM events WHERE seq >= ? ORDER BY seq",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(s->db, "SELECT seq, envelope, cluster FROM events WHERE seq >= ? "
+                           "ORDER BY seq", -1, &st, NULL) != SQLITE_OK)
         goto fail;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)from);
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -621,6 +639,8 @@ int store_load(store_t *s, eventlog_t *log, registry_t *reg, uint32_t history_se
         char e_err[EVENT_ERR_LEN];
         event_t *e = event_prepare(env, strlen(env), clk_unix(), "xxxxxx", e_err);
         if (!e) continue; /* a row we cannot read back: skip it rather than refuse to start */
+        const char *cl = (const char *)sqlite3_column_text(st, 2);
+        if (cl) event_cluster_parse(e, cl);
         log->next_seq = seq; /* keeps seq exactly as stored, gaps included */
         if (elog_append(log, e) < 0) {
             event_unref(e);
@@ -817,12 +837,18 @@ static int write_points(store_t *s, job_t *j) {
 
 static int write_event(store_t *s, event_t *e) {
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO events(seq,type,envelope) VALUES(?,?,?)",
-                                -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO events(seq,type,envelope,cluster) "
+                                "VALUES(?,?,?,?)", -1, &st, NULL);
+    char *cl = NULL;
+    if (rc == SQLITE_OK && e->origin[0] && !(cl = event_cluster_format(e))) rc = SQLITE_NOMEM;
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, (sqlite3_int64)e->seq);
         sqlite3_bind_text(st, 2, e->type, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, e->envelope, (int)e->envelope_len, SQLITE_STATIC);
+        if (cl)
+            sqlite3_bind_text(st, 4, cl, -1, free);
+        else
+            sqlite3_bind_null(st, 4);
         rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(s->db);
     }
     sqlite3_finalize(st);

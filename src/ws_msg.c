@@ -61,6 +61,7 @@ struct ws_session {
 typedef struct replay_job {
     conn_t *c; /* NULL once the connection is gone */
     uint64_t since;
+    cursor_t *cursor; /* owned: `since` was a cluster cursor (cursor.h), not a local seq */
     uint64_t oldest, latest;
     bool resync;
     event_t **ev; /* references, seq since+1 (or oldest) .. latest */
@@ -266,11 +267,35 @@ void ws_msg_deliver_event(conn_t *c, event_t *e) {
     deliver_one(c, e);
 }
 
+/* A cluster cursor: every retained event it does not cover, in this hub's order. */
+static int replay_cursor(hub_t *hub, replay_job_t *j) {
+    j->resync = hub_cursor_too_old(hub, j->cursor);
+    if (j->latest < j->oldest) return HUB_CALL_DONE;
+    uint64_t n = 0;
+    for (uint64_t q = j->oldest; q <= j->latest; q++) {
+        event_t *e = elog_get(&hub->events, q);
+        if (e && !hub_event_covered(hub, j->cursor, e)) n++;
+    }
+    if (!n) return HUB_CALL_DONE;
+    j->ev = malloc(n * sizeof *j->ev);
+    if (!j->ev) {
+        j->resync = true;
+        j->oldest = j->latest + 1;
+        return HUB_CALL_DONE;
+    }
+    for (uint64_t q = j->oldest; q <= j->latest; q++) {
+        event_t *e = elog_get(&hub->events, q);
+        if (e && !hub_event_covered(hub, j->cursor, e)) j->ev[j->n++] = event_ref(e);
+    }
+    return HUB_CALL_DONE;
+}
+
 static int replay_on_hub(hub_t *hub, void *arg, hub_call_t *call) {
     (void)call;
     replay_job_t *j = arg;
     j->oldest = elog_oldest(&hub->events);
     j->latest = elog_latest(&hub->events);
+    if (j->cursor) return replay_cursor(hub, j);
     uint64_t from = j->since + 1;
     if (from < j->oldest) {
         j->resync = j->since > 0 || j->oldest > 1;
@@ -315,18 +340,28 @@ static void replay_done(void *arg, int cancelled) {
     }
     for (uint32_t i = 0; i < j->n; i++) event_unref(j->ev[i]);
     free(j->ev);
+    free(j->cursor);
     free(j);
 }
 
-/* Asks the hub for every retained event after `since`; live events wait meanwhile. */
-static int start_replay(conn_t *c, uint64_t since) {
+/* Asks the hub for every retained event after `since` (or not covered by *cursor, which
+ * the job takes over); live events wait meanwhile. */
+static int start_replay_at(conn_t *c, uint64_t since, cursor_t *cursor) {
     struct ws_session *s = c->sess;
-    if (s->replaying) return 0;
+    if (s->replaying) {
+        free(cursor);
+        return 0;
+    }
     replay_job_t *j = calloc(1, sizeof *j);
-    if (!j) return -ENOMEM;
+    if (!j) {
+        free(cursor);
+        return -ENOMEM;
+    }
     j->c = c;
     j->since = since;
+    j->cursor = cursor;
     if (hub_call(c->w->hub, c->w, replay_on_hub, replay_done, j) < 0) {
+        free(j->cursor);
         free(j);
         return -ESHUTDOWN;
     }
@@ -335,6 +370,8 @@ static int start_replay(conn_t *c, uint64_t since) {
     s->event_gap = false;
     return 0;
 }
+
+static int start_replay(conn_t *c, uint64_t since) { return start_replay_at(c, since, NULL); }
 
 void ws_msg_drained(conn_t *c) {
     struct ws_session *s = c->sess;
@@ -539,6 +576,7 @@ static void handle_subscription(conn_t *c, json_t *root, bool subscribe) {
     }
     const char *match = NULL, *source = NULL;
     int64_t since_seq = -1;
+    cursor_t *since_cursor = NULL; /* owned until handed to the replay */
     if (subscribe) {
         json_t *filter = json_object_get(root, "filter");
         if (filter && !json_is_null(filter) && !json_is_object(filter)) {
@@ -551,18 +589,32 @@ static void handle_subscription(conn_t *c, json_t *root, bool subscribe) {
             if (!bad) source = filter_field(c, filter, "source", &bad);
         }
         json_t *since = json_object_get(root, "since");
-        if (since && !json_is_null(since) && (!json_is_integer(since) || json_integer_value(since) < 0)) {
+        if (json_is_string(since)) { /* a cluster cursor, from the frames' "cursor" */
+            since_cursor = malloc(sizeof *since_cursor);
+            if (!since_cursor || cursor_parse(json_string_value(since), json_string_length(since),
+                                              since_cursor) < 0) {
+                free(since_cursor);
+                ws_msg_error(c, "bad_message", "\"since\" must be a seq or a cursor "
+                             "(\"hub:seq,hub:seq\", from an event's \"cursor\")");
+                return;
+            }
+        } else if (since && !json_is_null(since) &&
+                   (!json_is_integer(since) || json_integer_value(since) < 0)) {
             ws_msg_error(c, "bad_message", "\"since\" must be a non-negative integer seq");
             return;
         }
         if (json_is_integer(since)) since_seq = (int64_t)json_integer_value(since);
-        if (bad) return;
+        if (bad) {
+            free(since_cursor);
+            return;
+        }
         if (s->ntopics + adding > (uint32_t)c->w->cfg->ws_max_subscriptions) {
             char detail[96];
             snprintf(detail, sizeof detail, "at most %d topics per connection",
                      c->w->cfg->ws_max_subscriptions);
             worker_limit_hit(c->w, LIMIT_WS_SUBSCRIPTIONS, c->peer);
             ws_msg_error(c, "too_many_subscriptions", detail);
+            free(since_cursor);
             return;
         }
     }
@@ -574,11 +626,13 @@ static void handle_subscription(conn_t *c, json_t *root, bool subscribe) {
                 leave_group(c);
             } else if (join_metrics(c, match, source) < 0) {
                 ws_msg_error(c, "unavailable", "the hub is shutting down");
+                free(since_cursor);
                 return;
             }
         } else if (subscribe) {
             if (add_topic(s, kind, name) < 0) {
                 ws_msg_error(c, "internal", "out of memory while subscribing");
+                free(since_cursor);
                 return;
             }
         } else {
@@ -588,6 +642,12 @@ static void handle_subscription(conn_t *c, json_t *root, bool subscribe) {
     recount(c);
     update_evsub(c);
     /* since: replay every retained event after it (then live), or resync */
+    if (subscribe && since_cursor && has_event_topics(s)) {
+        if (start_replay_at(c, 0, since_cursor) < 0)
+            ws_msg_error(c, "unavailable", "the hub is shutting down");
+        since_cursor = NULL;
+    }
+    free(since_cursor);
     if (subscribe && since_seq >= 0 && has_event_topics(s) && start_replay(c, (uint64_t)since_seq) < 0)
         ws_msg_error(c, "unavailable", "the hub is shutting down");
 }

@@ -19,7 +19,7 @@ static const struct {
     {"statsd", "StatsD over UDP"},
     {"store", "the data directory and the aggregation job"},
     {"stream", "live updates to WebSocket subscribers"},
-    {"nats", "scale-out across hubs (validated; not built in yet)"},
+    {"nats", "scale-out: hubs sharing live traffic through NATS (docs/SCALING.md)"},
     {"log", "logging (logfmt lines on stderr)"},
     {"http", "HTTP/1.1 limits and timeouts"},
     {"ws", "WebSocket limits, keepalive and per-connection backpressure"},
@@ -65,6 +65,8 @@ static const char *type_name(cfg_type_t t) {
     case CFG_T_FILE: return "path or empty";
     case CFG_T_ORIGINS: return "origins";
     case CFG_T_NETS: return "networks";
+    case CFG_T_HUB_ID: return "hub id or empty";
+    case CFG_T_SUBJECT: return "subject prefix";
     }
     return "value";
 }
