@@ -143,6 +143,12 @@ static void send_status(conn_t *c, double fill) {
 static void update_flow(conn_t *c, bool drained) {
     ws_state_t *ws = c->ws;
     if (!ws || ws->close_queued) return;
+    /* the common case, without the two divisions: streaming and under an eighth of both
+     * limits (fill < 0.125 < FLOW_BUFFERING), nothing can change */
+    const config_t *cfg = c->w->cfg;
+    if (ws->flow == WS_STREAMING && (uint64_t)c->qlen * 8 < (uint64_t)cfg->ws_queue_messages &&
+        (uint64_t)c->qbytes * 8 < (uint64_t)cfg->ws_queue_bytes)
+        return;
     double fill = ws_fill_ratio(c);
     ws_flow_t next = ws->flow;
     switch (ws->flow) {
@@ -240,7 +246,9 @@ int ws_enqueue_event(conn_t *c, frame_t *f) {
 
 void ws_on_drain(conn_t *c) {
     if (c->ws && c->ws->flow != WS_STREAMING) update_flow(c, true);
-    if (c->ws && ws_fill_ratio(c) < FLOW_RECOVERED) ws_msg_drained(c);
+    /* an empty queue (the usual state after a write) is below every mark */
+    if (c->ws && ((c->qlen == 0 && c->qbytes == 0) || ws_fill_ratio(c) < FLOW_RECOVERED))
+        ws_msg_drained(c);
 }
 
 int ws_send_frame(conn_t *c, frame_t *f) {
