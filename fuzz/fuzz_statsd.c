@@ -108,13 +108,14 @@ static void check_fast_lines(const char *dg, size_t len) {
         assert(n > 0);
         for (size_t k = 0; k < n; k++) {
             const statsd_sample_t *f = &out[k];
-            assert(f->off == expect && f->off + f->len <= len); /* lines in order, none lost */
-            assert(f->off + f->len == len || dg[f->off + f->len] == '\n');
-            assert(!memchr(dg + f->off, '\n', f->len));
-            expect = f->off + f->len + 1;
+            size_t off = (size_t)(f->name - dg);
+            assert(off == expect && off + f->len <= len); /* lines in order, none lost */
+            assert(off + f->len == len || dg[off + f->len] == '\n');
+            assert(!memchr(dg + off, '\n', f->len));
+            expect = off + f->len + 1;
             if (!f->parsed) continue;
             statsd_line_t l;
-            statsd_reason_t r = statsd_parse_line(dg + f->off, f->len, &l);
+            statsd_reason_t r = statsd_parse_line(dg + off, f->len, &l);
             if (r != STATSD_OK) {
                 assert(f->tags && (r == STATSD_BAD_TAGS || r == STATSD_TOO_LONG));
                 continue;

@@ -67,6 +67,9 @@ typedef struct entry_cold {
 } entry_cold_t;
 
 _Static_assert(offsetof(agg_entry_t, raw) == 24, "the hot part of an entry is 24 bytes");
+_Static_assert(offsetof(agg_entry_t, name_len) == 0 && offsetof(agg_entry_t, id) == 1 &&
+                   offsetof(agg_entry_t, tags_len) == 2,
+               "entry_is reads the identity's header as one word");
 
 static inline uint8_t key_id(metric_kind_t kind, uint8_t enc) {
     return (uint8_t)((unsigned)kind | (unsigned)enc << 3);
@@ -346,15 +349,30 @@ static inline bool bytes_equal(const char *x, const char *y, size_t n) {
     return true;
 }
 
+/* An entry's first 4 bytes (name_len, id, tags_len) as one word, in memory order. */
+static inline uint32_t head_word(uint8_t nl, uint8_t id, uint16_t tl) {
+    struct {
+        uint8_t nl, id;
+        uint16_t tl;
+    } h = {nl, id, tl};
+    uint32_t w;
+    memcpy(&w, &h, sizeof w);
+    return w;
+}
+
+/* nl <= UINT8_MAX and tl <= UINT16_MAX (what an entry can hold): the caller's to check. */
 static inline bool entry_is(const agg_entry_t *e, metric_kind_t kind, uint8_t enc,
                             const char *name, size_t nl, const char *tags, size_t tl) {
-    return (e->id & ID_KEY) == key_id(kind, enc) && e->name_len == nl && e->tags_len == tl &&
+    uint32_t w;
+    memcpy(&w, e, sizeof w); /* the identity part of the header in one compare */
+    return (w & head_word(UINT8_MAX, ID_KEY, UINT16_MAX)) ==
+               head_word((uint8_t)nl, key_id(kind, enc), (uint16_t)tl) &&
            bytes_equal(e->raw, name, nl) && bytes_equal(e->raw + nl, tags, tl);
 }
 
 static agg_entry_t *find(const agg_t *a, uint64_t h, metric_kind_t kind, uint8_t enc,
                          const char *name, size_t nl, const char *tags, size_t tl) {
-    if (!a->cap) return NULL;
+    if (!a->cap || nl > UINT8_MAX || tl > UINT16_MAX) return NULL; /* no entry holds it */
     for (uint32_t j = (uint32_t)h & (a->cap - 1); a->slots[j].e; j = (j + 1) & (a->cap - 1)) {
         if (a->slots[j].hash != h) continue;
         agg_entry_t *e = a->slots[j].e;
@@ -534,20 +552,20 @@ size_t agg_fold_samples(agg_t *a, const statsd_sample_t *s, size_t i, size_t n,
                         uint64_t *refused) {
     if (n - i > AGG_FOLD_MAX) n = i + AGG_FOLD_MAX;
     uint64_t sig[AGG_FOLD_MAX];
+    agg_kc_way_t *bucket[AGG_FOLD_MAX];
     agg_entry_t *ent[AGG_FOLD_MAX];
     uint8_t by_kind[METRIC_KIND_COUNT][AGG_FOLD_MAX];
     uint32_t nk[METRIC_KIND_COUNT] = {0};
     s += i;
+    if (!a->kc) return i;
     size_t m = 0; /* the lines before the first that the fast path did not parse */
-    while (m < n - i && s[m].parsed) m++;
-    if (!a->cap || !a->kc) return i;
-    for (size_t k = 0; k < m; k++) {
-        sig[k] = kc_sig(s[k].name, s[k].name_len, s[k].tags, s[k].tags_len,
-                        key_id(s[k].kind, ENC_SPAN));
-        __builtin_prefetch(kc_bucket(a, sig[k]));
+    for (; m < n - i && s[m].parsed; m++) {
+        sig[m] = kc_sig(s[m].name, s[m].name_len, s[m].tags, s[m].tags_len,
+                        key_id(s[m].kind, ENC_SPAN));
+        __builtin_prefetch(bucket[m] = kc_bucket(a, sig[m]));
     }
     for (size_t k = 0; k < m; k++) {
-        agg_entry_t *e = ent[k] = kc_get(kc_bucket(a, sig[k]), sig[k]);
+        agg_entry_t *e = ent[k] = kc_get(bucket[k], sig[k]);
         if (e) {
             __builtin_prefetch(e);
             if (offsetof(agg_entry_t, raw) + s[k].name_len + s[k].tags_len > 64)

@@ -48,7 +48,7 @@ static void fold_batch(ingest_fold_t *f, uint64_t *refused) {
         size_t j = agg_fold_samples(&f->agg, f->batch, i, n, refused);
         f->fast_lines += j - i;
         if (j == n) break;
-        fold_slow(f, f->base[j] + f->batch[j].off, f->batch[j].len);
+        fold_slow(f, f->batch[j].name, f->batch[j].len);
         i = j + 1;
     }
     f->nbatch = 0;
@@ -72,9 +72,7 @@ void ingest_fold_datagrams(ingest_fold_t *f, const char *const *p, const size_t 
         size_t pos = 0;
         while (pos < len[d]) {
             size_t k = f->nbatch;
-            size_t got = statsd_parse_lines(&f->scan, &pos, f->batch + k, INGEST_FOLD_BATCH - k);
-            for (size_t j = 0; j < got; j++) f->base[k + j] = p[d];
-            f->nbatch += got;
+            f->nbatch += statsd_parse_lines(&f->scan, &pos, f->batch + k, INGEST_FOLD_BATCH - k);
             if (f->nbatch == INGEST_FOLD_BATCH) fold_batch(f, &refused);
         }
     }

@@ -27,7 +27,6 @@ typedef struct ingest_fold {
     uint64_t fast_lines, slow_lines;
     statsd_scan_t scan;
     statsd_sample_t batch[INGEST_FOLD_BATCH]; /* the fast path's lines in hand */
-    const char *base[INGEST_FOLD_BATCH];      /* the datagram each of them is in */
     size_t nbatch;
     statsd_line_t line;                       /* the reference path's parse */
 } ingest_fold_t;

@@ -181,31 +181,38 @@ __attribute__((noinline)) static int parse_double_other(const char *p, size_t n,
 
 /* parse_simple for a number that is followed by a byte which is neither a digit nor '.'
  * (the '|' or '\n' after it in a datagram): the loops stop at that byte, so they need no
- * bounds test. The same contract and result as parse_simple. */
+ * bounds test, and n >= 1. The plain forms — [+-]digit[digits][.digits] — are taken here;
+ * every other text (".5", "1e3", garbage, more than 15 characters that need the digit
+ * count) goes to the general parser, so the result is always parse_simple's or, where
+ * that refuses, parse_double_general's: the bits strtod returns. */
 __attribute__((always_inline)) static inline int parse_simple_delimited(const char *p, size_t n,
                                                                         double *out) {
-    const char *s = p, *end = p + n;
-    bool neg = *s == '-';
-    s += *s == '-' || *s == '+';
-    uint64_t m = 0;
-    unsigned d;
-    const char *d0 = s;
-    while ((d = (unsigned)((unsigned char)*s - '0')) < 10) {
+    const char *s = p;
+    unsigned d = (unsigned)((unsigned char)*s - '0');
+    bool neg = false;
+    if (__builtin_expect(d >= 10, 0)) { /* a sign, or not this form */
+        if (*s != '-' && *s != '+') return parse_double_other(p, n, out);
+        neg = *s == '-';
+        d = (unsigned)((unsigned char)*++s - '0');
+        if (d >= 10) return parse_double_other(p, n, out);
+    }
+    uint64_t m = d;
+    while ((d = (unsigned)((unsigned char)*++s - '0')) < 10)
         m = m * 10 + d;
-        s++;
-    }
-    size_t digits = (size_t)(s - d0), nf = 0;
+    size_t nf = 0, dot = 0;
     if (*s == '.') {
-        const char *f0 = ++s;
-        while ((d = (unsigned)((unsigned char)*s - '0')) < 10) {
+        const char *f0 = s + 1;
+        while ((d = (unsigned)((unsigned char)*++s - '0')) < 10)
             m = m * 10 + d;
-            s++;
-        }
         nf = (size_t)(s - f0);
-        digits += nf;
+        dot = 1;
     }
-    /* digits - 1 wraps for 0 digits; beyond 19 digits m may have wrapped: both refused */
-    if (s != end || digits - 1 >= MANT_MAX_DIGITS || m > MANT_EXACT_MAX) return -1;
+    if (s != p + n) return parse_double_other(p, n, out);
+    /* up to 15 characters are at most 15 digits: m < 10^15 < 2^53, exact, no overflow */
+    if (__builtin_expect(n > 15, 0)) {
+        size_t digits = n - (size_t)(*p == '-' || *p == '+') - dot; /* s is at p + n */
+        if (digits > MANT_MAX_DIGITS || m > MANT_EXACT_MAX) return parse_double_other(p, n, out);
+    }
     double v = (double)m;
     if (nf) v /= pow10_exact[nf];
     *out = neg ? -v : v;
@@ -215,8 +222,8 @@ __attribute__((always_inline)) static inline int parse_simple_delimited(const ch
 /* A value or rate for the fast path; delimited: p[n] may be read (see above). */
 __attribute__((always_inline)) static inline int parse_number_fast(const char *p, size_t n,
                                                                    bool delimited, double *out) {
-    if (n && (delimited ? parse_simple_delimited(p, n, out) : parse_simple(p, n, out)) == 0)
-        return 0;
+    if (delimited) return n ? parse_simple_delimited(p, n, out) : -1;
+    if (parse_simple(p, n, out) == 0) return 0;
     return parse_double_other(p, n, out);
 }
 
@@ -633,25 +640,23 @@ static inline int kind_of(const char *t, size_t n, metric_kind_t *kind) {
     return -1;
 }
 
-/* The value between v and bar (offsets in the line l): a set member, or one number. */
+/* The value between v and bar (offsets in the line l): a set member, or one number. The
+ * line's start (out->name) is already set. */
 __attribute__((always_inline)) static inline bool fast_value(const char *l, size_t v, size_t bar,
                                                              metric_kind_t kind,
                                                              statsd_sample_t *out) {
-    out->name = l;
     out->name_len = (uint32_t)(v - 1);
     out->kind = kind;
-    out->gauge_delta = false;
     out->rate = 1.0;
     out->tags = NULL;
     out->tags_len = 0;
     if (kind == METRIC_SET) {
+        out->gauge_delta = false;
         out->member = l + v;
         out->member_len = (uint32_t)(bar - v);
         out->value = 0;
         return true;
     }
-    out->member = NULL;
-    out->member_len = 0;
     if (parse_number_fast(l + v, bar - v, true, &out->value) < 0) return false; /* then '|' */
     out->gauge_delta = kind == METRIC_GAUGE && (l[v] == '+' || l[v] == '-');
     return true;
@@ -707,8 +712,10 @@ static bool parse_fast_long(const statsd_scan_t *sc, size_t start, size_t end,
     return true;
 }
 
+/* The line at start; out->name is its first byte. */
 static inline bool parse_fast(const statsd_scan_t *sc, size_t start, size_t *endp,
                               statsd_sample_t *out) {
+    const char *l = out->name;
     uint64_t nw = window(sc->nl, start);
     if (!nw) {
         size_t end = next_mark(sc->nl, start, sc->len);
@@ -718,24 +725,23 @@ static inline bool parse_fast(const statsd_scan_t *sc, size_t start, size_t *end
     /* the line is under 64 bytes: every mark it has is in one word each */
     size_t n = (size_t)__builtin_ctzll(nw);
     *endp = start + n;
-    const char *l = sc->base + start;
     /* the cases statsd_parse_line() treats specially (blank, events and service checks,
-     * '\r'), and control characters, which it accepts, but rarely meets, in names */
-    if (n == 0 || (unsigned char)l[0] <= ' ' || l[0] == '_' || l[n - 1] == '\r') return false;
-    uint64_t in = ((uint64_t)1 << n) - 1;
-    uint64_t cw = window(sc->colon, start) & in, bw = window(sc->bar, start) & in;
-    if (!cw || !bw) return false;
-    size_t colon = (size_t)__builtin_ctzll(cw), bar = (size_t)__builtin_ctzll(bw);
-    /* a ':' before the first '|', a name (of fewer than STATSD_MAX_NAME bytes here) */
-    if (colon >= bar || colon == 0) return false;
+     * '\r'), and control characters, which it accepts, but rarely meets, in names; an
+     * empty line is one whose first byte is its '\n' */
+    if ((unsigned char)l[0] <= ' ' || l[0] == '_' || l[n - 1] == '\r') return false;
+    uint64_t bw = window(sc->bar, start) & (((uint64_t)1 << n) - 1);
+    if (!bw) return false;
+    size_t bar = (size_t)__builtin_ctzll(bw);
+    /* the ':'s before the first '|': one, after a name, before a value (a set's member
+     * may hold more) */
+    uint64_t cw = window(sc->colon, start) & (((uint64_t)1 << bar) - 1);
+    if (!cw || (cw & 1)) return false;
+    size_t colon = (size_t)__builtin_ctzll(cw);
     bw &= bw - 1;
     size_t sec = bw ? (size_t)__builtin_ctzll(bw) : n;
     metric_kind_t kind;
     if (kind_of(l + bar + 1, sec - bar - 1, &kind) < 0 || colon + 1 == bar) return false;
-    if (kind != METRIC_SET) {
-        uint64_t more = cw & (cw - 1); /* a second ':' before the '|': several values */
-        if (more && (size_t)__builtin_ctzll(more) < bar) return false;
-    }
+    if ((cw & (cw - 1)) && kind != METRIC_SET) return false; /* several values */
     if (!fast_value(l, colon + 1, bar, kind, out)) return false;
     bool have_rate = false;
     while (bw) {
@@ -752,8 +758,8 @@ size_t statsd_parse_lines(const statsd_scan_t *sc, size_t *pos, statsd_sample_t 
     size_t k = 0, p = *pos;
     for (; k < max && p < sc->len; k++) {
         size_t end;
+        out[k].name = sc->base + p;
         out[k].parsed = parse_fast(sc, p, &end, &out[k]);
-        out[k].off = (uint32_t)p;
         out[k].len = (uint32_t)(end - p);
         p = end + 1;
     }

@@ -109,16 +109,16 @@ typedef struct statsd_scan {
 
 /* One sample of a line in the common shape. Pointers point into the scanned datagram. */
 typedef struct statsd_sample {
-    uint32_t off, len; /* the line: base[off..off + len), without its '\n' */
-    bool parsed;       /* false: the line is not in the common shape; only off, len are set */
-    const char *name;
+    const char *name; /* the line's first byte: the name, when parsed */
+    uint32_t len;     /* the line's length, without its '\n' */
+    bool parsed;      /* false: the line is not in the common shape; only name, len are set */
+    bool gauge_delta;
+    metric_kind_t kind;
     const char *tags; /* the bytes after "|#" (statsd_line_t.tags_raw); NULL: no tags */
     uint32_t name_len, tags_len;
-    metric_kind_t kind;
-    bool gauge_delta;
-    double value;       /* not for sets */
+    double value;       /* not for sets (0 there) */
     double rate;        /* 1.0 when absent */
-    const char *member; /* sets only */
+    const char *member; /* sets only (unset for other kinds) */
     uint32_t member_len;
 } statsd_sample_t;
 
@@ -126,8 +126,8 @@ typedef struct statsd_sample {
 void statsd_scan(statsd_scan_t *sc, const char *p, size_t len);
 /* The lines from offset *pos on, at most max of them, into out[0..k): returns k and moves
  * *pos past them (to len at the end). out[j].parsed tells whether line j has the common
- * shape and parsed; if not, statsd_parse_line() on base[off..off + len) decides what it
- * is (it may be valid, blank or malformed). */
+ * shape and parsed; if not, statsd_parse_line() on name[0..len) decides what it is (it
+ * may be valid, blank or malformed). */
 size_t statsd_parse_lines(const statsd_scan_t *sc, size_t *pos, statsd_sample_t *out, size_t max);
 
 /* The same marks byte by byte: what statsd_scan() computes where it has no SSE2, and what

@@ -652,7 +652,7 @@ static bool check_fast_line(const char *line, size_t n, size_t off, bool more) {
     while (pos < len && !found) {
         got = statsd_parse_lines(&sc, &pos, out, INGEST_BATCH_TEST);
         for (k = 0; k < got; k++) {
-            if (out[k].off == off) {
+            if (out[k].name == dg + off) {
                 found = true;
                 break;
             }
