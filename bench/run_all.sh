@@ -117,12 +117,18 @@ bench_argv() {
             argv=(--seconds 15 --warmup 5)
         fi
         argv+=(-- "$daemon" --listen 127.0.0.1:PORT --statsd off) ;;
+    bench_tls_cost)
+        # plain then TLS: 1,000 subscribers at --tick 1, then sequential full handshakes
+        # (~1 min; --callgrind by hand for instruction counts, see docs/BENCHMARKS.md)
+        argv=(--subs 1000 --duration "$([[ $full -eq 1 ]] && echo 20 || echo 10)"
+              --handshakes "$([[ $full -eq 1 ]] && echo 2000 || echo 500)"
+              -- "$daemon" --data "$2") ;;
     bench_ws_ceiling) argv=() ;; # not run on its own: bench_ws_fanout starts it
     *) return 1 ;;
     esac
 }
 order=(bench_startup bench_ws_idle bench_statsd_ingest bench_statsd_fold bench_exposition)
-order+=(bench_ws_fanout bench_ws_fanout:events)
+order+=(bench_ws_fanout bench_ws_fanout:events bench_tls_cost)
 order+=(bench_store_aggregate bench_alert_eval bench_host_source)
 order+=(bench_client_statsd)
 
