@@ -422,6 +422,11 @@ static int one_request(int port) {
         SSL_set_fd(ssl, fd);
         SSL_set_tlsext_host_name(ssl, "127.0.0.1");
         if (SSL_connect(ssl) != 1) {
+            static int told;
+            if (!told++) {
+                fprintf(stderr, "bench_tls_cost: handshake failed: ");
+                ERR_print_errors_fp(stderr);
+            }
             SSL_free(ssl);
             close(fd);
             return -1;
@@ -440,7 +445,11 @@ static int one_request(int port) {
         got += (size_t)r;
     }
     buf[got] = '\0';
-    ok = ok && strncmp(buf, "HTTP/1.1 200", 12) == 0;
+    if (ok && strncmp(buf, "HTTP/1.1 200", 12) != 0) {
+        static int told;
+        if (!told++) fprintf(stderr, "bench_tls_cost: answer: %.80s\n", buf);
+        ok = 0;
+    }
     if (ssl) {
         SSL_shutdown(ssl);
         SSL_free(ssl);
