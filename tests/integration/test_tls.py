@@ -94,6 +94,60 @@ class TestHTTPS(TLSCase):
             s.close()
         self.assertEqual(prom_get(h.prom(), "metricast_tls_handshakes_total", version="TLSv1.2"), 1)
 
+    def test_pipelined_records_behind_a_deferred_request(self):
+        """Four requests in four TLS records sent in one TCP write: the first (/metrics)
+        is deferred to the hub while the other records wait inside the TLS engine; every
+        answer comes back, in order (the engine is drained when reading resumes)."""
+        h = self.tls_hub()
+        sock = self.plain_socket(h)
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = self.ctx.wrap_bio(inc, out, server_hostname=HOST)
+        deadline = time.monotonic() + t(10)
+        while True:  # the handshake, by hand over the socket
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                sock.sendall(out.read())
+                sock.settimeout(max(deadline - time.monotonic(), 0.01))
+                data = sock.recv(65536)
+                self.assertTrue(data, "closed during the handshake")
+                inc.write(data)
+        sock.sendall(out.read())
+        paths = ["/metrics", "/api/v1/health", "/metrics", "/api/v1/health"]
+        for p in paths:
+            obj.write(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % p).encode())
+        sock.sendall(out.read())  # four records, one write
+        got = b""
+        statuses = []
+        while len(statuses) < len(paths) and time.monotonic() < deadline:
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            data = sock.recv(65536)
+            if not data:
+                break
+            inc.write(data)
+            try:
+                while True:
+                    got += obj.read(65536)
+            except ssl.SSLWantReadError:
+                pass
+            statuses, rest = [], got
+            while True:  # complete answers so far: head + Content-Length body
+                end = rest.find(b"\r\n\r\n")
+                if end < 0:
+                    break
+                head = rest[:end].decode("latin-1")
+                n = int(next(l.split(":", 1)[1] for l in head.split("\r\n")
+                             if l.lower().startswith("content-length:")))
+                if len(rest) < end + 4 + n:
+                    break
+                statuses.append((head.split(" ")[1], rest[end + 4:end + 4 + n]))
+                rest = rest[end + 4 + n:]
+        sock.close()
+        self.assertEqual([st for st, _ in statuses], ["200"] * 4, got[:400])
+        self.assertIn(b"metricast_tls_handshakes_total", statuses[0][1])
+        self.assertIn(b'"status"', statuses[1][1])
+
     def test_close_notify_at_shutdown(self):
         """An idle keep-alive connection gets close_notify when the hub stops, not a bare
         TCP close (which a client could not tell from a truncation attack)."""
