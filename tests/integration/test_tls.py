@@ -221,6 +221,26 @@ class TestWSS(TLSCase):
         self.assertGreaterEqual(prom_get(p, "metricast_tls_handshakes_total", version="TLSv1.3"), 3)
         self.assertEqual(prom_get(p, "metricast_tls_errors_total"), 0)
 
+    def test_shutdown_closes_wss_with_1001(self):
+        h = self.tls_hub(["--tick", "0.2"])
+
+        async def run():
+            async with websockets.connect(h.ws_url, ssl=self.ctx, open_timeout=t(10),
+                                          close_timeout=t(5)) as ws:
+                await ws.send(json.dumps({"type": "subscribe", "topics": ["metrics"]}))
+                await asyncio.wait_for(ws.recv(), t(10))
+                h.send_signal(signal.SIGTERM)
+                try:
+                    for _ in range(100000):
+                        await asyncio.wait_for(ws.recv(), t(10))
+                except websockets.ConnectionClosed as e:
+                    return e.rcvd.code if e.rcvd else None, e.rcvd.reason if e.rcvd else None
+            return None, None
+
+        code, reason = asyncio.run(run())
+        self.assertEqual(code, 1001, reason)
+        self.assertEqual(h.wait_exit(t(10)), 0)
+
     def test_many_subscribers_and_a_slow_reader(self):
         """Backpressure over TLS: a subscriber that stops reading is buffered, told it is
         overloaded and closed with 1008, counted once, while 40 others keep streaming;
