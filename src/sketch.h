@@ -66,4 +66,10 @@ int sketch_merge(sketch_t *dst, const sketch_t *src);
 /* Quantile q in [0, 1]; NAN when empty. min/max are exact at q = 0 and q = 1. */
 double sketch_quantile(const sketch_t *s, double q);
 
+/* The bucket index of a magnitude (SKETCH_MIN_VALUE <= mag, finite) as the sketch computes
+ * it, and its definition ceil(log(mag)/lnγ) through libm's log, which the first reproduces
+ * exactly (for the tests). */
+int32_t sketch__bucket_index(double mag);
+int32_t sketch__bucket_index_libm(double mag);
+
 #endif

@@ -343,9 +343,52 @@ static void test_no_fold_from_stale_window(void **state) {
     sketch_free(&s);
 }
 
+/* The bucket index without log() (sketch__bucket_index) is the definition's
+ * (ceil(log(v)/lnγ), sketch__bucket_index_libm) exactly: at and a few ulps either side of
+ * every bucket edge from SKETCH_MIN_VALUE to DBL_MAX, on random doubles of every exponent
+ * in that range, and on the integers and short decimals that StatsD timers carry. */
+static uint64_t bi_rng = 0x9e3779b97f4a7c15ULL;
+static void check_index(double v) {
+    if (!(v >= SKETCH_MIN_VALUE) || !isfinite(v)) return;
+    int32_t a = sketch__bucket_index(v), b = sketch__bucket_index_libm(v);
+    if (a != b) fail_msg("bucket index of %a (%.17g): %d, the definition says %d", v, v, a, b);
+}
+
+static void test_bucket_index(void **state) {
+    (void)state;
+    const double ln_gamma = log((1 + SKETCH_ALPHA) / (1 - SKETCH_ALPHA));
+    for (int i = -1040; i <= 35500; i++) {
+        double edge = exp(i * ln_gamma);
+        double lo = edge, hi = edge;
+        check_index(edge);
+        for (int k = 0; k < 4; k++) {
+            lo = nextafter(lo, 0);
+            hi = nextafter(hi, INFINITY);
+            check_index(lo);
+            check_index(hi);
+        }
+    }
+    for (int i = 0; i < 1000000; i++) {
+        bi_rng ^= bi_rng >> 12;
+        bi_rng ^= bi_rng << 25;
+        bi_rng ^= bi_rng >> 27;
+        uint64_t u = (bi_rng * 0x2545F4914F6CDD1DULL) & ~((uint64_t)1 << 63), e = u >> 52;
+        if (e < 993 || e > 2046) u = (u & (((uint64_t)1 << 52) - 1)) | (993 + e % 1054) << 52;
+        double v;
+        memcpy(&v, &u, sizeof v);
+        check_index(v);
+    }
+    for (int i = 1; i <= 300000; i++) {
+        check_index(i);
+        check_index(i / 100.0);
+        check_index(i / 1000.0);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_constants),
+        cmocka_unit_test(test_bucket_index),
         cmocka_unit_test(test_relative_error),
         cmocka_unit_test(test_merge_is_union),
         cmocka_unit_test(test_weights),
