@@ -8,6 +8,7 @@ with error_type "locked" / health 503, live data goes on, health comes back), a 
 that is not a healthy store (exit 2, untouched; --reset-store moves it aside), and a
 full disk (a 1 MiB tmpfs when this runs as root and may mount, else RLIMIT_FSIZE)."""
 
+import calendar
 import contextlib
 import ctypes
 import glob
@@ -180,9 +181,15 @@ def raw_points(path, name, since=0):
     return out
 
 
+def _iso_to_unix(s):
+    """'2026-12-02T06:34:29.590Z' -> Unix seconds."""
+    return calendar.timegm(time.strptime(s[:19], "%Y-%m-%dT%H:%M:%S")) + float("0" + s[19:-1])
+
+
 class Ticker(threading.Thread):
-    """A WebSocket subscriber to `metrics` that records the arrival time of every
-    metrics:update."""
+    """A WebSocket subscriber to `metrics` that records every metrics:update's own
+    timestamp (the hub's push time), so a reader thread starved by a busy machine still
+    counts the seconds the hub pushed in, once it has caught up."""
 
     def __init__(self, hub):
         super().__init__(daemon=True)
@@ -199,7 +206,7 @@ class Ticker(threading.Thread):
                 except socket.timeout:
                     continue
                 if m.get("type") == "metrics:update":
-                    self.times.append(time.time())
+                    self.times.append(_iso_to_unix(m["timestamp"]))
         except Exception as e:  # noqa: BLE001 - reported by the test
             if not self.stop_flag.is_set():
                 self.error = e
@@ -209,8 +216,13 @@ class Ticker(threading.Thread):
         self.join(timeout=5)
         self.ws.close()
 
-    def count_between(self, a, b):
-        return sum(1 for x in self.times if a <= x <= b)
+    def count_between(self, a, b, catch_up=15.0):
+        """Updates the hub pushed in [a, b]; first waits (bounded) until one pushed after
+        b has been read, i.e. the reader has caught up with the window."""
+        deadline = time.time() + catch_up
+        while time.time() < deadline and not (self.times and self.times[-1] > b):
+            time.sleep(0.05)
+        return sum(1 for x in list(self.times) if a <= x <= b)
 
 
 class Feeder(threading.Thread):
