@@ -597,6 +597,7 @@ void hub_self_snapshot(hub_t *hub, hub_self_t *o) {
     o->version = MC_VERSION;
     o->uptime_s = (double)(now - hub->started_ns) / 1e9;
     o->tls_on = hub->tls != NULL;
+    if (hub->tls) o->tls_cert_not_after = tls_server_not_after(hub->tls);
     for (int i = 0; i < INGEST_TRANSPORT_COUNT; i++) {
         o->lines[i] = atomic_load(&hub->istats.lines[i]);
         o->lines_total += o->lines[i];

@@ -221,6 +221,9 @@ static void self_metrics(buf_t *b, const hub_self_t *s) {
         COUNTER("metricast_tls_errors_total",
                 "TLS errors after the handshake (bad records, unexpected messages): closed.",
                 s->tls_errors);
+        GAUGE("metricast_tls_certificate_expiry_timestamp_seconds",
+              "When the certificate in force expires (Unix time; alert on it minus time()).",
+              s->tls_cert_not_after);
     }
 
     family_header(b, "metricast_loop_lag_seconds", "",

@@ -53,6 +53,7 @@ typedef struct hub_self {
     uint64_t tls_handshakes[2]; /* TLS 1.2, TLS 1.3 */
     uint64_t tls_failures[8];   /* by tls_fail_t */
     uint64_t tls_errors;
+    double tls_cert_not_after; /* Unix seconds */
     /* the host source (all 0 and host_on false with --host-metrics off) */
     bool host_on;
     uint64_t host_read_errors[HOST_F_COUNT];

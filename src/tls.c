@@ -173,6 +173,20 @@ void tls_server_describe(tls_server_t *s, char *out, size_t len) {
     snprintf(out, len, "subject=\"%s\" not_after=%s", subject, until);
 }
 
+double tls_server_not_after(tls_server_t *s) {
+    uv_mutex_lock(&s->mu);
+    X509 *x = SSL_CTX_get0_certificate(s->ctx);
+    double v = 0;
+    int days = 0, secs = 0;
+    /* the difference from the epoch, as OpenSSL computes it: no time zone involved */
+    ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
+    if (x && epoch && ASN1_TIME_diff(&days, &secs, epoch, X509_get0_notAfter(x)) == 1)
+        v = (double)days * 86400.0 + (double)secs;
+    ASN1_TIME_free(epoch);
+    uv_mutex_unlock(&s->mu);
+    return v;
+}
+
 void tls_server_free(tls_server_t *s) {
     if (!s) return;
     SSL_CTX_free(s->ctx);

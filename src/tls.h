@@ -48,6 +48,8 @@ int tls_server_reload(tls_server_t *s, const char *cert, const char *key,
                       char err[TLS_ERR_LEN]);
 /* "CN=example, expires 2027-01-01" of the certificate in force, for the log. */
 void tls_server_describe(tls_server_t *s, char *out, size_t len);
+/* The certificate in force: when it expires, in Unix seconds (0 if unknown). Any thread. */
+double tls_server_not_after(tls_server_t *s);
 void tls_server_free(tls_server_t *s); /* NULL allowed; after every tls_conn_t is freed */
 
 /* A server-side session in the accept state (owned by the caller; s must outlive it).

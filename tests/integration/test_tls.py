@@ -72,6 +72,9 @@ class TestHTTPS(TLSCase):
             self.assertEqual(prom_get(p, "metricast_tls_handshake_failures_total", reason=reason),
                              0, reason)
         self.assertIn('scheme=https', h.log())
+        # the certificate's expiry for alerting: made with -days 2
+        expiry = prom_get(p, "metricast_tls_certificate_expiry_timestamp_seconds")
+        self.assertLess(abs(expiry - (time.time() + 2 * 86400)), 3600, expiry)
 
     def test_tls12_and_alpn(self):
         h = self.tls_hub()
@@ -508,7 +511,8 @@ class TestConfig(TLSCase):
         old = RawWS(h.port, ssl_context=self.ctx)
         old_cert = old.sock.getpeercert()
         # renew: new key and certificate under the same names (as certbot does)
-        new_cert, new_key = make_self_signed(self.dir, cn="renewed.example", name="renewed")
+        new_cert, new_key = make_self_signed(self.dir, cn="renewed.example", name="renewed",
+                                             days=30)
         os.replace(new_cert, self.cert)
         os.replace(new_key, self.key)
         h.send_signal(signal.SIGHUP)
@@ -519,6 +523,9 @@ class TestConfig(TLSCase):
         subject = dict(x[0] for x in s.getpeercert()["subject"])
         s.close()
         self.assertEqual(subject["commonName"], "renewed.example")
+        h.ssl_context = ctx  # trusts the renewed certificate
+        expiry = prom_get(h.prom(), "metricast_tls_certificate_expiry_timestamp_seconds")
+        self.assertLess(abs(expiry - (time.time() + 30 * 86400)), 3600, expiry)
         Msgs(old).ping_pong()
         self.assertNotEqual(old_cert, None)
         old.sock.close()

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -237,6 +238,8 @@ static void test_files_and_reload(void **state) {
     char desc[300];
     tls_server_describe(s, desc, sizeof desc);
     assert_non_null(strstr(desc, "CN=a.test"));
+    double left = tls_server_not_after(s) - (double)time(NULL); /* made for 86400 s */
+    assert_true(left > 86400 - 120 && left < 86400 + 120);
     tls_conn_t *old = tls_conn_new(s); /* made before the reload: keeps its context */
     assert_int_equal(tls_server_reload(s, cert2, key, err), -EINVAL); /* mismatch: kept */
     tls_server_describe(s, desc, sizeof desc);
