@@ -17,9 +17,6 @@
 #include "jsonw.h"
 #include "log.h"
 
-/* Received messages waiting for the hub thread; beyond, new ones are dropped and
- * counted (a hub that cannot keep up must not grow without bound). */
-#define MAX_BACKLOG 100000
 /* How often the link looks around: heartbeat, peers' timeouts, the first connection. */
 #define TICK_MS 1000
 #define MAX_PEERS 64
@@ -31,7 +28,7 @@
 const char *cluster_fail_name(int r) {
     static const char *const names[CLUSTER_F_COUNT] = {
         "too_large", "bad_json",      "bad_version", "bad_field", "no_memory", "publish",
-        "not_connected", "slow_consumer", "backlog", "duplicate", "gap"};
+        "not_connected", "slow_consumer", "duplicate", "gap"};
     return r >= 0 && r < CLUSTER_F_COUNT ? names[r] : "unknown";
 }
 
@@ -62,6 +59,8 @@ struct cluster {
     natsConnection *nc;
     natsSubscription *sub;
     uv_timer_t timer;
+    uv_check_t check; /* drains the subscription (on_check) */
+    uv_idle_t idle;   /* while more messages wait than one pass takes */
     bool timer_on;
     /* the TCP probe before the first connection */
     uv_getaddrinfo_t gai;
@@ -69,7 +68,6 @@ struct cluster {
     uv_tcp_t probe;
     bool probing;
     _Atomic bool stopping; /* read by nats.c's threads */
-    _Atomic int backlog;
     cluster_stats_t st;
     uv_mutex_t mu; /* status, for health on the workers */
     char status[200];
@@ -317,71 +315,63 @@ static bool for_us(const cluster_t *c, const char *subj) {
     return true;
 }
 
-typedef struct rx {
-    cluster_t *c;
-    natsMsg *msg;
-} rx_t;
-
-static void rx_task(void *arg, int cancelled) {
-    rx_t *r = arg;
-    cluster_t *c = r->c;
-    atomic_fetch_sub(&c->backlog, 1);
-    if (!cancelled && !c->stopping) {
-        bridge_msg_t m;
-        char err[256];
-        bridge_err_t e = bridge_decode(natsMsg_GetData(r->msg), (size_t)natsMsg_GetDataLength(r->msg),
-                                       clk_unix(), &m, err, sizeof err);
-        if (e != BRIDGE_OK) {
-            char d[400];
-            snprintf(d, sizeof d, "subject=%.60s %s", natsMsg_GetSubject(r->msg), err);
-            count_fail(c, (int)e - 1, d); /* bridge_err_t order, after BRIDGE_OK */
-        } else if (strcmp(m.hub, c->id) == 0 || !for_us(c, natsMsg_GetSubject(r->msg))) {
-            /* our own (another hub with the same id would be a configuration error), or
-             * a replay between two other hubs */
-        } else {
-            heard(c, m.hub);
-            switch (m.kind) {
-            case BRIDGE_EVENT: apply_event(c, &m); break;
-            case BRIDGE_SAMPLES: {
-                registry_result_t res;
-                hub_apply_remote_batch(c->hub, m.batch, &res);
-                atomic_fetch_add_explicit(&c->st.in, 1, memory_order_relaxed);
-                break;
-            }
-            case BRIDGE_SOURCES: apply_sources(c, &m); break;
-            case BRIDGE_REPLAY:
-                if (strcmp(m.to, c->id) == 0) answer_replay(c, &m);
-                break;
-            }
-            bridge_msg_free(&m);
-        }
+/* One received message, on the hub thread. */
+static void handle_msg(cluster_t *c, natsMsg *msg) {
+    bridge_msg_t m;
+    char err[256];
+    bridge_err_t e = bridge_decode(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg),
+                                   clk_unix(), &m, err, sizeof err);
+    if (e != BRIDGE_OK) {
+        char d[400];
+        snprintf(d, sizeof d, "subject=%.60s %s", natsMsg_GetSubject(msg), err);
+        count_fail(c, (int)e - 1, d); /* bridge_err_t order, after BRIDGE_OK */
+        return;
     }
-    natsMsg_Destroy(r->msg);
-    free(r);
+    if (strcmp(m.hub, c->id) == 0 || !for_us(c, natsMsg_GetSubject(msg))) {
+        /* our own (another hub with the same id would be a configuration error), or a
+         * replay between two other hubs */
+        bridge_msg_free(&m);
+        return;
+    }
+    heard(c, m.hub);
+    switch (m.kind) {
+    case BRIDGE_EVENT: apply_event(c, &m); break;
+    case BRIDGE_SAMPLES: {
+        registry_result_t res;
+        hub_apply_remote_batch(c->hub, m.batch, &res);
+        atomic_fetch_add_explicit(&c->st.in, 1, memory_order_relaxed);
+        break;
+    }
+    case BRIDGE_SOURCES: apply_sources(c, &m); break;
+    case BRIDGE_REPLAY:
+        if (strcmp(m.to, c->id) == 0) answer_replay(c, &m);
+        break;
+    }
+    bridge_msg_free(&m);
 }
 
-/* nats.c's delivery thread: hand the message to the hub thread as it is */
-static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure) {
-    (void)nc, (void)sub;
-    cluster_t *c = closure;
-    if (atomic_load(&c->backlog) >= MAX_BACKLOG) {
-        count_fail(c, CLUSTER_F_BACKLOG, natsMsg_GetSubject(msg));
+/* The subscription is synchronous and drained here, in the hub loop's check phase: the
+ * libuv adapter reads the socket in the same loop iteration's poll phase, so a message is
+ * applied without a hop through nats.c's delivery thread and the inbox (each a wake-up:
+ * on a busy machine, milliseconds). At most DRAIN_MAX a pass; while more wait, an idle
+ * handle keeps the loop from sleeping in poll. */
+#define DRAIN_MAX 1024
+static void idle_nop(uv_idle_t *h) { (void)h; }
+
+static void on_check(uv_check_t *h) {
+    cluster_t *c = h->data;
+    if (!c->sub || c->stopping) return;
+    int n = 0;
+    natsMsg *msg = NULL;
+    while (n < DRAIN_MAX && natsSubscription_NextMsg(&msg, c->sub, 0) == NATS_OK) {
+        handle_msg(c, msg);
         natsMsg_Destroy(msg);
-        return;
+        n++;
     }
-    rx_t *r = malloc(sizeof *r);
-    if (!r) {
-        count_fail(c, CLUSTER_F_NO_MEMORY, "receive");
-        natsMsg_Destroy(msg);
-        return;
-    }
-    *r = (rx_t){c, msg};
-    atomic_fetch_add(&c->backlog, 1);
-    if (inbox_post(&c->hub->inbox, rx_task, r) < 0) { /* the hub is closing */
-        atomic_fetch_sub(&c->backlog, 1);
-        natsMsg_Destroy(msg);
-        free(r);
-    }
+    if (n == DRAIN_MAX && !uv_is_active((uv_handle_t *)&c->idle))
+        uv_idle_start(&c->idle, idle_nop);
+    else if (n < DRAIN_MAX && uv_is_active((uv_handle_t *)&c->idle))
+        uv_idle_stop(&c->idle);
 }
 
 /* ---- connection callbacks (nats.c's threads) ------------------------------------------ */
@@ -430,7 +420,7 @@ static void connect_now(cluster_t *c) {
                    natsStatus_GetText(s));
         return;
     }
-    s = natsConnection_Subscribe(&c->sub, c->nc, c->subj_all, on_msg, c);
+    s = natsConnection_SubscribeSync(&c->sub, c->nc, c->subj_all);
     if (s == NATS_OK) s = natsSubscription_SetPendingLimits(c->sub, 1000000, 256 * 1024 * 1024);
     if (s != NATS_OK) {
         log_error("nats subscribe failed", "subject=%s error=\"%s\"", c->subj_all,
@@ -680,6 +670,9 @@ int cluster_open(cluster_t **out, hub_t *hub, const config_t *cfg, const char *h
         goto fail;
     }
     c->timer.data = c;
+    uv_check_init(&hub->loop, &c->check); /* these two cannot fail (libuv: always 0) */
+    uv_idle_init(&hub->loop, &c->idle);
+    c->check.data = c->idle.data = c;
     c->timer_on = true;
     *out = c;
     return 0;
@@ -694,13 +687,18 @@ void cluster_start(cluster_t *c) {
     natsLibuv_Init();
     natsLibuv_SetThreadLocalLoop(&c->hub->loop);
     uv_timer_start(&c->timer, on_tick, TICK_MS, TICK_MS);
+    uv_check_start(&c->check, on_check);
     try_connect(c);
 }
 
 void cluster_stop(cluster_t *c) {
     if (c->stopping) return;
     c->stopping = true;
-    if (c->timer_on) uv_close((uv_handle_t *)&c->timer, NULL);
+    if (c->timer_on) {
+        uv_close((uv_handle_t *)&c->timer, NULL);
+        uv_close((uv_handle_t *)&c->check, NULL);
+        uv_close((uv_handle_t *)&c->idle, NULL);
+    }
     c->timer_on = false;
     if (c->nc) {
         /* Close writes out what is buffered; a Flush would wait for a PONG that only this

@@ -3,10 +3,11 @@
  * One nats.c connection, driven by the hub thread's libuv loop through nats.c's libuv
  * adapter: the hub thread owns the registry, the event log and the sources, which is
  * everything the bridge reads and writes, so no other thread is involved in bridging.
- * nats.c still runs a few threads of its own: message delivery (one, for the one
- * subscription) and connection callbacks. They only count into atomics and post the
- * messages they receive to the hub's inbox, where they are decoded and applied in
- * arrival order.
+ * The loop reads the socket (the adapter's poll handle) and drains the one synchronous
+ * subscription in its check phase, so received messages are decoded and applied on the
+ * hub thread in arrival order, without a thread hop. nats.c still runs threads of its
+ * own for connection callbacks and reconnecting; they only touch atomics and the status
+ * (under a mutex).
  *
  * What goes out (docs/PROTOCOL.md, "Scale-out" has the subjects; bridge.h the bodies):
  *   - every event published on this hub, once it is on disk (remote events are never
@@ -49,7 +50,6 @@ enum {
     CLUSTER_F_PUBLISH,       /* nats.c refused to publish (reconnect buffer full, closed) */
     CLUSTER_F_NOT_CONNECTED, /* NATS never reached yet: nothing to buffer into */
     CLUSTER_F_SLOW_CONSUMER, /* nats.c dropped messages this hub did not take fast enough */
-    CLUSTER_F_BACKLOG,       /* too many received messages waiting for the hub thread */
     CLUSTER_F_DUPLICATE,     /* an event already in the log (same origin and oseq) */
     CLUSTER_F_GAP,           /* events of an origin that never arrived (oseq skipped) */
     CLUSTER_F_COUNT

@@ -196,6 +196,18 @@ int hub_publish(hub_t *hub, event_t *e, hub_publish_cb cb, void *arg) {
         return -ENOMEM;
     }
     if (!hub->store) { /* no store (tests of the registry alone): visible at once */
+        free(p);
+        release_event(hub, e, 0, cb, arg);
+        return 0;
+    }
+    if (strcmp(e->origin, hub->hub_id) != 0 && e->origin[0] && !hub->pend_head) {
+        /* Another hub's event is on its origin's disk already: this hub's copy only serves
+         * its own replays and restarts, and a restart before the write asks the origin for
+         * it again (the stored cursor is behind it). So it is released at once — unless
+         * events of this hub wait ahead of it, whose seq order it must keep. Saves a
+         * store round trip on every cross-hub delivery. */
+        free(p);
+        store_put_event(hub->store, event_ref(e));
         release_event(hub, e, 0, cb, arg);
         return 0;
     }

@@ -235,8 +235,8 @@ class TestSamples(ClusterTestCase):
         ws = RawWS(b.port, "/ws")
         ws.send_json({"type": "subscribe", "topics": ["metrics"], "filter": {"match": "bridged_*"}})
         st, _h, body = a.request("POST", "/api/v1/ingest",
-                                 "bridged_gauge:42|g|#source:robot_9\nbridged_count:3|c\n"
-                                 "bridged_time:10|ms\nbridged_time:20|ms\nbridged_set:x|s",
+                                 "bridged_level:42|g|#source:robot_9\nbridged_jobs:3|c\n"
+                                 "bridged_latency:10|ms\nbridged_latency:20|ms\nbridged_users:x|s",
                                  {"Content-Type": "text/plain"})
         self.assertEqual(st, 202, body)
 
@@ -244,20 +244,20 @@ class TestSamples(ClusterTestCase):
             series = json.loads(b.get("/api/v1/metrics?match=bridged_*")[2])["series"]
             return {s["name"]: s for s in series} if len(series) == 4 else None
         got = wait_for(on_b, timeout=10, desc="the samples on B")
-        self.assertEqual(got["bridged_gauge"]["value"], 42)
-        self.assertEqual(got["bridged_gauge"]["labels"], {"source": "robot_9"})
-        self.assertEqual(got["bridged_count"]["value"], 3)
+        self.assertEqual(got["bridged_level"]["value"], 42)
+        self.assertEqual(got["bridged_level"]["labels"], {"source": "robot_9"})
+        self.assertEqual(got["bridged_jobs"]["value"], 3)
         # the timer's interval closes at the next second on B
         wait_for(lambda: {s["name"]: s for s in json.loads(
-            b.get("/api/v1/metrics?match=bridged_time")[2])["series"]}
-            .get("bridged_time", {}).get("count") == 2, timeout=5, desc="timer on B")
+            b.get("/api/v1/metrics?match=bridged_latency")[2])["series"]}
+            .get("bridged_latency", {}).get("count") == 2, timeout=5, desc="timer on B")
         # and the live stream of B carries it
         deadline = time.monotonic() + t(10)
         seen = False
         while not seen and time.monotonic() < deadline:
             m = ws.recv_json(timeout=t(5))
             if m.get("type") == "metrics:update":
-                seen = any(s["name"] == "bridged_gauge" and s["value"] == 42
+                seen = any(s["name"] == "bridged_level" and s["value"] == 42
                            for s in m["data"]["series"])
         self.assertTrue(seen, "metrics:update on B with the sample from A")
         ws.close()
@@ -265,7 +265,12 @@ class TestSamples(ClusterTestCase):
         p = b.prom()
         self.assertEqual(prom_get(p, "metricast_ingest_lines_total", hub="B", transport="http"), 0)
         self.assertGreater(self.nats_gauge(b, "metricast_nats_messages_total", direction="in"), 0)
-        self.assertEqual(prom_get(p, "bridged_count_total"), 3)
+        self.assertEqual(prom_get(p, "bridged_jobs_total"), 3)
+        # the clustered exposition (hub labels, nats families) passes promtool's lint
+        st, _h, body = b.get("/metrics")
+        res = subprocess.run([shutil.which("promtool") or "/usr/bin/promtool", "check", "metrics"],
+                             input=body, capture_output=True, timeout=t(30))
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
 
 
 class TestSources(ClusterTestCase):
