@@ -24,6 +24,12 @@
  * subscriber except for a skip announced by resync: any other skip is a silent gap.
  * The ceiling runs with --events (it rebroadcasts the publisher's frames).
  *
+ * --peer (events scenarios, with --nats URL among the daemon flags and a nats-server
+ * running there): a second hub is started with the same flags; subscribers alternate
+ * between the two (odd ids on the second), the publishers stay on the first. The report
+ * then gives the latency of subscribers on the publisher's hub (local) and on the other
+ * (remote: through NATS) apart, and their difference is the cross-hub delivery cost.
+ *
  * One run = start the target (metricastd --listen 127.0.0.1:0 --statsd 127.0.0.1:0 --tick S
  * --data TMP, or bench_ws_ceiling with the same flags), open 16 warm-up subscribers and
  * close them, read VmRSS, open N WebSockets from this one process (non-blocking,
@@ -149,6 +155,8 @@ static _Thread_local reader_t *R; /* the calling thread's reader */
 
 static fconn_t *g_conns;
 static int g_port;
+static int g_port2; /* --peer: the second hub (0: none) */
+static bool g_peer;
 static uint32_t *g_hist_tick, *g_hist_ing, *g_hist_arr; /* merged from the readers */
 static uint64_t g_arr_n;
 static stats_t g_st;                         /* merged from the readers */
@@ -319,8 +327,13 @@ static void on_event(fconn_t *c, const char *m, size_t n, int64_t now) {
         R->st.w_ticks++;
         R->st.w_bytes += n;
         c->w_msgs++;
-        hist_add(R->hist_tick, now - si->ts_us);
-        R->st.lat_n++;
+        if (g_port2 && (c->id & 1)) { /* --peer: through NATS (hist_ing: unused by events) */
+            hist_add(R->hist_ing, now - si->ts_us);
+            R->st.ing_n++;
+        } else {
+            hist_add(R->hist_tick, now - si->ts_us);
+            R->st.lat_n++;
+        }
         if (R->arr_us > 0) {
             hist_add(R->hist_arr, R->arr_us - si->ts_us);
             R->arr_n++;
@@ -399,7 +412,8 @@ static void start_connect(fconn_t *c) {
         conn_close(c, false);
         return;
     }
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_port)};
+    int port = g_port2 && (c->id & 1) ? g_port2 : g_port;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(c->fd, (struct sockaddr *)&a, sizeof a) != 0 && errno != EINPROGRESS) {
         snprintf(R->first_error, sizeof R->first_error, "connect: %s", strerror(errno));
@@ -431,7 +445,7 @@ static void on_connected(fconn_t *c) {
                      "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                      "Sec-WebSocket-Key: %s\r\n\r\n",
-                     g_port, key);
+                     g_port2 && (c->id & 1) ? g_port2 : g_port, key);
     if (send_all(c->fd, req, (size_t)n) < 0) {
         snprintf(R->first_error, sizeof R->first_error, "send handshake: %s", strerror(errno));
         conn_close(c, false);
@@ -1200,6 +1214,10 @@ typedef struct result {
     double ack_p50, ack_p99, ack_max, cpu_us_per_event, cpu_s;
     double rx_per_s; /* every event received during the window, whatever its t */
     cyc_res_t cyc;
+    /* --peer: the subscribers on the second hub (through NATS), and its CPU */
+    bool peer;
+    uint64_t rem_n;
+    double rem_p50, rem_p99, rem_max, cpu2_pct;
 } result_t;
 
 static const char *g_daemon, *g_ceiling;
@@ -1263,7 +1281,38 @@ static int run_one(const scenario_t *sc, bool ceiling, double tick, result_t *r)
     }
     pid_t pid = run.pid;
     g_port = run.port;
+    g_port2 = 0;
     g_statsd_port = 0;
+    /* --peer: the second hub, same flags (its own data directory and port) */
+    daemon_cmd_t cmd2;
+    daemon_run_t run2 = {.pidfd = -1};
+    bool peer_on = false;
+    if (g_peer && !ceiling && sc->kind == K_EVENTS) {
+        if (daemon_cmd_init(&cmd2, ac, argv, err, sizeof err) < 0 || daemon_start(&cmd2, &run2) < 0 ||
+            daemon_wait_healthy(&cmd2, &run2, 10000, &ready) != 0) {
+            fprintf(stderr, "bench_ws_fanout: the peer hub did not start\n");
+            daemon_kill(&run2);
+            daemon_kill(&run);
+            daemon_cmd_free(&cmd);
+            return -1;
+        }
+        peer_on = true;
+        g_port2 = run2.port;
+        r->peer = true;
+        /* linked: the second hub's health names the nats check once it is connected */
+        for (double dl = now_ms() + 10000; now_ms() < dl; sleep_us(50000)) {
+            int st = 0;
+            char *b = NULL;
+            size_t bl = 0;
+            bool linked = false;
+            if (http_get(g_port2, "/metrics", 2000, &st, &b, &bl) == 0) {
+                double v = 0;
+                linked = st == 200 && prom_find(b, "metricast_nats_peers", &v) == 0 && v >= 1;
+                free(b);
+            }
+            if (linked) break;
+        }
+    }
     if (!ceiling) {
         for (double dl = now_ms() + 2000; !g_statsd_port && now_ms() < dl; sleep_us(1000))
             g_statsd_port = daemon_log_port(&cmd, "statsd listening");
@@ -1321,8 +1370,10 @@ static int run_one(const scenario_t *sc, bool ceiling, double tick, result_t *r)
         g_win_end_us = g_win_start_us + (int64_t)(sc->duration * 1e6);
         atomic_store(&g_pwin_end, g_win_end_us);
         atomic_store(&g_pwin_start, g_win_start_us);
+        double cpu2_0 = peer_on ? proc_cpu_s(run2.pid) : 0;
         readers_run(m0 + sc->duration * 1000, NULL);
         double cpu1 = proc_cpu_s(pid), self1 = self_cpu_s(), m1 = now_ms();
+        if (peer_on) r->cpu2_pct = (proc_cpu_s(run2.pid) - cpu2_0) / ((m1 - m0) / 1000) * 100;
         readers_merge(false);
         r->rx_per_s = (double)g_st.msgs / ((m1 - m0) / 1000);
         r->cpu_s = cpu1 - cpu0;
@@ -1355,6 +1406,12 @@ static int run_one(const scenario_t *sc, bool ceiling, double tick, result_t *r)
         r->max = hist_pct(g_hist_tick, g_st.lat_n, 100);
         r->arr_p50 = hist_pct(g_hist_arr, g_arr_n, 50);
         r->arr_p99 = hist_pct(g_hist_arr, g_arr_n, 99);
+        if (peer_on) {
+            r->rem_n = g_st.ing_n;
+            r->rem_p50 = hist_pct(g_hist_ing, g_st.ing_n, 50);
+            r->rem_p99 = hist_pct(g_hist_ing, g_st.ing_n, 99);
+            r->rem_max = hist_pct(g_hist_ing, g_st.ing_n, 100);
+        }
         r->msg_bytes = g_st.last_tick_len;
         r->resyncs = g_st.ev_resyncs;
         r->resync_skipped = g_st.ev_resync_skipped;
@@ -1431,6 +1488,17 @@ static int run_one(const scenario_t *sc, bool ceiling, double tick, result_t *r)
 stop:
     if (pub_on) pub_stop();
     if (sc->kind != K_SOURCES) close_conns(0, (uint32_t)sc->subs + WARMUP_SUBS);
+    if (peer_on) {
+        double stop_ms = 0;
+        int wst = 0;
+        if (daemon_stop(&run2, 10000, &stop_ms, &wst) != 0) {
+            fprintf(stderr, "bench_ws_fanout: the peer hub's shutdown failed\n");
+            daemon_log_tail(&cmd2, 10);
+            rc = -1;
+        }
+        daemon_cmd_free(&cmd2);
+        g_port2 = 0;
+    }
     {
         double stop_ms = 0;
         int wst = 0;
@@ -1474,8 +1542,17 @@ static void print_events(const scenario_t *sc, const char *target, const result_
            r->delivered_pct, r->msgs_per_s, r->msg_bytes);
     printf("  %-34s %.0f msgs/s (any event received during the window)\n", "receive rate",
            r->rx_per_s);
-    printf("  %-34s p50 %.3f  p99 %.3f  max %.3f ms\n", "publish->receipt (payload t)", r->p50,
+    printf("  %-34s p50 %.3f  p99 %.3f  max %.3f ms\n",
+           r->peer ? "publish->receipt, publisher's hub" : "publish->receipt (payload t)", r->p50,
            r->p99, r->max);
+    if (r->peer) {
+        printf("  %-34s p50 %.3f  p99 %.3f  max %.3f ms (n=%llu)\n",
+               "publish->receipt, other hub (NATS)", r->rem_p50, r->rem_p99, r->rem_max,
+               (unsigned long long)r->rem_n);
+        printf("  %-34s p50 %+.3f  p99 %+.3f ms\n", "cross-hub added (other - own)",
+               r->rem_p50 - r->p50, r->rem_p99 - r->p99);
+        printf("  %-34s %.0f %% of one core\n", "second hub CPU in window", r->cpu2_pct);
+    }
     printf("  %-34s p50 %.3f  p99 %.3f ms (the rest is the harness's read delay)\n",
            "publish->kernel rx at the client", r->arr_p50, r->arr_p99);
     printf("  %-34s %llu resyncs (%llu events skipped by them); SILENT gaps %llu events on %llu "
@@ -1545,7 +1622,7 @@ static void usage(FILE *f) {
             "         [--subs N] [--tick S] [--duration S] [--ceiling-tick S] [--short]\n"
             "         [--ceiling PATH] [--frame-bytes N] [--filter GLOB] [--timeout S]\n"
             "         [--rate EV/S] [--publishers 1|2] [--pad N] [--topic T] [--cycles N]\n"
-            "         [--readers N]\n"
+            "         [--readers N] [--peer]\n"
             "         -- METRICASTD [extra daemon flags]\n");
 }
 
@@ -1596,6 +1673,7 @@ int main(int argc, char **argv) {
             i++;
         } else if (strcmp(a, "--topic") == 0 && v) g_ev_topic = v, i++;
         else if (strcmp(a, "--short") == 0) shrt = true;
+        else if (strcmp(a, "--peer") == 0) g_peer = true;
         else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) return usage(stdout), 0;
         else return usage(stderr), 2;
     }
