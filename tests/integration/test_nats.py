@@ -89,7 +89,8 @@ class ClusterTestCase(HubTestCase):
         hubs = [self.hub(["--nats", self.nats.url, "--hub-id", i, "--nats-hub-timeout", "2"]
                          + list(extra)) for i in ids]
         for h in hubs:  # every hub linked and aware of every other one
-            wait_for(lambda h=h: self.nats_gauge(h, "metricast_nats_peers") == len(ids) - 1,
+            wait_for(lambda h=h: self.nats_gauge(h, "metricast_nats_connected") == 1 and
+                     self.nats_gauge(h, "metricast_nats_peers") == len(ids) - 1,
                      timeout=15, desc="hub %d sees its peers" % h.port)
         return hubs
 
@@ -353,16 +354,20 @@ class TestFailures(ClusterTestCase):
                ("metricast.samples.X", b'{"v":1,"k":"samples","hub":"X","d":[["c","bad name!",{},1,1,null],["t","x",{},1,1,1,1,1,0,[0,[5]],[0,[]]]]}'),
                ("metricast.events.X", b'{"v":1,"k":"event","hub":"X","oseq":1,"prev":0,"event":{"type":"nope"}}'),
                ("metricast.sources.X", b'{"v":1,"k":"sources","hub":"../x","at":1,"sources":[]}')]
+        # the hub's subscription is in place once a message on it is counted
+        def total():
+            return sum(self.nats_gauge(a, "metricast_nats_failed_total", reason=r) or 0
+                       for r in ("bad_json", "bad_version", "bad_field"))
+        deadline = time.monotonic() + t(15)
+        while total() == 0 and time.monotonic() < deadline:
+            self.nats.publish_raw("metricast.events.X", b"probe, not json")
+            time.sleep(0.2)
+        base = total()
+        self.assertGreater(base, 0, "the hub never counted a message")
         for subj, payload in bad:
             self.nats.publish_raw(subj, payload)
         self.nats.publish_raw("metricast.events.X", b"[" * 100000)
-
-        def failed():
-            total = 0
-            for r in ("bad_json", "bad_version", "bad_field"):
-                total += self.nats_gauge(a, "metricast_nats_failed_total", reason=r) or 0
-            return total >= len(bad) + 1 and total
-        wait_for(failed, timeout=10, desc="refusals counted")
+        wait_for(lambda: total() >= base + len(bad) + 1, timeout=10, desc="refusals counted")
         self.assertEqual(self.nats_gauge(a, "metricast_nats_failed_total", reason="bad_version"), 1)
         self.assertTrue(a.alive())
         self.assertIn("nats message not bridged", a.log())
