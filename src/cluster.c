@@ -38,10 +38,7 @@ typedef struct peer {
     bool alive;
     uint32_t n;
     bridge_source_t *src; /* its online sources, as last announced (owned) */
-    /* its events this hub does not ask for: sent before the two first met (the newest
-     * oseq its first heartbeat reported, when this hub had none of its events) */
-    uint64_t base;
-    bool met;         /* its first heartbeat arrived (base is set) */
+    bool met;         /* its first heartbeat arrived */
     double replay_at; /* when this hub last asked it for a replay (0: never) */
 } peer_t;
 
@@ -225,8 +222,7 @@ static void ask_replay(cluster_t *c, peer_t *p, uint64_t after) {
 
 /* The last oseq of origin p this hub has, or does not want (before they met). */
 static uint64_t have(const cluster_t *c, const peer_t *p) {
-    uint64_t last = cursor_get(&c->hub->cvec, p->hub);
-    return last > p->base ? last : p->base;
+    return cursor_get(&c->hub->cvec, p->hub);
 }
 
 static void apply_event(cluster_t *c, bridge_msg_t *m) {
@@ -294,9 +290,12 @@ static void apply_sources(cluster_t *c, bridge_msg_t *m) {
     uint64_t last = have(c, p);
     if (!p->met) {
         p->met = true;
-        /* first contact: its history before now is not this hub's to import, unless this
-         * hub has some of it already (it knew the other before a restart) */
-        if (last == 0) p->base = last = m->last;
+        /* First contact: its history before now is not this hub's to import, unless this
+         * hub has some of it already (it knew the other before a restart). This hub's log
+         * then stands at that point for that origin, and the cursors of its next events
+         * say so: a client resuming on the other hub is not sent that history either. */
+        if (last == 0 && m->last && cursor_set(&c->hub->cvec, p->hub, m->last) == 0)
+            last = m->last;
     }
     if (m->last > last) ask_replay(c, p, last); /* it sent events this hub never got */
     peer_drop_sources(p);

@@ -65,6 +65,7 @@ export class MetricastClient extends EventTarget {
   #filter;
   #since; // initial since, until an event is seen
   #lastSeq = null; // the largest event seq seen
+  #lastCursor = null; // clustered hubs: the cursor of the newest event, valid on any hub
   #seen = new Set();
   #seenOrder = [];
   #series = new Map();
@@ -107,6 +108,7 @@ export class MetricastClient extends EventTarget {
   get summary() { return this.#summary; }
   get flow() { return this.#flow; }
   get lastSeq() { return this.#lastSeq; }
+  get lastCursor() { return this.#lastCursor; }
   get topics() { return [...this.#topics]; }
 
   // Opens the socket (and polls while it is down) until stop().
@@ -261,7 +263,10 @@ export class MetricastClient extends EventTarget {
       if (this.#filter) msg.filter = this.#filter;
       this.#send(msg);
     }
-    const since = this.#lastSeq !== null ? this.#lastSeq : this.#since;
+    // behind a load balancer the next hub may be another one: a cursor resumes anywhere,
+    // a seq only on the hub that gave it
+    const since = this.#lastCursor !== null ? this.#lastCursor
+      : this.#lastSeq !== null ? this.#lastSeq : this.#since;
     this.#subscribeEvents(this.#eventTopics(), since);
     this.#setState('live');
     if (this.#lastSeq === null && this.#since === undefined && this.#eventTopics().length) this.#learnLatestSeq();
@@ -378,10 +383,15 @@ export class MetricastClient extends EventTarget {
 
   #applyEvent(m) {
     const seq = m.seq;
-    if (typeof seq !== 'number' || this.#seen.has(seq)) return;
-    this.#seen.add(seq);
-    this.#seenOrder.push(seq);
+    if (typeof seq !== 'number') return;
+    // clustered: seqs are per hub, so an event is known by its id across a switch of hubs
+    const clustered = typeof m.cursor === 'string';
+    const key = clustered && m.data && typeof m.data.id === 'string' ? 'id:' + m.data.id : seq;
+    if (this.#seen.has(key)) return;
+    this.#seen.add(key);
+    this.#seenOrder.push(key);
     if (this.#seenOrder.length > SEEN_MAX) this.#seen.delete(this.#seenOrder.shift());
+    if (clustered) this.#lastCursor = m.cursor;
     if (this.#lastSeq === null || seq > this.#lastSeq) this.#lastSeq = seq;
     this.#emit('event', { seq, data: m.data });
   }
@@ -449,6 +459,19 @@ export class MetricastClient extends EventTarget {
     // one pattern: the hub filters (type=); several: one read of everything, filtered
     // here — or, for a token that may not read everything, one read per topic it may
     const reads = evTopics.length === 1 ? [typeOf(evTopics[0])] : this.#splitEvents ? evTopics.map(typeOf) : [undefined];
+    if (this.#lastCursor !== null && reads.length === 1) {
+      // clustered: from the cursor, whichever hub answers
+      let cursor = this.#lastCursor;
+      for (let page = 0; page < EVENTS_PAGES_PER_POLL; page++) {
+        const doc = await this.request('/api/v1/events' + q({ cursor, limit: EVENTS_PAGE, type: reads[0] }), { signal });
+        if (signal.aborted) return;
+        if (doc.resync) this.#emit('resync', { oldest_seq: doc.oldest_seq });
+        for (const e of doc.events || []) if (this.#wantsEvent(e.data && e.data.type)) this.#applyEvent(e);
+        if (typeof doc.next_cursor === 'string') cursor = this.#lastCursor = doc.next_cursor;
+        if ((doc.count || 0) < EVENTS_PAGE) break;
+      }
+      return;
+    }
     let next = start;
     for (let r = 0; r < reads.length; r++) {
       let since = start;
