@@ -351,6 +351,9 @@ static inline bool bytes_equal(const char *x, const char *y, size_t n) {
 
 /* An entry's first 4 bytes (name_len, id, tags_len) as one word, in memory order. */
 static inline uint32_t head_word(uint8_t nl, uint8_t id, uint16_t tl) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return (uint32_t)nl | (uint32_t)id << 8 | (uint32_t)tl << 16;
+#else
     struct {
         uint8_t nl, id;
         uint16_t tl;
@@ -358,6 +361,7 @@ static inline uint32_t head_word(uint8_t nl, uint8_t id, uint16_t tl) {
     uint32_t w;
     memcpy(&w, &h, sizeof w);
     return w;
+#endif
 }
 
 /* nl <= UINT8_MAX and tl <= UINT16_MAX (what an entry can hold): the caller's to check. */
@@ -553,6 +557,7 @@ size_t agg_fold_samples(agg_t *a, const statsd_sample_t *s, size_t i, size_t n,
     if (n - i > AGG_FOLD_MAX) n = i + AGG_FOLD_MAX;
     uint64_t sig[AGG_FOLD_MAX];
     agg_kc_way_t *bucket[AGG_FOLD_MAX];
+    bool long_key[AGG_FOLD_MAX]; /* the entry's raw key runs into its second cache line */
     agg_entry_t *ent[AGG_FOLD_MAX];
     uint8_t by_kind[METRIC_KIND_COUNT][AGG_FOLD_MAX];
     uint32_t nk[METRIC_KIND_COUNT] = {0};
@@ -560,16 +565,16 @@ size_t agg_fold_samples(agg_t *a, const statsd_sample_t *s, size_t i, size_t n,
     if (!a->kc) return i;
     size_t m = 0; /* the lines before the first that the fast path did not parse */
     for (; m < n - i && s[m].parsed; m++) {
-        sig[m] = kc_sig(s[m].name, s[m].name_len, s[m].tags, s[m].tags_len,
-                        key_id(s[m].kind, ENC_SPAN));
+        uint32_t nl = s[m].name_len, tl = s[m].tags_len;
+        sig[m] = kc_sig(s[m].name, nl, s[m].tags, tl, key_id(s[m].kind, ENC_SPAN));
+        long_key[m] = offsetof(agg_entry_t, raw) + nl + tl > 64;
         __builtin_prefetch(bucket[m] = kc_bucket(a, sig[m]));
     }
     for (size_t k = 0; k < m; k++) {
         agg_entry_t *e = ent[k] = kc_get(bucket[k], sig[k]);
         if (e) {
             __builtin_prefetch(e);
-            if (offsetof(agg_entry_t, raw) + s[k].name_len + s[k].tags_len > 64)
-                __builtin_prefetch((const char *)e + 64); /* a long raw key */
+            if (long_key[k]) __builtin_prefetch((const char *)e + 64);
         }
     }
     for (size_t k = 0; k < m; k++)

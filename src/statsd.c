@@ -712,6 +712,14 @@ static bool parse_fast_long(const statsd_scan_t *sc, size_t start, size_t end,
     return true;
 }
 
+/* First bytes the fast path leaves to the reference parser: blank and control characters
+ * (<= ' ', the '\n' of an empty line too) and '_' (events, service checks). */
+#define FO4(c) [c] = 1, [c + 1] = 1, [c + 2] = 1, [c + 3] = 1
+static const uint8_t first_other[256] = {
+    FO4(0), FO4(4), FO4(8), FO4(12), FO4(16), FO4(20), FO4(24), FO4(28), [' '] = 1, ['_'] = 1,
+};
+#undef FO4
+
 /* The line at start; out->name is its first byte. */
 static inline bool parse_fast(const statsd_scan_t *sc, size_t start, size_t *endp,
                               statsd_sample_t *out) {
@@ -728,7 +736,7 @@ static inline bool parse_fast(const statsd_scan_t *sc, size_t start, size_t *end
     /* the cases statsd_parse_line() treats specially (blank, events and service checks,
      * '\r'), and control characters, which it accepts, but rarely meets, in names; an
      * empty line is one whose first byte is its '\n' */
-    if ((unsigned char)l[0] <= ' ' || l[0] == '_' || l[n - 1] == '\r') return false;
+    if (first_other[(unsigned char)l[0]] || l[n - 1] == '\r') return false;
     uint64_t bw = window(sc->bar, start) & (((uint64_t)1 << n) - 1);
     if (!bw) return false;
     size_t bar = (size_t)__builtin_ctzll(bw);
