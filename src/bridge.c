@@ -54,11 +54,18 @@ static void key_parts(jsonw_t *w, const series_key_t *k) {
     jsonw_obj_close(w);
 }
 
+/* [offset, length, [index, count, ...]]: only the buckets in use (a timer's interval
+ * touches a few of the ~100 its range spans), index relative to offset */
 static void store_parts(jsonw_t *w, const sketch_store_t *st) {
     jsonw_arr_open(w);
     jsonw_int(w, st->offset);
+    jsonw_uint(w, st->len);
     jsonw_arr_open(w);
-    for (uint32_t i = 0; i < st->len; i++) jsonw_num(w, st->counts[i]);
+    for (uint32_t i = 0; i < st->len; i++) {
+        if (st->counts[i] == 0) continue;
+        jsonw_uint(w, i);
+        jsonw_num(w, st->counts[i]);
+    }
     jsonw_arr_close(w);
     jsonw_arr_close(w);
 }
@@ -234,12 +241,11 @@ static bridge_err_t decode_event(json_t *root, double now, bridge_msg_t *m, char
     m->replay = rp && json_is_true(rp);
     json_t *env = json_object_get(root, "event");
     if (!json_is_object(env)) return FIELD("event: \"event\" must be an envelope object");
-    char *text = json_dumps(env, JSON_COMPACT);
-    if (!text) return fail(BRIDGE_E_NOMEM, err, errlen, "out of memory");
     char eerr[EVENT_ERR_LEN];
-    m->event = event_prepare(text, strlen(text), now, "xxxxxx", eerr);
-    free(text);
+    m->event = event_prepare_json(env, now, "xxxxxx", eerr); /* the same checks as a publish */
     if (!m->event) return FIELD("event: %s", eerr);
+    if (m->event->envelope_len > EVENT_MAX_BYTES)
+        return FIELD("event: the envelope is larger than %d bytes", EVENT_MAX_BYTES);
     /* a bridged envelope is complete: the origin filled it in already */
     if (!json_is_string(json_object_get(env, "id")) ||
         !json_is_number(json_object_get(env, "timestamp")))
@@ -276,26 +282,33 @@ static bridge_err_t delta_key(json_t *name, json_t *labels, metric_kind_t kind,
 }
 
 static bridge_err_t decode_store(json_t *a, sketch_store_t *st, char *err, size_t errlen) {
-    if (!json_is_array(a) || json_array_size(a) != 2) return FIELD("samples: a sketch store is [off,[counts]]");
-    json_t *off = json_array_get(a, 0), *counts = json_array_get(a, 1);
+    if (!json_is_array(a) || json_array_size(a) != 3)
+        return FIELD("samples: a sketch store is [off,len,[index,count,...]]");
+    json_t *off = json_array_get(a, 0), *len = json_array_get(a, 1), *pairs = json_array_get(a, 2);
     if (!json_is_integer(off) || json_integer_value(off) < -100000 ||
-        json_integer_value(off) > 100000 || !json_is_array(counts) ||
-        json_array_size(counts) > BRIDGE_MAX_BUCKETS)
-        return FIELD("samples: a sketch store's offset or bucket count is out of range");
+        json_integer_value(off) > 100000 || !json_is_integer(len) || json_integer_value(len) < 0 ||
+        json_integer_value(len) > BRIDGE_MAX_BUCKETS || !json_is_array(pairs) ||
+        json_array_size(pairs) % 2 || json_array_size(pairs) / 2 > (size_t)json_integer_value(len))
+        return FIELD("samples: a sketch store's offset, length or buckets are out of range");
     st->offset = (int32_t)json_integer_value(off);
-    st->len = (uint32_t)json_array_size(counts);
+    st->len = (uint32_t)json_integer_value(len);
     if (!st->len) return BRIDGE_OK;
-    st->counts = malloc(st->len * sizeof *st->counts);
+    st->counts = calloc(st->len, sizeof *st->counts);
     if (!st->counts) {
         st->len = 0;
         return fail(BRIDGE_E_NOMEM, err, errlen, "out of memory");
     }
-    for (uint32_t i = 0; i < st->len; i++) {
+    int64_t prev = -1;
+    for (size_t k = 0; k < json_array_size(pairs); k += 2) {
+        json_t *ix = json_array_get(pairs, k);
         double c;
-        if (!get_finite(json_array_get(counts, i), &c) || c < 0) {
-            return FIELD("samples: bucket counts must be finite and >= 0");
-        }
-        st->counts[i] = c;
+        if (!json_is_integer(ix) || json_integer_value(ix) <= prev ||
+            json_integer_value(ix) >= (json_int_t)st->len)
+            return FIELD("samples: bucket indexes must grow and stay below the length");
+        if (!get_finite(json_array_get(pairs, k + 1), &c) || c <= 0)
+            return FIELD("samples: bucket counts must be finite and > 0");
+        prev = json_integer_value(ix);
+        st->counts[prev] = c;
     }
     return BRIDGE_OK;
 }

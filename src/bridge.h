@@ -12,7 +12,8 @@
  *       absolute value and/or delta, timers as sketches, sets as member hashes):
  *         ["c",name,{labels},nlines,inc,total|null]
  *         ["g",name,{labels},nlines,abs|null,delta]
- *         ["t",name,{labels},nlines,count,sum,min,max,zero,[off,[counts]],[off,[counts]]]
+ *         ["t",name,{labels},nlines,count,sum,min,max,zero,POS,NEG]
+ *           with each sketch store as [offset,length,[index,count,...]] (buckets in use)
  *         ["s",name,{labels},nlines,["16 hex digits",...]]
  *   {"v":1,"k":"sources","hub":"A","at":unix,"last":N,"sources":[{id,connected_at,
  *       last_seen,session_id,attrs},...]}

@@ -351,7 +351,7 @@ class TestFailures(ClusterTestCase):
         (a,) = self.cluster(["A"])
         bad = [("metricast.events.X", b"not json"),
                ("metricast.events.X", b'{"v":99,"k":"event","hub":"X"}'),
-               ("metricast.samples.X", b'{"v":1,"k":"samples","hub":"X","d":[["c","bad name!",{},1,1,null],["t","x",{},1,1,1,1,1,0,[0,[5]],[0,[]]]]}'),
+               ("metricast.samples.X", b'{"v":1,"k":"samples","hub":"X","d":[["c","bad name!",{},1,1,null],["t","x",{},1,1,1,1,1,0,[0,1,[0,5]],[0,0,[]]]]}'),
                ("metricast.events.X", b'{"v":1,"k":"event","hub":"X","oseq":1,"prev":0,"event":{"type":"nope"}}'),
                ("metricast.sources.X", b'{"v":1,"k":"sources","hub":"../x","at":1,"sources":[]}')]
         # the hub's subscription is in place once a message on it is counted
