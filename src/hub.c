@@ -1111,7 +1111,7 @@ int hub_run(hub_t *hub) {
 static void close_any(uv_handle_t *h, void *arg) {
     hub_t *hub = arg;
     if (uv_is_closing(h)) return;
-    if (h == (uv_handle_t *)&hub->inbox.async)
+    if (h == (uv_handle_t *)&hub->inbox.poll)
         inbox_close(&hub->inbox, NULL);
     else
         uv_close(h, NULL);

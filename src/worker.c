@@ -352,7 +352,7 @@ static uint64_t sweep_period_ms(const config_t *cfg) {
 static void close_on_fail(uv_handle_t *h, void *arg) {
     worker_t *w = arg;
     if (uv_is_closing(h)) return;
-    if (h == (uv_handle_t *)&w->inbox.async)
+    if (h == (uv_handle_t *)&w->inbox.poll)
         inbox_close(&w->inbox, NULL);
     else
         uv_close(h, NULL);
@@ -422,7 +422,7 @@ static void maybe_finish(worker_t *w) {
     close_handle((uv_handle_t *)&w->lag.timer);
     close_handle((uv_handle_t *)&w->flush_check);
     srcs_worker_close(w);
-    if (!uv_is_closing((uv_handle_t *)&w->inbox.async)) inbox_close(&w->inbox, NULL);
+    if (!uv_is_closing((uv_handle_t *)&w->inbox.poll)) inbox_close(&w->inbox, NULL);
 }
 
 static void on_grace(uv_timer_t *t) {
