@@ -123,6 +123,10 @@ bench_argv() {
         argv=(--subs 1000 --duration "$([[ $full -eq 1 ]] && echo 20 || echo 10)"
               --handshakes "$([[ $full -eq 1 ]] && echo 2000 || echo 500)"
               -- "$daemon" --data "$2") ;;
+    bench_bridge_codec)
+        # the scale-out bridge's encode/decode per batch delta and per event (~5 s); the
+        # cross-hub runs need a nats-server: bench_ws_fanout --peer, see docs/BENCHMARKS.md
+        argv=(--runs "$([[ $full -eq 1 ]] && echo 10 || echo 5)") ;;
     bench_ws_ceiling) argv=() ;; # not run on its own: bench_ws_fanout starts it
     *) return 1 ;;
     esac
@@ -130,7 +134,7 @@ bench_argv() {
 order=(bench_startup bench_ws_idle bench_statsd_ingest bench_statsd_fold bench_exposition)
 order+=(bench_ws_fanout bench_ws_fanout:events bench_tls_cost)
 order+=(bench_store_aggregate bench_alert_eval bench_host_source)
-order+=(bench_client_statsd)
+order+=(bench_client_statsd bench_bridge_codec)
 
 failed=()
 results=()

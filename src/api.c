@@ -746,7 +746,11 @@ static int hub_source_metrics(hub_t *hub, api_job_t *j) {
     jsonw_init(&w, &j->body);
     jsonw_obj_open(&w);
     jsonw_kv_str(&w, "source", j->source);
-    jsonw_kv_bool(&w, "online", si && si->online);
+    /* clustered: a source online on another hub is online (and its samples are here) */
+    const char *holder = si && si->online ? hub->hub_id
+                         : hub->cluster ? cluster_source_holder(hub->cluster, j->source) : NULL;
+    jsonw_kv_bool(&w, "online", (si && si->online) || holder);
+    if (hub->cluster && holder) jsonw_kv_str(&w, "hub", holder);
     jsonw_key(&w, "metrics");
     jsonw_raw(&w, metrics.data, metrics.len);
     jsonw_key(&w, "series");

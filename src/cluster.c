@@ -46,7 +46,8 @@ struct cluster {
     hub_t *hub;
     const config_t *cfg;
     char id[HUB_ID_MAX + 1];
-    char url[512];
+    char url[512];      /* for logs and health: credentials masked */
+    char real_url[512]; /* what nats.c connects to */
     char probe_host[256], probe_port[8];
     char subj_events[256], subj_samples[256], subj_sources[256], subj_all[256];
     char subj_replay[256];   /* <prefix>.replay. — a hub's requests: + the hub asked */
@@ -574,11 +575,32 @@ int cluster_sources_json(cluster_t *c, const sources_t *local, buf_t *b) {
     return jsonw_error(&w);
 }
 
+const char *cluster_source_holder(const cluster_t *c, const char *id) {
+    for (uint32_t i = 0; i < c->npeers; i++) {
+        const peer_t *p = &c->peers[i];
+        if (!p->alive) continue;
+        for (uint32_t j = 0; j < p->n; j++)
+            if (strcmp(p->src[j].id, id) == 0) return p->hub;
+    }
+    return NULL;
+}
+
 /* ---- life cycle ---------------------------------------------------------------------------- */
+
+/* user:pass@ becomes ***@ in the URL that logs and health show */
+static void mask_credentials(const char *in, char *out, size_t outlen) {
+    const char *p = strncmp(in, "nats://", 7) == 0 ? in + 7 : in;
+    const char *end = strchr(p, ',');
+    const char *at = memchr(p, '@', end ? (size_t)(end - p) : strlen(p));
+    if (!at)
+        snprintf(out, outlen, "%s", in);
+    else
+        snprintf(out, outlen, "%.*s***%s", (int)(p - in), in, at);
+}
 
 /* nats://[user[:pass]@]host[:port][,more] → host and port for the probe */
 static int probe_target(cluster_t *c) {
-    const char *p = c->url + 7, *end = strchr(p, ',');
+    const char *p = c->real_url + 7, *end = strchr(p, ',');
     if (!end) end = p + strlen(p);
     const char *at = memchr(p, '@', (size_t)(end - p));
     if (at) p = at + 1;
@@ -615,7 +637,8 @@ int cluster_open(cluster_t **out, hub_t *hub, const config_t *cfg, const char *h
     c->hub = hub;
     c->cfg = cfg;
     snprintf(c->id, sizeof c->id, "%s", hub_id);
-    snprintf(c->url, sizeof c->url, "%s", cfg->nats_url);
+    snprintf(c->real_url, sizeof c->real_url, "%s", cfg->nats_url);
+    mask_credentials(c->real_url, c->url, sizeof c->url);
     snprintf(c->subj_events, sizeof c->subj_events, "%.100s.events.%s", cfg->nats_prefix, c->id);
     snprintf(c->subj_samples, sizeof c->subj_samples, "%.100s.samples.%s", cfg->nats_prefix, c->id);
     snprintf(c->subj_sources, sizeof c->subj_sources, "%.100s.sources.%s", cfg->nats_prefix, c->id);
@@ -636,7 +659,7 @@ int cluster_open(cluster_t **out, hub_t *hub, const config_t *cfg, const char *h
     char name[96];
     snprintf(name, sizeof name, "metricast %s", c->id);
     natsStatus s = natsOptions_Create(&c->opts);
-    if (s == NATS_OK) s = natsOptions_SetURL(c->opts, c->url);
+    if (s == NATS_OK) s = natsOptions_SetURL(c->opts, c->real_url);
     if (s == NATS_OK) s = natsOptions_SetName(c->opts, name);
     if (s == NATS_OK)
         s = natsOptions_SetEventLoop(c->opts, &hub->loop, natsLibuv_Attach, natsLibuv_Read,

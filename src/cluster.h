@@ -88,6 +88,9 @@ void cluster_sources_changed(cluster_t *c);
  * most recent connection). */
 int cluster_sources_json(cluster_t *c, const sources_t *local, buf_t *b);
 
+/* Hub thread: the id of another hub that holds source id online (borrowed), or NULL. */
+const char *cluster_source_holder(const cluster_t *c, const char *id);
+
 cluster_stats_t *cluster_stats(cluster_t *c);
 /* Any thread: whether the link is up, and a sentence for health. */
 bool cluster_health(cluster_t *c, char *detail, size_t len);

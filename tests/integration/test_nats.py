@@ -290,6 +290,14 @@ class TestSources(ClusterTestCase):
         self.assertEqual(s["hub"], "A")
         self.assertEqual(s["attrs"].get("model"), "x1")
         self.assertEqual(listed(a, True)["hub"], "A")
+        # its own figures on B: online, held by A, with what it sent A
+        src.send_json({"type": "sample", "metrics": {"battery_level": 77}})
+        def figures():
+            st, _h, body = b.get_json("/api/v1/sources/robot_42/metrics")
+            return st == 200 and body["metrics"].get("battery_level") == 77 and body
+        body = wait_for(figures, timeout=10, desc="robot_42's metrics on B")
+        self.assertTrue(body["online"])
+        self.assertEqual(body["hub"], "A")
         # its hub disappears without a word: after the timeout it shows offline elsewhere
         a.stop(sig=signal.SIGKILL)
         s = wait_for(lambda: listed(b, False), timeout=15, desc="robot_42 offline on B")
