@@ -58,6 +58,32 @@ void jsonw_obj_close(jsonw_t *w) { close_container(w, '}'); }
 void jsonw_arr_open(jsonw_t *w) { open_container(w, '['); }
 void jsonw_arr_close(jsonw_t *w) { close_container(w, ']'); }
 
+/* Length of the well-formed UTF-8 sequence at s (at most n bytes, s[0] >= 0x80), or 0:
+ * a stray continuation byte, a cut sequence, an overlong form, a surrogate or a code
+ * point past U+10FFFF (RFC 3629, table 3-7 of Unicode). */
+static size_t utf8_seq(const unsigned char *s, size_t n) {
+    unsigned char c = s[0];
+    size_t k;
+    unsigned char lo = 0x80, hi = 0xbf; /* the allowed range of the second byte */
+    if (c >= 0xc2 && c <= 0xdf) {
+        k = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        k = 3;
+        if (c == 0xe0) lo = 0xa0;      /* overlong */
+        else if (c == 0xed) hi = 0x9f; /* surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        k = 4;
+        if (c == 0xf0) lo = 0x90;      /* overlong */
+        else if (c == 0xf4) hi = 0x8f; /* past U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (n < k || s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < k; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    return k;
+}
+
 int jsonw_escape(buf_t *b, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";
     if (buf_reserve(b, n + 2) < 0) return -ENOMEM;
@@ -65,7 +91,21 @@ int jsonw_escape(buf_t *b, const char *s, size_t n) {
     size_t run = 0; /* start of the pending run of bytes that need no escaping */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') continue;
+        if (c >= 0x80) {
+            size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+            if (k) {
+                i += k - 1;
+                continue;
+            }
+            /* not UTF-8 (a client's bytes, or a name cut to a length): JSON text must be
+             * (RFC 8259), and so must a WebSocket text frame, which a browser drops the
+             * connection over (1007). One U+FFFD per bad byte, as decoders do. */
+            if (buf_append(b, s + run, i - run) < 0 || buf_append(b, "\\ufffd", 6) < 0)
+                return -ENOMEM;
+            run = i + 1;
+            continue;
+        }
         if (buf_append(b, s + run, i - run) < 0) return -ENOMEM;
         run = i + 1;
         char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};

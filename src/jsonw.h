@@ -48,7 +48,10 @@ void jsonw_kv_int(jsonw_t *w, const char *k, int64_t v);
 void jsonw_kv_uint(jsonw_t *w, const char *k, uint64_t v);
 void jsonw_kv_bool(jsonw_t *w, const char *k, bool v);
 
-/* Appends s as a quoted, escaped JSON string (usable without a writer). */
+/* Appends s as a quoted, escaped JSON string (usable without a writer). The output is
+ * always valid UTF-8: a byte that is not part of a well-formed UTF-8 sequence becomes
+ * U+FFFD (escaped), so client bytes echoed in an answer cannot make it invalid JSON or
+ * an invalid WebSocket text frame. */
 int jsonw_escape(buf_t *b, const char *s, size_t n);
 /* Formats a double in the shortest form that reads back to the same value. out ≥ 32. */
 size_t jsonw_fmt_double(double v, char *out);
