@@ -35,11 +35,15 @@ void event_random6(uint64_t *state, char out[6]) {
     }
 }
 
-/* evt_<module>_<unix_ms>_<6 [a-z0-9]> with the module of the type */
+/* evt_<module>_<unix_ms>_<6 [a-z0-9]> with the module of the type. The milliseconds
+ * have at least 10 digits (zero-padded: a timestamp before 1970-04-26 has fewer), as
+ * id_valid() demands of a supplied id: an id the hub makes must pass its own check when
+ * the envelope is published again (relayed, replayed by a client). now is within
+ * [0, EVENT_MAX_TIMESTAMP], so the milliseconds fit in a long long. */
 static void make_id(const char *type, double now, const char rnd6[6], char *out, size_t outlen) {
     const char *dot = strchr(type, '.');
     int ml = dot ? (int)(dot - type) : (int)strlen(type);
-    snprintf(out, outlen, "evt_%.*s_%lld_%.6s", ml, type, (long long)floor(now * 1000.0), rnd6);
+    snprintf(out, outlen, "evt_%.*s_%010lld_%.6s", ml, type, (long long)floor(now * 1000.0), rnd6);
 }
 
 /* The id pattern, for ids a publisher supplies. */
@@ -179,8 +183,11 @@ event_t *event_prepare_json(json_t *root, double now, const char rnd6[6],
     }
     json_t *ts = json_object_get(root, "timestamp");
     if (ts && !json_is_null(ts)) {
-        if (!json_is_number(ts) || !isfinite(json_number_value(ts)) || json_number_value(ts) < 0)
-            FAIL("\"timestamp\" must be unix seconds as a number");
+        /* up to the year 9999: beyond, the milliseconds overflow the id's integer (and
+         * no ISO 8601 rendering of it exists) */
+        if (!json_is_number(ts) || !isfinite(json_number_value(ts)) || json_number_value(ts) < 0 ||
+            json_number_value(ts) > EVENT_MAX_TIMESTAMP)
+            FAIL("\"timestamp\" must be unix seconds as a number (0 to 253402300799)");
         e->timestamp = json_number_value(ts);
     } else {
         e->timestamp = floor(now * 1000.0) / 1000.0;
@@ -192,8 +199,9 @@ event_t *event_prepare_json(json_t *root, double now, const char rnd6[6],
     json_t *source = json_object_get(root, "source");
     if (source && !json_is_null(source)) {
         if (!json_is_string(source) || json_string_length(source) == 0 ||
-            json_string_length(source) > 128)
-            FAIL("\"source\" must be a non-empty string (e.g. tasks_service)");
+            json_string_length(source) > EVENT_SOURCE_MAX)
+            FAIL("\"source\" must be a non-empty string of at most %d bytes (e.g. tasks_service)",
+                 EVENT_SOURCE_MAX);
         source_out = json_string_value(source);
     } else {
         const char *dot = strchr(e->type, '.');

@@ -24,7 +24,12 @@
 #include "frame.h"
 
 #define EVENT_TYPE_MAX 128
+/* The longest source accepted: room for the default "<module>_service" of the longest
+ * type, so an envelope the hub completed is one it accepts again. */
+#define EVENT_SOURCE_MAX (EVENT_TYPE_MAX + 8)
 #define EVENT_ERR_LEN 256
+/* The latest timestamp accepted: 9999-12-31T23:59:59Z in unix seconds. */
+#define EVENT_MAX_TIMESTAMP 253402300799.0
 /* An envelope larger than this is refused: events are notifications, not payload blobs. */
 #define EVENT_MAX_BYTES (64 * 1024)
 

@@ -425,6 +425,84 @@ static void test_prepare_timestamp_whole_second_is_float(void **state) {
     if (!real) fail_msg("timestamp is written as a JSON integer: %s", text);
 }
 
+/* Found by fuzz_event: an event stamped before 1970-04-26 (fewer than 10 digits of
+ * milliseconds) got an id the hub's own check refuses, so its envelope could not be
+ * published again (relayed, or re-sent by a client); a timestamp past the year 9999
+ * overflowed the id's integer (undefined behaviour). Now the milliseconds are
+ * zero-padded to 10 digits and timestamps beyond 9999-12-31 are refused. */
+static void test_prepare_timestamp_range(void **state) {
+    (void)state;
+    static const struct {
+        const char *ts;
+        bool ok;
+        const char *id_ms; /* the milliseconds part of the id made for it */
+    } cases[] = {
+        {"1e-7", true, "_0000000000_"},
+        {"0", true, "_0000000000_"},
+        {"12.5", true, "_0000012500_"},
+        {"253402300799", true, "_253402300799000_"},
+        {"253402300799.5", false, NULL},
+        {"1e300", false, NULL},
+        {"-0.001", false, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char in[128], err[EVENT_ERR_LEN], err2[EVENT_ERR_LEN];
+        snprintf(in, sizeof in, "{\"type\":\"tasks.created\",\"timestamp\":%s}", cases[i].ts);
+        event_t *e = prep(in, err);
+        if (!cases[i].ok) {
+            if (e) fail_msg("accepted timestamp %s: %s", cases[i].ts, e->envelope);
+            continue;
+        }
+        if (!e) fail_msg("refused timestamp %s: %s", cases[i].ts, err);
+        char id[sizeof e->id];
+        snprintf(id, sizeof id, "%s", e->id);
+        /* the envelope the hub made is one it accepts again, unchanged */
+        event_t *again = event_prepare(e->envelope, e->envelope_len, NOW + 100, "zzzzzz", err2);
+        bool same = again && again->envelope_len == e->envelope_len &&
+                    memcmp(again->envelope, e->envelope, e->envelope_len) == 0;
+        bool got = again != NULL;
+        char env[512];
+        snprintf(env, sizeof env, "%s", e->envelope);
+        event_unref(again);
+        event_unref(e);
+        assert_id_shape(id);
+        if (!strstr(id, cases[i].id_ms)) fail_msg("id %s for timestamp %s", id, cases[i].ts);
+        if (!same) fail_msg("envelope %s not accepted unchanged: %s", env, got ? "changed" : err2);
+    }
+}
+
+/* Found by fuzz_event: the default source of a type with a long module
+ * ("<module>_service", up to 134 bytes) was longer than the 128 bytes accepted from a
+ * publisher, so the hub's own envelope was refused when published again. */
+static void test_prepare_long_default_source(void **state) {
+    (void)state;
+    char type[EVENT_TYPE_MAX + 1], in[512], err[EVENT_ERR_LEN], err2[EVENT_ERR_LEN];
+    memset(type, 'm', EVENT_TYPE_MAX);
+    type[EVENT_TYPE_MAX - 2] = '.';
+    type[EVENT_TYPE_MAX] = '\0';
+    assert_true(event_type_valid(type));
+    snprintf(in, sizeof in, "{\"type\":\"%s\"}", type);
+    event_t *e = prep(in, err);
+    if (!e) fail_msg("refused %s: %s", in, err);
+    event_t *again = event_prepare(e->envelope, e->envelope_len, NOW, RND, err2);
+    bool ok = again != NULL;
+    event_unref(again);
+    event_unref(e);
+    if (!ok) fail_msg("its own envelope refused: %s", err2);
+    /* and the limit itself */
+    char src[EVENT_SOURCE_MAX + 2];
+    memset(src, 's', sizeof src - 1);
+    src[EVENT_SOURCE_MAX] = '\0';
+    snprintf(in, sizeof in, "{\"type\":\"a.b\",\"source\":\"%s\"}", src);
+    e = prep(in, err);
+    assert_non_null(e);
+    event_unref(e);
+    src[EVENT_SOURCE_MAX] = 's';
+    src[EVENT_SOURCE_MAX + 1] = '\0';
+    snprintf(in, sizeof in, "{\"type\":\"a.b\",\"source\":\"%s\"}", src);
+    assert_null(prep(in, err));
+}
+
 /* ---- event_make ------------------------------------------------------------------------ */
 
 static void test_make(void **state) {
@@ -680,6 +758,8 @@ int main(void) {
         cmocka_unit_test(test_prepare_supplied_kept),
         cmocka_unit_test(test_prepare_id_long_module),
         cmocka_unit_test(test_prepare_timestamp_whole_second_is_float),
+        cmocka_unit_test(test_prepare_timestamp_range),
+        cmocka_unit_test(test_prepare_long_default_source),
         cmocka_unit_test(test_make),
         cmocka_unit_test(test_prepare_json_same_bytes),
         cmocka_unit_test(test_seal_frame),
