@@ -589,6 +589,13 @@ static int add_named(ini_ctx_t *x, const char *kind, const char *name, const cha
         snprintf(s->name, sizeof s->name, "%s", name);
         snprintf(s->file, sizeof s->file, "%s", x->path);
     }
+    if (!*key) {
+        /* "= value" or ": value": inih hands over an empty key; a dump would print it as
+         * " = value", which reads back as a continuation line of the key before */
+        errf(x->err, "config %s: [%s.%s]: a line with a value but no key", x->path, kind, name);
+        x->failed = 1;
+        return 0;
+    }
     if (config_section_get(s, key)) {
         errf(x->err, "config %s: [%s.%s] %s: given twice", x->path, kind, name, key);
         x->failed = 1;
@@ -646,14 +653,9 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
     return 0;
 }
 
-int config_load_file(config_t *c, const char *path, char err[CFG_ERR_LEN]) {
-    ini_ctx_t x = {c, path, 0, 0, err};
-    int rc = ini_parse(path, on_ini_entry, &x);
-    if (rc == -1) {
-        errf(err, "--config %s: cannot open: %s", path, strerror(errno ? errno : ENOENT));
-        return -ENOENT;
-    }
-    if (x.failed) {
+/* What inih's status (rc) and the handler's verdict (x) mean for the caller. */
+static int ini_result(const ini_ctx_t *x, int rc, const char *path, char err[CFG_ERR_LEN]) {
+    if (x->failed) {
         /* rc is the line of the first handler error: add it to the message */
         if (rc > 0) {
             char tmp[CFG_ERR_LEN];
@@ -671,6 +673,31 @@ int config_load_file(config_t *c, const char *path, char err[CFG_ERR_LEN]) {
         return -EINVAL;
     }
     return 0;
+}
+
+int config_load_file(config_t *c, const char *path, char err[CFG_ERR_LEN]) {
+    ini_ctx_t x = {c, path, 0, 0, err};
+    int rc = ini_parse(path, on_ini_entry, &x);
+    if (rc == -1) {
+        errf(err, "--config %s: cannot open: %s", path, strerror(errno ? errno : ENOENT));
+        return -ENOENT;
+    }
+    return ini_result(&x, rc, path, err);
+}
+
+int config_load_text(config_t *c, const char *text, size_t len, const char *name,
+                     char err[CFG_ERR_LEN]) {
+    if (len == 0) return 0; /* an empty file: nothing to apply */
+    /* the same reader as a file's (inih's fgets loop), NUL bytes and all */
+    FILE *f = fmemopen((void *)text, len, "r");
+    if (!f) {
+        errf(err, "config %s: out of memory", name);
+        return -ENOMEM;
+    }
+    ini_ctx_t x = {c, name, 0, 0, err};
+    int rc = ini_parse_file(f, on_ini_entry, &x);
+    fclose(f);
+    return ini_result(&x, rc, name, err);
 }
 
 /* ---- environment and flags ----------------------------------------------------------- */
@@ -956,6 +983,11 @@ const char *config_value_str(const config_t *c, const cfg_opt_t *o, bool mask, c
     return out;
 }
 
+/* What goes between "key =" and the value in a dump: a space, except before an empty
+ * value and before one that starts with ';' — inih reads " ;" as the start of a comment,
+ * so "key = ;x" would load as an empty value, while "key =;x" keeps it. */
+static const char *dump_sep(const char *v) { return *v && *v != ';' ? " " : ""; }
+
 char *config_dump_ini(const config_t *c) {
     size_t n;
     const cfg_opt_t *o = config_options(&n);
@@ -977,7 +1009,7 @@ char *config_dump_ini(const config_t *c) {
             config_value_str(c, &o[k], true, val, sizeof val);
             config_value_str(d, &o[k], true, def, sizeof def);
             if (strcmp(val, def)) buf_printf(&b, "# default: %s\n", *def ? def : "(empty)");
-            buf_printf(&b, "%s =%s%s\n", o[k].key, *val ? " " : "", val);
+            buf_printf(&b, "%s =%s%s\n", o[k].key, dump_sep(val), val);
         }
     }
     free(d);
@@ -993,10 +1025,11 @@ char *config_dump_ini(const config_t *c) {
                  * scheme://host[:port] */
                 char m[1100];
                 mask_webhook(sec->kv[k].value, m, sizeof m);
-                buf_printf(&b, "%s = %s\n", sec->kv[k].key, m);
+                buf_printf(&b, "%s =%s%s\n", sec->kv[k].key, dump_sep(m), m);
                 continue;
             }
-            buf_printf(&b, "%s = %s\n", sec->kv[k].key, hide ? "********" : sec->kv[k].value);
+            const char *v = hide ? "********" : sec->kv[k].value;
+            buf_printf(&b, "%s =%s%s\n", sec->kv[k].key, dump_sep(v), v);
         }
     }
     return buf_steal(&b, NULL);

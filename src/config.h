@@ -160,6 +160,11 @@ int config_load(config_t *c, int argc, char **argv, char *const *env, cfg_action
 
 /* Applies one INI file. 0, or -EINVAL / -ENOENT with err filled. */
 int config_load_file(config_t *c, const char *path, char err[CFG_ERR_LEN]);
+/* The same for an INI text held in memory (len bytes, borrowed; need not end in NUL),
+ * named `name` in errors and in the sections it adds (as a file's path is): fuzzing and
+ * tests. 0, -EINVAL or -ENOMEM with err filled. */
+int config_load_text(config_t *c, const char *text, size_t len, const char *name,
+                     char err[CFG_ERR_LEN]);
 
 /* Sets one option from text; origin ("--tick", "file x line 3") prefixes the error. */
 int config_set(config_t *c, const cfg_opt_t *o, const char *value, const char *origin,
