@@ -418,7 +418,9 @@ static int read_secret_file(build_t *b, const char *path, char *buf, size_t cap,
     } else {
         snprintf(full, sizeof full, "%s", path);
     }
-    int fd = open(full, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer — on SIGHUP
+     * this runs on the hub thread; it is then refused as not a regular file below */
+    int fd = open(full, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return fail(b, "secret_file", "%.300s: cannot read: %s", full, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {

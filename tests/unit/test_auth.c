@@ -127,6 +127,22 @@ static void test_build_errors(void **state) {
     }
 }
 
+/* A secret_file that is a FIFO is refused at once: opening it without O_NONBLOCK waited
+ * for a writer (for ever, and on SIGHUP on the hub thread). */
+static void test_secret_fifo_refused(void **state) {
+    (void)state;
+    char fifo[256], text[512];
+    snprintf(fifo, sizeof fifo, "%s/secret.fifo", tmpdir);
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    snprintf(text, sizeof text, "[token.a]\nsecret_file = %s\nscopes = read\n", fifo);
+    char err[AUTH_ERR_LEN] = "";
+    auth_t *a = build(text, err);
+    unlink(fifo);
+    assert_null(a);
+    if (!strstr(err, "not a regular file")) fail_msg("\"%s\"", err);
+}
+
 static void test_open_policy(void **state) {
     (void)state;
     char err[AUTH_ERR_LEN];
@@ -265,6 +281,7 @@ static int teardown(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_build_and_find), cmocka_unit_test(test_build_errors),
+        cmocka_unit_test(test_secret_fifo_refused),
         cmocka_unit_test(test_open_policy),    cmocka_unit_test(test_glob_covers),
         cmocka_unit_test(test_bearer),         cmocka_unit_test(test_origins),
     };
