@@ -306,7 +306,9 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     conn_t *c = user;
     switch (arg->opcode) {
     case WSLAY_TEXT_FRAME:
-        ws_msg_handle(c, (const char *)arg->msg, arg->msg_length);
+        /* wslay passes NULL for an empty message; handlers copy and scan it (memcpy,
+         * pointer arithmetic), which must not see a null pointer (found by fuzz_ws) */
+        ws_msg_handle(c, arg->msg ? (const char *)arg->msg : "", arg->msg_length);
         break;
     case WSLAY_BINARY_FRAME:
         ws_msg_error(c, "unsupported_frame", "binary messages are not part of the protocol");
