@@ -653,9 +653,48 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
     return 0;
 }
 
-/* What inih's status (rc) and the handler's verdict (x) mean for the caller. */
-static int ini_result(const ini_ctx_t *x, int rc, const char *path, char err[CFG_ERR_LEN]) {
-    if (x->failed) {
+/* inih reads a file line by line into a buffer of its own (INI_MAX_LINE, 200 bytes in
+ * Debian's build) and parses a longer line as several: the rest of it becomes a line of
+ * its own — an error that names the wrong key, or worse, a key = value that was never
+ * written (found by fuzz_config). This reader (fgets, as inih's own) notes the first line
+ * that did not fit, so the loader refuses the file naming it. */
+typedef struct line_reader {
+    FILE *f;
+    int line;     /* lines read */
+    int too_long; /* the first line that did not fit, 0 if none */
+    int max;      /* the longest line that fits (inih's buffer less the NUL) */
+} line_reader_t;
+
+static char *read_line(char *str, int num, void *stream) {
+    line_reader_t *r = stream;
+    if (!fgets(str, num, r->f)) return NULL;
+    r->line++;
+    r->max = num - 1;
+    size_t n = strlen(str);
+    if (n == (size_t)(num - 1) && str[n - 1] != '\n') {
+        int ch = fgetc(r->f);
+        if (ch != EOF && ch != '\n') {
+            const char *p = str;
+            while (*p == ' ' || *p == '\t') p++;
+            bool comment = *p == ';' || *p == '#'; /* a long comment is only a comment */
+            if (!comment && !r->too_long) r->too_long = r->line;
+            while (ch != EOF && ch != '\n') ch = fgetc(r->f); /* the rest is not parsed */
+        }
+    }
+    return str;
+}
+
+/* Parses f (borrowed) into c; path names it in errors. */
+static int load_stream(config_t *c, FILE *f, const char *path, char err[CFG_ERR_LEN]) {
+    ini_ctx_t x = {c, path, 0, 0, err};
+    line_reader_t r = {f, 0, 0, 0};
+    int rc = ini_parse_stream(read_line, &r, on_ini_entry, &x);
+    if (r.too_long) {
+        errf(err, "config %s: line %d: longer than %d bytes (the INI reader's limit)", path,
+             r.too_long, r.max);
+        return -EINVAL;
+    }
+    if (x.failed) {
         /* rc is the line of the first handler error: add it to the message */
         if (rc > 0) {
             char tmp[CFG_ERR_LEN];
@@ -676,28 +715,28 @@ static int ini_result(const ini_ctx_t *x, int rc, const char *path, char err[CFG
 }
 
 int config_load_file(config_t *c, const char *path, char err[CFG_ERR_LEN]) {
-    ini_ctx_t x = {c, path, 0, 0, err};
-    int rc = ini_parse(path, on_ini_entry, &x);
-    if (rc == -1) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
         errf(err, "--config %s: cannot open: %s", path, strerror(errno ? errno : ENOENT));
         return -ENOENT;
     }
-    return ini_result(&x, rc, path, err);
+    int rc = load_stream(c, f, path, err);
+    fclose(f);
+    return rc;
 }
 
 int config_load_text(config_t *c, const char *text, size_t len, const char *name,
                      char err[CFG_ERR_LEN]) {
     if (len == 0) return 0; /* an empty file: nothing to apply */
-    /* the same reader as a file's (inih's fgets loop), NUL bytes and all */
+    /* the same reader as a file's, NUL bytes and all */
     FILE *f = fmemopen((void *)text, len, "r");
     if (!f) {
         errf(err, "config %s: out of memory", name);
         return -ENOMEM;
     }
-    ini_ctx_t x = {c, name, 0, 0, err};
-    int rc = ini_parse_file(f, on_ini_entry, &x);
+    int rc = load_stream(c, f, name, err);
     fclose(f);
-    return ini_result(&x, rc, name, err);
+    return rc;
 }
 
 /* ---- environment and flags ----------------------------------------------------------- */

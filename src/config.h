@@ -158,7 +158,8 @@ bool config_key_is_secret(const char *key);
 int config_load(config_t *c, int argc, char **argv, char *const *env, cfg_action_t *action,
                 char err[CFG_ERR_LEN]);
 
-/* Applies one INI file. 0, or -EINVAL / -ENOENT with err filled. */
+/* Applies one INI file. 0, or -EINVAL / -ENOENT with err filled. A line longer than the
+ * INI reader's buffer (199 bytes; comments excepted) is an error naming it. */
 int config_load_file(config_t *c, const char *path, char err[CFG_ERR_LEN]);
 /* The same for an INI text held in memory (len bytes, borrowed; need not end in NUL),
  * named `name` in errors and in the sections it adds (as a file's path is): fuzzing and
