@@ -8,6 +8,9 @@
 #   make bench   build and run the benchmarks under bench/
 #   make fuzz    build the libFuzzer targets with clang and run each (FUZZ_SECONDS, 60;
 #                FUZZ_JOBS at a time, one per core; FUZZ_BUDGET caps the whole run)
+#   make soak    10 minutes of mixed load on a release metricastd (SOAK_SECONDS, 600;
+#                SOAK_SUBSCRIBERS, 1000): RSS and open descriptors sampled every 10 s must
+#                stay flat; report in build/soak/report.md. Not part of CI.
 #   make install     install metricastd, the metricast CLI, libmetricast (shared, static,
 #                    header, metricast.pc), the man pages, unit and example configuration
 #                    under PREFIX (/usr/local) into DESTDIR (empty); make uninstall undoes it
@@ -28,7 +31,7 @@ DESTDIR    ?=
 DEB_BUILD  ?= build-deb
 DIST       ?= dist
 
-.PHONY: all build run test test-release test-asan deps deps-build deps-bench asan bench fuzz clean
+.PHONY: all build run test test-release test-asan deps deps-build deps-bench asan bench fuzz soak clean
 .PHONY: install uninstall deb config-doc
 
 all: build
@@ -70,6 +73,11 @@ bench: deps-bench build
 
 fuzz: deps
 	scripts/fuzz.sh
+
+# Debian's interpreter, as for the integration tests; the script needs only the standard
+# library
+soak: deps-build build
+	METRICASTD=$(CURDIR)/$(BUILD)/metricastd /usr/bin/python3 tests/soak/soak.py
 
 # --- install / packaging --------------------------------------------------------------
 # install reconfigures $(BUILD) with CMAKE_INSTALL_PREFIX=$(PREFIX) (no rebuild of the
