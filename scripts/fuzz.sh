@@ -49,7 +49,7 @@ rm -f "$OUT/gen/version.h.tmp"
 NET_SRCS="fuzz/fuzz_net.c src/http.c src/ws.c src/ws_msg.c src/access.c src/auth.c src/topic.c
     src/event.c src/sources.c src/jsonw.c src/buf.c src/frame.c src/log.c src/clock.c
     src/limit.c src/config.c src/netacl.c src/ingest_json.c src/statsd.c src/metric.c
-    $LLHTTP_SRC_DIR/llhttp.c $LLHTTP_SRC_DIR/api.c $LLHTTP_SRC_DIR/http.c"
+    src/cursor.c $LLHTTP_SRC_DIR/llhttp.c $LLHTTP_SRC_DIR/api.c $LLHTTP_SRC_DIR/http.c"
 NET_LIBS="-luv $JANSSON_LIBS -lwslay -lcrypto -linih -lm"
 
 # target -> the sources it links, and extra libraries
@@ -66,7 +66,7 @@ declare -A SRCS=(
     [fuzz_event]="$NET_SRCS"
     [fuzz_config]="src/config.c src/alert.c src/auth.c src/netacl.c src/log.c src/buf.c
         src/clock.c src/jsonw.c src/series_key.c src/registry.c src/history.c src/sketch.c
-        src/metric.c src/agg.c src/statsd.c"
+        src/metric.c src/agg.c src/statsd.c src/cursor.c"
 )
 declare -A LIBS=(
     [fuzz_statsd]="-lm"
