@@ -10,9 +10,10 @@ drives it for SOAK_SECONDS (default 600) with mixed load, all at once:
                filters, one in ten also to `events`; each reads everything and sends a
                ping every 15 s
   stalled      one subscriber (metrics with every series, events, sources) that never
-               reads, with a 4 KiB receive buffer: the hub must shed it (conflation, then
-               close 1008 after --ws-overload-timeout), not queue for it; once the hub
-               has closed it (ws_overload counted), the next one connects
+               reads, with a 4 KiB receive buffer, and pings every 15 s (so it is not
+               closed as silent): the hub must shed it (conflation, then close 1008 after
+               --ws-overload-timeout), not queue for it; once the hub has closed it
+               (ws_overload or ws_idle_timeout counted), the next one connects
   sources      20 source sessions (/ws?source=) sending samples every second and
                publishing an event every 5 s
   churn        connect / subscribe (varied filters) / read the snapshot / close, ~5 a
@@ -210,14 +211,20 @@ async def subscriber(i, port):
             await asyncio.sleep(1)
 
 
-async def overload_closes(port):
-    """metricast_limit_hits_total{limit="ws_overload"}: subscribers the hub shed."""
+async def shed_count(port):
+    """Subscribers the hub gave up on: metricast_limit_hits_total for ws_overload (its
+    queue stayed overloaded) plus ws_idle_timeout (it stopped answering pings)."""
     try:
         _status, body = await http_request(port, "GET", "/metrics")
     except (OSError, asyncio.TimeoutError):
         return None
-    m = re.search(rb'^metricast_limit_hits_total\{limit="ws_overload"\} (\d+)', body, re.M)
-    return int(m.group(1)) if m else None
+    n = 0
+    for limit in (b"ws_overload", b"ws_idle_timeout"):
+        m = re.search(rb'^metricast_limit_hits_total\{limit="' + limit + rb'"\} (\d+)', body, re.M)
+        if not m:
+            return None
+        n += int(m.group(1))
+    return n
 
 
 async def stalled(port):
@@ -245,16 +252,25 @@ async def stalled(port):
                 if not chunk:
                     break
                 head += chunk
-            before = await overload_closes(port)
+            before = await shed_count(port)
             s.sendall(ws_frame(json.dumps({"type": "subscribe",
                                            "topics": ["metrics", "events", "sources"],
                                            "filter": {"match": "*"}})))
             stats["stalled_opened"] += 1
             opened = time.monotonic()
-            # never reads a byte more; waits for the hub to give up on it
+            # never reads a byte more, but pings every 15 s so the hub does not close it
+            # as silent: it has to shed it for not reading; waits until it has
+            s.setblocking(False)
+            ticks = 0
             while not stop:
                 await sleep_until_stop(5)
-                now = await overload_closes(port)
+                ticks += 1
+                if ticks % 3 == 0:
+                    try:
+                        s.send(ws_frame('{"type":"ping"}'))
+                    except (BlockingIOError, OSError):
+                        pass
+                now = await shed_count(port)
                 if before is not None and now is not None and now > before:
                     stats["stalled_shed"] += 1
                     stats["stalled_shed_after_s"] = round(time.monotonic() - opened)
