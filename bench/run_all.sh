@@ -92,6 +92,9 @@ bench_argv() {
     bench_ws_fanout:events)
         # events: publisher -> hub -> subscribers, and source connect+close; ~35 s
         argv=(--scenario events --target hub --short -- "$daemon" --data "$2") ;;
+    bench_event_publish)
+        # one WebSocket publish's CPU in-process: parse, envelope, seal (~5 s)
+        argv=(--n 200000 --runs "$([[ $full -eq 1 ]] && echo 9 || echo 5)") ;;
     bench_store_aggregate)
         # 100k series x 60 points: three jobs in-process on a fresh store (~30 s per
         # repeat, most of it seeding) and the hub's own cost per second (~5 s); --full adds
@@ -132,7 +135,7 @@ bench_argv() {
     esac
 }
 order=(bench_startup bench_ws_idle bench_statsd_ingest bench_statsd_fold bench_exposition)
-order+=(bench_ws_fanout bench_ws_fanout:events bench_tls_cost)
+order+=(bench_ws_fanout bench_ws_fanout:events bench_event_publish bench_tls_cost)
 order+=(bench_store_aggregate bench_alert_eval bench_host_source)
 order+=(bench_client_statsd bench_bridge_codec)
 
