@@ -28,7 +28,7 @@ static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 /* --flood: a sampler thread records (time, messages sent) every ~2 ms, so the test can see
  * that nothing left during a backpressure pause */
 #define MAX_SAMPLES 200000
-#define MAX_BP 64
+#define MAX_BP 8192 /* a retried flood of 32,000 saw 80 pauses: room for many more */
 static struct {
     double t[MAX_SAMPLES];
     uint64_t sent[MAX_SAMPLES];
