@@ -4,13 +4,14 @@
  * the alert rules (alert_rules_parse: selectors, operators, thresholds, durations,
  * webhooks) and the access policy (auth_build: secrets, scopes, topic globs, origins).
  *
- * Checked: every failure comes with a one-line message; a file that loads dumps
- * (config_dump_ini, what --check-config prints) into a text that loads again and dumps
- * the same, so the printed effective configuration is itself a valid configuration.
+ * Checked: every failure comes with a one-line message; a file the daemon accepts (its
+ * rules and tokens too) dumps (config_dump_ini, what --check-config prints) into a text
+ * that loads again and dumps the same, so the printed effective configuration is itself a valid configuration.
  * ASan/UBSan/LSan do the rest. secret_file paths resolve under a directory that does not
  * exist. Built by scripts/fuzz.sh. */
 #include <assert.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,6 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     }
 
+    bool valid = true; /* what --check-config accepts (and only then prints) */
     alert_ruleset_t rs = {0};
     char aerr[ALERT_ERR_LEN] = "";
     if (alert_rules_parse(&c, &rs, aerr) == 0) {
@@ -56,6 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         alert_ruleset_free(&rs);
     } else {
         one_line(aerr, sizeof aerr);
+        valid = false;
     }
     auth_t *a = NULL;
     char autherr[AUTH_ERR_LEN] = "";
@@ -64,6 +67,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         auth_unref(a);
     } else {
         one_line(autherr, sizeof autherr);
+        valid = false;
+    }
+    if (!valid) { /* a file the daemon refuses has no effective configuration to print */
+        config_free(&c);
+        return 0;
     }
 
     /* --check-config's output is a configuration that means the same */

@@ -209,7 +209,7 @@ int config_parse_seconds(const char *s, double *out) {
     if (strcmp(end, "") == 0 || strcmp(end, "s") == 0)
         mult = 1;
     else if (strcmp(end, "ms") == 0)
-        mult = 0.001;
+        mult = 0; /* divided below: 208 * 0.001 is not the double "0.208" reads as */
     else if (strcmp(end, "m") == 0)
         mult = 60;
     else if (strcmp(end, "h") == 0)
@@ -218,7 +218,7 @@ int config_parse_seconds(const char *s, double *out) {
         mult = 86400;
     else
         return -EINVAL;
-    *out = v * mult;
+    *out = mult == 0 ? v / 1000 : v * mult;
     return 0;
 }
 
@@ -931,10 +931,14 @@ static void mask_webhook(const char *in, char *out, size_t outlen) {
              host[hl] ? "/********" : "");
 }
 
+/* Milliseconds when they are a whole number at the 15 digits printed, so that the text
+ * reads back as a value that prints the same (--check-config's dump is a valid
+ * configuration that dumps to itself; found by fuzz_config). */
 static void fmt_seconds(double v, char *out, size_t outlen) {
-    double ms = v * 1000;
-    if (v > 0 && v < 1 && ms == floor(ms))
-        snprintf(out, outlen, "%.15gms", ms);
+    char ms[40];
+    snprintf(ms, sizeof ms, "%.15g", v * 1000);
+    if (v > 0 && v < 1 && !strpbrk(ms, ".e"))
+        snprintf(out, outlen, "%sms", ms);
     else
         snprintf(out, outlen, "%.15gs", v);
 }

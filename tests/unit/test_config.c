@@ -342,7 +342,10 @@ static void test_dump_loads_again(void **state) {
         assert_int_equal(rc, -EINVAL);
         if (!strstr(err, "no key")) fail_msg("case %zu: error \"%s\"", i, err);
     }
+    /* 0208ms was 208 * 0.001, one ulp off 0.208: dumped as 0.208s, which dumped as 208ms;
+     * 0.20799999999999998s is that same neighbour, written out */
     const char text[] = "[server]\nallowed_origins =\n[store]\ndata_dir =;semi\n"
+                        "[ws]\nping_interval = 0208ms\nidle_timeout = 0.20799999999999998s\n"
                         "[alert.a]\nmetric =;x\nop = >\n";
     config_t c, d;
     char err[CFG_ERR_LEN];
@@ -356,6 +359,7 @@ static void test_dump_loads_again(void **state) {
     if (config_load_text(&d, dump, strlen(dump), "dump.conf", err) != 0)
         fail_msg("the dump does not load: %s\n%s", err, dump);
     assert_string_equal(d.data_dir, ";semi");
+    assert_true(c.ws_ping_interval == 0.208 && d.ws_ping_interval == 0.208);
     assert_string_equal(config_section_get(&d.sections[0], "metric"), ";x");
     char *again = config_dump_ini(&d);
     assert_non_null(again);
