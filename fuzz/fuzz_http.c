@@ -91,17 +91,20 @@ unsigned api_route_methods(const char *path) {
     return HM_GET | HM_HEAD | HM_POST;
 }
 
+/* An answer replays what the client pipelined behind it, inside http_deferred_respond:
+ * that can route (and defer) the next request at once, so each answer leaves the list
+ * before it is sent, and answers deferred meanwhile are sent in turn. */
 static void answer_deferred(int status) {
-    for (int i = 0; i < ndeferred; i++) {
-        http_deferred_t *d = deferred[i];
-        deferred[i] = NULL;
+    while (ndeferred > 0) {
+        http_deferred_t *d = deferred[0];
+        memmove(deferred, deferred + 1, (size_t)(ndeferred - 1) * sizeof *deferred);
+        deferred[--ndeferred] = NULL;
         if (status >= 400)
             http_deferred_respond(d, status, "application/json", NULL,
                                   "{\"error\":\"bad\",\"detail\":\"later\"}\n", 32);
         else
             http_deferred_respond(d, status, "text/plain", NULL, "later\n", 6);
     }
-    ndeferred = 0;
 }
 
 static void check(conn_t *c, const frame_t *f) {
