@@ -12,7 +12,9 @@
 # FUZZ_JOBS targets build and run at a time (default: one per core; a libFuzzer run keeps
 # one core busy). FUZZ_BUDGET=N caps the whole run near N seconds however many targets
 # there are: each then runs N / ceil(targets / jobs) seconds, at most FUZZ_SECONDS and at
-# least FUZZ_MIN_SECONDS (15), so CI stays bounded as targets are added.
+# least FUZZ_MIN_SECONDS (15), so CI stays bounded as targets are added. The FUZZ_FULL
+# targets (default: fuzz_statsd fuzz_ingest_json) are outside the budget: always
+# FUZZ_SECONDS each, run first.
 #
 # Exit status: 0 when every target ran clean, 1 when any crashed (or failed to build),
 # 2 when clang is missing. Crash inputs and full logs: build-fuzz/run/<target>/.
@@ -99,8 +101,18 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 JOBS=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
 [ "$JOBS" -ge 1 ] 2>/dev/null || JOBS=1
-if [ -n "${FUZZ_BUDGET:-}" ]; then
-    rounds=$(( (${#targets[@]} + JOBS - 1) / JOBS ))
+# FUZZ_FULL targets always get FUZZ_SECONDS whatever the budget (the StatsD parser and the
+# ingest JSON: CI fuzzes those two at least 60 s each); they run first, side by side, and
+# FUZZ_BUDGET is shared by the others.
+FULL=" ${FUZZ_FULL-fuzz_statsd fuzz_ingest_json} "
+full=() rest=()
+for t in "${targets[@]}"; do
+    if [[ $FULL == *" $t "* ]]; then full+=("$t"); else rest+=("$t"); fi
+done
+targets=("${full[@]}" "${rest[@]}")
+FULL_SECONDS=$SECONDS_PER_TARGET
+if [ -n "${FUZZ_BUDGET:-}" ] && [ ${#rest[@]} -gt 0 ]; then
+    rounds=$(( (${#rest[@]} + JOBS - 1) / JOBS ))
     per=$(( FUZZ_BUDGET / rounds ))
     min=${FUZZ_MIN_SECONDS:-15}
     [ "$per" -ge "$min" ] || per=$min
@@ -111,7 +123,8 @@ fi
 # One target: build, fuzz, and leave its summary line in $OUT/run/<t>.summary and its
 # verdict (0 clean, 1 crashed or did not build) in $OUT/run/<t>.status.
 fuzz_one() {
-    local t=$1 s missing="" run rc status execs eps rss cov corp artifact
+    local t=$1 s missing="" run rc status execs eps rss cov corp artifact secs=$SECONDS_PER_TARGET
+    [[ $FULL == *" $t "* ]] && secs=$FULL_SECONDS
     run=$OUT/run/$t
     rm -rf "$run" "$run.summary" "$run.status"
     for s in fuzz/$t.c ${SRCS[$t]}; do [ -f "$s" ] || missing+=" $s"; done
@@ -133,11 +146,11 @@ fuzz_one() {
 
     mkdir -p "$run/corpus"
     if [ -d "fuzz/corpus/$t" ]; then cp -R "fuzz/corpus/$t/." "$run/corpus/"; fi
-    echo "== $t: fuzz ${SECONDS_PER_TARGET}s (log: $run/log.txt)" >&2
+    echo "== $t: fuzz ${secs}s (log: $run/log.txt)" >&2
     rc=0
     local dict=()
     [ -f "fuzz/$t.dict" ] && dict=(-dict="fuzz/$t.dict")
-    "$OUT/$t" -max_total_time="$SECONDS_PER_TARGET" -max_len=4096 -timeout=10 \
+    "$OUT/$t" -max_total_time="$secs" -max_len=4096 -timeout=10 \
         -print_final_stats=1 -artifact_prefix="$run/" "${dict[@]}" "$run/corpus" \
         >"$run/log.txt" 2>&1 || rc=$?
 
@@ -159,8 +172,8 @@ fuzz_one() {
         grep -m1 -A12 -E 'Assertion .* failed|runtime error:|==[0-9]+== ?ERROR|deadly signal' \
             "$run/log.txt" >&2 || tail -n 20 "$run/log.txt" >&2
     fi
-    printf '%-18s %-8s execs=%s exec/s=%s cov=%s corpus=%s rss=%sMB\n' "$t" "$status" \
-        "${execs:-?}" "${eps:-?}" "${cov:-?}" "$corp" "${rss:-?}" >"$run.summary"
+    printf '%-18s %-8s %ss execs=%s exec/s=%s cov=%s corpus=%s rss=%sMB\n' "$t" "$status" \
+        "$secs" "${execs:-?}" "${eps:-?}" "${cov:-?}" "$corp" "${rss:-?}" >"$run.summary"
 }
 
 pids=()
@@ -172,7 +185,7 @@ done
 for p in "${pids[@]}"; do wait "$p" || true; done
 
 failed=0
-echo "== fuzz summary (${SECONDS_PER_TARGET}s per target, $JOBS at a time)"
+echo "== fuzz summary (${FULL_SECONDS}s for ${full[*]:-none}, ${SECONDS_PER_TARGET}s for the others, $JOBS at a time)"
 for t in "${targets[@]}"; do
     if [ -f "$OUT/run/$t.summary" ]; then
         cat "$OUT/run/$t.summary"
