@@ -459,6 +459,17 @@ static void h_events_post(http_req_t *r) {
     job_submit(r, j);
 }
 
+/* One event of GET /api/v1/events, as the WebSocket frames it: {type, seq, cursor?, data}. */
+static void write_event_item(jsonw_t *w, const event_t *e) {
+    jsonw_obj_open(w);
+    jsonw_kv_str(w, "type", "event");
+    jsonw_kv_uint(w, "seq", e->seq);
+    if (e->cursor) jsonw_kv_str(w, "cursor", e->cursor);
+    jsonw_key(w, "data");
+    jsonw_raw(w, e->envelope, e->envelope_len);
+    jsonw_obj_close(w);
+}
+
 /* GET /api/v1/events?since=SEQ&type=pattern&limit=N: oldest first, as WebSocket sends them */
 /* ?cursor=A:1,B:2 (a cluster's resume position, cursor.h): the retained events it does not
  * cover, and next_cursor to ask again with */
@@ -482,13 +493,7 @@ static int hub_events_cursor(hub_t *hub, api_job_t *j) {
         /* the client has seen everything up to here once it has this one */
         cursor_set(next, e->origin[0] ? e->origin : hub->hub_id, e->origin[0] ? e->oseq : e->seq);
         if (j->match[0] && fnmatch(j->match, e->type, 0) != 0) continue;
-        jsonw_obj_open(&w);
-        jsonw_kv_str(&w, "type", "event");
-        jsonw_kv_uint(&w, "seq", e->seq);
-        if (e->cursor) jsonw_kv_str(&w, "cursor", e->cursor);
-        jsonw_key(&w, "data");
-        jsonw_raw(&w, e->envelope, e->envelope_len);
-        jsonw_obj_close(&w);
+        write_event_item(&w, e);
         n++;
     }
     jsonw_arr_close(&w);
@@ -531,13 +536,7 @@ static int hub_events_get(hub_t *hub, api_job_t *j) {
         event_t *e = elog_get(&hub->events, q);
         last = q;
         if (!e || (j->match[0] && fnmatch(j->match, e->type, 0) != 0)) continue;
-        jsonw_obj_open(&w);
-        jsonw_kv_str(&w, "type", "event");
-        jsonw_kv_uint(&w, "seq", e->seq);
-        if (e->cursor) jsonw_kv_str(&w, "cursor", e->cursor);
-        jsonw_key(&w, "data");
-        jsonw_raw(&w, e->envelope, e->envelope_len);
-        jsonw_obj_close(&w);
+        write_event_item(&w, e);
         n++;
     }
     jsonw_arr_close(&w);
