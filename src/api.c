@@ -459,6 +459,20 @@ static void h_events_post(http_req_t *r) {
     job_submit(r, j);
 }
 
+/* Closes an events answer's object and makes it the job's 200 (or a 503 when the writer ran
+ * out of memory). */
+static int finish_events_json(api_job_t *j, jsonw_t *w) {
+    jsonw_obj_close(w);
+    buf_putc(&j->body, '\n');
+    if (jsonw_error(w)) {
+        job_error(j, 503, "out_of_memory", "rendering events");
+        return HUB_CALL_DONE;
+    }
+    j->status = 200;
+    j->ctype = "application/json";
+    return HUB_CALL_DONE;
+}
+
 /* One event of GET /api/v1/events, as the WebSocket frames it: {type, seq, cursor?, data}. */
 static void write_event_item(jsonw_t *w, const event_t *e) {
     jsonw_obj_open(w);
@@ -505,15 +519,7 @@ static int hub_events_cursor(hub_t *hub, api_job_t *j) {
     jsonw_kv_uint(&w, "oldest_seq", oldest);
     jsonw_kv_uint(&w, "latest_seq", latest);
     jsonw_kv_bool(&w, "resync", hub_cursor_too_old(hub, j->cursor));
-    jsonw_obj_close(&w);
-    buf_putc(&j->body, '\n');
-    if (jsonw_error(&w)) {
-        job_error(j, 503, "out_of_memory", "rendering events");
-        return HUB_CALL_DONE;
-    }
-    j->status = 200;
-    j->ctype = "application/json";
-    return HUB_CALL_DONE;
+    return finish_events_json(j, &w);
 }
 
 static int hub_events_get(hub_t *hub, api_job_t *j) {
@@ -545,15 +551,7 @@ static int hub_events_get(hub_t *hub, api_job_t *j) {
     jsonw_kv_uint(&w, "oldest_seq", oldest);
     jsonw_kv_uint(&w, "latest_seq", latest);
     jsonw_kv_bool(&w, "resync", resync);
-    jsonw_obj_close(&w);
-    buf_putc(&j->body, '\n');
-    if (jsonw_error(&w)) {
-        job_error(j, 503, "out_of_memory", "rendering events");
-        return HUB_CALL_DONE;
-    }
-    j->status = 200;
-    j->ctype = "application/json";
-    return HUB_CALL_DONE;
+    return finish_events_json(j, &w);
 }
 
 static void h_events_get(http_req_t *r) {
