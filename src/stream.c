@@ -13,9 +13,11 @@
 #include "worker.h"
 #include "ws.h"
 
-/* Change pushes: at most one per this many milliseconds (the contract says one per
- * second per subscription). */
-#define CHANGE_INTERVAL_MS 1000
+/* Change pushes: at most one per this long (the contract says one per second per
+ * subscription). */
+#define CHANGE_INTERVAL_NS 1000000000ull
+/* A tick due this little after a change push would be is as good as the change push. */
+#define TICK_SLACK_NS 2000000ull
 
 void stream_bcast_unref(stream_bcast_t *b) {
     if (!b || atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1) return;
@@ -160,21 +162,38 @@ static void on_tick(uv_timer_t *t) {
     stream_t *s = t->data;
     hub_on_tick(s->hub); /* alert rules see the registry this push shows */
     push(s, true);
+    s->last_push_ns = uv_hrtime();
+    /* the tick carried every change so far: a change push armed for them has nothing
+     * left to say, and the next change schedules from this push */
+    if (s->change_armed) {
+        uv_timer_stop(&s->change);
+        s->change_armed = false;
+    }
     arm_tick(s);
 }
 
 static void on_change(uv_timer_t *t) {
     stream_t *s = t->data;
     s->change_armed = false;
-    s->last_change_ms = uv_now(t->loop);
+    s->last_push_ns = uv_hrtime();
     push(s, false);
 }
 
+/* A change goes out at once after a quiet interval, else one interval after the last
+ * push (trailing edge: the burst's last value is in the push that ends it). Ticks count
+ * as pushes: when the next tick is due no later than the change push would be, the tick
+ * carries the change and no change push is armed. At the default --tick 1 that is every
+ * change, so each subscriber gets one update a second instead of a tick plus a change
+ * push at an unrelated phase (half the frames, writes and bytes for the same data). */
 void stream_changed(stream_t *s) {
     if (s->change_armed || s->ngroups == 0) return;
-    uint64_t now = uv_now(s->change.loop);
-    uint64_t next = s->last_change_ms + CHANGE_INTERVAL_MS;
-    uv_timer_start(&s->change, on_change, next > now && s->last_change_ms ? next - now : 0, 0);
+    uint64_t now = uv_hrtime();
+    uint64_t due = now;
+    if (s->last_push_ns && s->last_push_ns + CHANGE_INTERVAL_NS > now)
+        due = s->last_push_ns + CHANGE_INTERVAL_NS;
+    if (s->tick_next_ns <= due + TICK_SLACK_NS) return;
+    uint64_t delay_ms = (due - now + 999999) / 1000000;
+    uv_timer_start(&s->change, on_change, delay_ms, 0);
     s->change_armed = true;
 }
 

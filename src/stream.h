@@ -63,7 +63,7 @@ typedef struct stream {
     uint64_t tick_next_ns; /* uv_hrtime() the next tick is due */
     uv_timer_t change;
     bool change_armed;
-    uint64_t last_change_ms; /* loop time of the last change push */
+    uint64_t last_push_ns; /* uv_hrtime() of the last push, tick or change (0: none yet) */
     uint64_t seq;            /* metrics:update sequence */
     double tick_s;
     uint64_t pushes, frames;
