@@ -1,9 +1,11 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "http.h"
@@ -61,17 +63,31 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
 
 static void free_unaccepted(uv_handle_t *h) { free(h); }
 
-int conn_accept(worker_t *w, uv_stream_t *server) {
+/* A new connection of w, its handle initialised (not yet holding a socket); NULL with
+ * *rc set on failure. */
+static conn_t *conn_new(worker_t *w, int *rc) {
     conn_t *c = calloc(1, sizeof *c);
-    if (!c) return UV_ENOMEM;
-    int rc = uv_tcp_init(&w->loop, &c->tcp);
-    if (rc) {
+    if (!c) {
+        *rc = UV_ENOMEM;
+        return NULL;
+    }
+    *rc = uv_tcp_init(&w->loop, &c->tcp);
+    if (*rc) {
         free(c);
-        return rc;
+        return NULL;
     }
     c->w = w;
     c->id = ++w->next_conn_id;
     c->evslot = -1;
+    return c;
+}
+
+static int conn_setup(worker_t *w, conn_t *c);
+
+int conn_accept(worker_t *w, uv_stream_t *server) {
+    int rc;
+    conn_t *c = conn_new(w, &rc);
+    if (!c) return rc;
     rc = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (rc) {
         /* another worker won the race for this connection: normal with a shared socket */
@@ -79,6 +95,51 @@ int conn_accept(worker_t *w, uv_stream_t *server) {
         uv_close((uv_handle_t *)&c->tcp, free_unaccepted);
         return rc;
     }
+    return conn_setup(w, c);
+}
+
+int conn_adopt(worker_t *w, int fd) {
+    int rc;
+    conn_t *c = conn_new(w, &rc);
+    if (!c) {
+        close(fd);
+        return rc;
+    }
+    rc = uv_tcp_open(&c->tcp, fd);
+    if (rc) {
+        close(fd);
+        c->closing = true;
+        uv_close((uv_handle_t *)&c->tcp, free_unaccepted);
+        return rc;
+    }
+    return conn_setup(w, c);
+}
+
+int conn_take_pending(worker_t *w, uv_stream_t *server, int *fd) {
+    uv_tcp_t *t = malloc(sizeof *t);
+    if (!t) return UV_ENOMEM;
+    int rc = uv_tcp_init(&w->loop, t);
+    if (rc) {
+        free(t);
+        return rc;
+    }
+    uv_os_fd_t ofd = -1;
+    rc = uv_accept(server, (uv_stream_t *)t);
+    if (!rc) rc = uv_fileno((uv_handle_t *)t, &ofd);
+    if (!rc) {
+        /* the copy keeps the socket open once the handle closes the original; O_NONBLOCK
+         * is the open file's and comes along, close-on-exec is the descriptor's */
+        *fd = fcntl(ofd, F_DUPFD_CLOEXEC, 0);
+        if (*fd < 0) rc = uv_translate_sys_error(errno);
+    }
+    uv_close((uv_handle_t *)t, free_unaccepted);
+    return rc;
+}
+
+/* The part of accepting after the socket is in c->tcp: peer address, TLS, HTTP state,
+ * limits, reading. */
+static int conn_setup(worker_t *w, conn_t *c) {
+    int rc;
     uv_tcp_nodelay(&c->tcp, 1);
     struct sockaddr_storage ss;
     int len = sizeof ss;

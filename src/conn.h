@@ -84,6 +84,13 @@ typedef struct conn {
 
 /* Accepts one pending connection on server (a listener of w). 0 or a negative UV error. */
 int conn_accept(struct worker *w, uv_stream_t *server);
+/* Takes one pending connection off server (a listener of w) without serving it: *fd
+ * gets a descriptor of its socket that the caller owns (for conn_adopt on another
+ * worker). 0 or a negative UV error (UV_EAGAIN: another worker won the race). */
+int conn_take_pending(struct worker *w, uv_stream_t *server, int *fd);
+/* Serves the connected socket fd on w (w's thread), as conn_accept would have. Takes fd:
+ * it is closed on failure. 0 or a negative UV error. */
+int conn_adopt(struct worker *w, int fd);
 
 /* Queues f for sending. Takes over one reference to f (the caller frame_ref()s first if
  * it keeps using it). -ENOMEM or -EPIPE (closing) drop the reference. */

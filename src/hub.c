@@ -648,6 +648,8 @@ void hub_self_snapshot(hub_t *hub, hub_self_t *o) {
         double fill = (double)atomic_load(&w->stats.ws_worst_fill_ppm) / 1e6;
         if (fill > o->ws_fill_ratio) o->ws_fill_ratio = fill;
         double l = loop_lag_seconds(&w->lag, now);
+        o->loop_conns[o->nloops] = atomic_load(&w->stats.connections);
+        o->handed_over += atomic_load(&w->stats.handed_over_total);
         o->loop_lag_s[o->nloops++] = l;
         if (l > o->loop_lag_max_s) o->loop_lag_max_s = l;
     }

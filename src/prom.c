@@ -237,6 +237,16 @@ static void self_metrics(buf_t *b, const hub_self_t *s) {
         buf_putc(b, '\n');
     }
 
+    family_header(b, "metricast_loop_connections", "",
+                  "Open connections each worker loop serves (kept within two of each other).",
+                  "gauge");
+    for (int i = 1; i < s->nloops; i++)
+        buf_printf(b, "metricast_loop_connections{loop=\"worker%d\"} %llu\n", i - 1,
+                   (unsigned long long)s->loop_conns[i]);
+    COUNTER("metricast_connections_handed_over_total",
+            "Connections accepted by one worker and served by a less loaded one.",
+            s->handed_over);
+
     COUNTER("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
             s->proc.cpu_seconds);
     GAUGE("process_resident_memory_bytes", "Resident memory size in bytes.", s->proc.rss_bytes);

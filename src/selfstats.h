@@ -41,6 +41,8 @@ typedef struct hub_self {
     uint64_t http_requests, http_errors;
     int nloops;
     double loop_lag_s[SELF_MAX_LOOPS]; /* [0] the hub, then workers */
+    uint64_t loop_conns[SELF_MAX_LOOPS]; /* open connections per loop, [0] (hub) 0 */
+    uint64_t handed_over;                /* connections one worker accepted for another */
     double loop_lag_max_s;
     procstat_t proc;
     double cpu_percent; /* over the last second; 100 = one core */

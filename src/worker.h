@@ -40,6 +40,7 @@ double loop_lag_seconds(loop_lag_t *l, uint64_t now_ns);
 
 typedef struct worker_stats {
     _Atomic uint64_t connections;    /* open now */
+    _Atomic uint64_t handed_over_total; /* accepted here, served by a less loaded worker */
     _Atomic uint64_t ws_connections; /* open now */
     _Atomic uint64_t accepted_total;
     _Atomic uint64_t http_requests_total;
@@ -81,6 +82,7 @@ typedef struct worker {
     bool stopping;
     bool listening;
     worker_stats_t stats;
+    _Atomic uint64_t incoming; /* connections handed to this worker, not yet adopted */
     wgroup_t **groups; /* live-metrics groups with members here */
     uint32_t ngroups, gcap;
     struct conn **evsubs; /* connections subscribed to any event topic */

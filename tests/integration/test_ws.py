@@ -14,8 +14,8 @@ import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,  # noqa: E402
-                     HubTestCase, RawWS, close_payload, main, parse_close, read_http_response, t,
-                     ws_accept, ws_encode_frame)
+                     HubTestCase, RawWS, close_payload, main, parse_close, prom_get,
+                     read_http_response, t, ws_accept, ws_encode_frame)
 
 
 def arun(coro, timeout=20.0):
@@ -271,6 +271,34 @@ class TestWsLimits(HubTestCase):
             f = ws.wait_close(10)
             self.assertIsNotNone(f, "no close frame after 30 malformed messages")
             self.assertEqual(f.close_code, 1008, f)
+
+
+class TestWorkerBalance(HubTestCase):
+    def test_burst_of_connections_spread_over_workers(self):
+        # every worker waits on one listening socket and the first awake would accept the
+        # whole queue: 90 connects queued at once must still end up 30 per worker (within
+        # two), each a working WebSocket
+        h = self.hub(["--threads", "3"])
+        N = 90
+        socks = [RawWS(h.port, handshake=False) for _ in range(N)]  # connected, queued
+        try:
+            for ws in socks:
+                ws.response = ws.handshake(t(10))
+                self.assertEqual(ws.response.status, 101, ws.response)
+            for ws in socks:
+                ws.send_json({"type": "ping"})
+            for ws in socks:
+                self.assertEqual(ws.recv_json(t(10)).get("type"), "pong")
+            m = h.prom()
+            per = [prom_get(m, "metricast_loop_connections", loop="worker%d" % i)
+                   for i in range(3)]
+            self.assertNotIn(None, per, per)
+            self.assertEqual(sum(per), N + 1, per)  # + the /metrics request itself
+            self.assertLessEqual(max(per) - min(per), 3, per)
+            self.assertIsNotNone(prom_get(m, "metricast_connections_handed_over_total"))
+        finally:
+            for ws in socks:
+                ws.close()
 
 
 class TestWsKeepalive(HubTestCase):
