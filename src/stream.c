@@ -16,8 +16,9 @@
 /* Change pushes: at most one per this long (the contract says one per second per
  * subscription). */
 #define CHANGE_INTERVAL_NS 1000000000ull
-/* A tick due this little after a change push would be is as good as the change push. */
-#define TICK_SLACK_NS 2000000ull
+/* A tick due this little after a change push would be is as good as the change push
+ * (and covers a tick that fires up to a millisecond early: libuv counts whole ms). */
+#define TICK_SLACK_NS 5000000ull
 
 void stream_bcast_unref(stream_bcast_t *b) {
     if (!b || atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1) return;
@@ -150,6 +151,9 @@ static void push(stream_t *s, bool tick) {
 static void on_tick(uv_timer_t *t);
 
 static void arm_tick(stream_t *s) {
+    /* the timer counts from the loop's cached time, which lags the clock by however long
+     * this pass has run: refresh it, or the tick fires that much early */
+    uv_update_time(s->tick.loop);
     uint64_t now = uv_hrtime();
     uint64_t tick_ns = (uint64_t)(s->tick_s * 1e9);
     s->tick_next_ns += tick_ns;
