@@ -378,6 +378,7 @@ static void on_close(uv_handle_t *h) {
      * connection's removal frees when the worker is stopping */
     http_detach(c);
     ws_detach(c);
+    worker_flush_forget(c->w, c);
     worker__remove_conn(c->w, c);
     for (uint32_t i = 0; i < c->qlen; i++) frame_unref(c->q[(c->qhead + i) & (c->qcap - 1)]);
     free(c->q);

@@ -94,7 +94,8 @@ typedef struct worker {
     uv_timer_t src_timer; /* 100 ms hand-over, 1 s session metrics */
     uint64_t src_ticks;
     uv_check_t flush_check;   /* after each poll: write what the pass queued */
-    struct conn **flushq;     /* connections with frames queued in this pass */
+    uv_idle_t flush_idle;     /* active while a sliced flush has connections left */
+    struct conn **flushq;     /* connections with frames queued, in order */
     uint32_t nflush, flush_cap;
     struct auth *auth;        /* the access policy in force here; one reference */
     uint64_t limit_log_ms[32]; /* last "limit hit" log line per limit (rate-limited) */
@@ -130,6 +131,9 @@ void worker_group_remove(worker_t *w, struct conn *c);
 /* Worker thread: write c's queue at the end of this loop pass (after every inbox task and
  * read of the pass), so frames queued for it meanwhile share one writev. */
 void worker_flush_later(worker_t *w, struct conn *c);
+/* Worker thread: c is closing; takes it off the flush queue (which a sliced flush may
+ * carry past the loop pass that frees c). */
+void worker_flush_forget(worker_t *w, struct conn *c);
 
 /* Any thread: puts policy a in force on this worker (takes the reference); the worker
  * re-checks its WebSocket connections and drops its old policy. 0, or -ESHUTDOWN (the
