@@ -379,10 +379,12 @@ class LiveHost(HubTestCase):
                 c = socket.create_connection(listeners[i].getsockname())
                 a, _ = listeners[i].accept()
                 pairs += [c, a]
-            self.next_collection(2)
-            p = self.scrape()
-            est = one(p, "node_tcp_connection_states", state="established")
-            self.assertGreaterEqual(est, 6)
+            # a walk of the socket table that costs more than its budget (a sanitizer build
+            # beside tests holding hundreds of sockets) spaces the next walks out by up to
+            # 30 s: wait for one that saw these sockets
+            p = wait_for(lambda: (lambda q: q if one(q, "node_tcp_connection_states",
+                                                     state="established") >= 6 else None)(
+                self.scrape()), timeout=35, interval=0.5, desc="6 established sockets counted")
             self.assertGreaterEqual(one(p, "node_tcp_connection_states", state="listen"), 5)
             self.assertGreaterEqual(one(p, "node_netstat_Tcp_CurrEstab"), 6)
             states = host_samples(p, "node_tcp_connection_states")
