@@ -382,10 +382,13 @@ class LiveHost(HubTestCase):
             # a walk of the socket table that costs more than its budget (a sanitizer build
             # beside tests holding hundreds of sockets) spaces the next walks out by up to
             # 30 s: wait for one that saw these sockets
-            p = wait_for(lambda: (lambda q: q if one(q, "node_tcp_connection_states",
-                                                     state="established") >= 6 else None)(
-                self.scrape()), timeout=35, interval=0.5, desc="6 established sockets counted")
-            self.assertGreaterEqual(one(p, "node_tcp_connection_states", state="listen"), 5)
+            def counted():
+                q = self.scrape()
+                ok = (one(q, "node_tcp_connection_states", state="established") >= 6 and
+                      one(q, "node_tcp_connection_states", state="listen") >= 5)
+                return q if ok else None
+            p = wait_for(counted, timeout=35, interval=0.5,
+                         desc="6 established and 5 listening sockets counted")
             self.assertGreaterEqual(one(p, "node_netstat_Tcp_CurrEstab"), 6)
             states = host_samples(p, "node_tcp_connection_states")
             self.assertEqual({dict(k)["state"] for k in states},
