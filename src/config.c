@@ -52,6 +52,9 @@ static const cfg_opt_t options[] = {
     /* 64: far above any core count this daemon is sized for; each loop costs a thread */
     {"server", "threads", "threads", "N", CFG_T_INT, OFF(threads), "0", 0, 64,
      "I/O loop threads, each owning a shard of the connections (0: one per core)"},
+    {"server", "pin_threads", "pin-threads", "on|off", CFG_T_BOOL, OFF(pin_threads), "on", 0, 0,
+     "bind each I/O loop thread to its own CPU among those the process may run on "
+     "(round-robin when there are more threads than CPUs; nothing with one CPU)"},
     {"log", "level", "log-level", "LEVEL", CFG_T_LOG_LEVEL, OFF(log_level), "info", 0, 0,
      "least severe level logged: debug, info, warn, error"},
     {"http", "max_header_bytes", "http-max-header-bytes", "BYTES", CFG_T_SIZE,

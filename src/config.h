@@ -54,6 +54,7 @@ typedef struct config {
     double nats_hub_timeout;  /* a hub silent this long is gone: its sources go offline */
     size_t nats_reconnect_buffer; /* bytes published while NATS is away, kept to resend */
     int threads; /* I/O loop threads; 0 = one per core */
+    bool pin_threads; /* bind each I/O loop thread to one allowed CPU */
     int log_level;
     size_t http_max_header_bytes;
     size_t http_max_body_bytes;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -850,6 +851,18 @@ static int64_t default_max_connections(void) {
                                         : (int64_t)rl.rlim_cur / 2;
 }
 
+/* The CPUs this process may run on (its affinity mask: taskset, a cgroup cpuset), one
+ * per worker in turn; none when there is only one. */
+static void assign_cpus(hub_t *hub) {
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
+    int cpus[CPU_SETSIZE], n = 0;
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &allowed)) cpus[n++] = c;
+    if (n < 2) return;
+    for (int i = 0; i < hub->nworkers; i++) hub->workers[i].cpu = cpus[i % n];
+}
+
 int hub_open(hub_t *hub, const config_t *cfg, char err[HUB_ERR_LEN]) {
     memset(hub, 0, sizeof *hub);
     hub->cfg = cfg;
@@ -1027,6 +1040,7 @@ int hub_open(hub_t *hub, const config_t *cfg, char err[HUB_ERR_LEN]) {
         }
         hub->workers[i].auth = auth_ref(hub->auth);
     }
+    if (cfg->pin_threads) assign_cpus(hub);
     return 0;
 fail_uv:
     snprintf(err, HUB_ERR_LEN, "start-up failed: %s", uv_strerror(rc));

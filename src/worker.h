@@ -64,6 +64,7 @@ typedef struct wgroup {
 
 typedef struct worker {
     int id;
+    int cpu;                         /* the CPU its thread binds itself to; -1: none */
     struct hub *hub;                 /* borrowed; outlives the worker */
     const struct config *cfg;        /* borrowed; immutable while running */
     uv_loop_t loop;

@@ -301,6 +301,39 @@ class TestWorkerBalance(HubTestCase):
                 ws.close()
 
 
+    @staticmethod
+    def loop_threads(h):
+        """{thread name: allowed CPUs} of the hub's I/O loop threads (mc-io<N>)."""
+        out = {}
+        task = "/proc/%d/task" % h.proc.pid
+        for tid in os.listdir(task):
+            try:
+                with open("%s/%s/comm" % (task, tid)) as f:
+                    name = f.read().strip()
+                with open("%s/%s/status" % (task, tid)) as f:
+                    line = [x for x in f if x.startswith("Cpus_allowed_list:")][0]
+            except OSError:
+                continue
+            if name.startswith("mc-io"):
+                out[name] = line.split(":", 1)[1].strip()
+        return out
+
+    def test_loop_threads_bound_to_their_own_cpus(self):
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            self.skipTest("one CPU: nothing to bind to")
+        h = self.hub(["--threads", str(len(cpus))])
+        threads = self.loop_threads(h)
+        self.assertEqual(sorted(threads), ["mc-io%d" % i for i in range(len(cpus))], threads)
+        self.assertEqual(sorted(int(v) for v in threads.values()), cpus, threads)
+        # off: every loop may run anywhere the process may
+        h2 = self.hub(["--threads", "2", "--pin-threads", "off"])
+        free = self.loop_threads(h2)
+        self.assertEqual(len(free), 2, free)
+        self.assertEqual(len(set(free.values())), 1, free)
+        self.assertNotIn(free["mc-io0"], [str(c) for c in cpus], free)
+
+
 class TestWsKeepalive(HubTestCase):
     def test_server_sends_pings(self):
         h = self.hub(["--ws-ping-interval", "1s", "--ws-idle-timeout", "30s"])
