@@ -196,6 +196,7 @@ void stream_changed(stream_t *s) {
     if (s->last_push_ns && s->last_push_ns + CHANGE_INTERVAL_NS > now)
         due = s->last_push_ns + CHANGE_INTERVAL_NS;
     if (s->tick_next_ns <= due + TICK_SLACK_NS) return;
+    uv_update_time(s->change.loop); /* as in arm_tick: never early against last_push_ns */
     uint64_t delay_ms = (due - now + 999999) / 1000000;
     uv_timer_start(&s->change, on_change, delay_ms, 0);
     s->change_armed = true;
