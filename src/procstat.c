@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,13 +30,22 @@ int procstat_read(procstat_t *p) {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) p->max_fds = (uint64_t)rl.rlim_cur;
 
-    DIR *d = opendir("/proc/self/fd");
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)))
-            if (e->d_name[0] != '.') p->open_fds++;
-        closedir(d);
-        if (p->open_fds) p->open_fds--; /* the descriptor of the listing itself */
+    /* Linux 6.2+ gives the count as the directory's size, from the descriptor bitmap;
+     * listing it instead instantiates an entry per descriptor, which at 10,000
+     * connections was 5 % of the hub's samples (this runs every second). Older kernels
+     * say 0 there: then list. */
+    struct stat st;
+    if (stat("/proc/self/fd", &st) == 0 && st.st_size > 0) {
+        p->open_fds = (uint64_t)st.st_size;
+    } else {
+        DIR *d = opendir("/proc/self/fd");
+        if (d) {
+            struct dirent *e;
+            while ((e = readdir(d)))
+                if (e->d_name[0] != '.') p->open_fds++;
+            closedir(d);
+            if (p->open_fds) p->open_fds--; /* the descriptor of the listing itself */
+        }
     }
 
     FILE *f = fopen("/proc/self/stat", "re");
